@@ -1,0 +1,3 @@
+from focalbench.cli import app
+
+app(prog_name="focalbench")
