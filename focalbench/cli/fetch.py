@@ -7,3 +7,9 @@ from focalbench.cli._common import command, not_built
 def fetch() -> None:
     """Not built yet."""
     not_built("fetch")
+
+
+@command()
+def datasets() -> None:
+    """Not built yet."""
+    not_built("datasets")
