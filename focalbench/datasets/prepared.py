@@ -1,0 +1,321 @@
+"""The prepared dataset on disk, and :func:`load`.
+
+A prepared dataset is a folder ``<data_root>/<name>/`` written once by ``fetch``:
+
+============== ==================================================================================
+``meta.json``   ids (sorted), official partition, native sizes, foreground %, source sha256s,
+                preparation parameters, package version. Written last: no ``meta.json``, no dataset.
+``index.npz``   int64 arrays: byte ``offset``/``length`` of each record in the ``.bin`` files,
+                native ``height``/``width``.
+``images.bin``  the original encoded image files (TIFF/PNG/JPEG as published, never re-encoded),
+                concatenated: lossless, and no larger than the source (ISIC is ~11 GB of JPEG).
+``masks.bin``   binary masks (0/1) as 8-bit PNGs, after thresholding / merging.
+``fov.bin``     field-of-view masks as PNGs (DRIVE only).
+``cache/``      ``<H>x<W>.npz`` (or ``native.npz``): images (N,C,H,W), masks (N,H,W), fov —
+                the arrays :func:`load` returns, decoded and resized once per size, then read in one
+                ``numpy.load``.
+============== ==================================================================================
+
+Resizing: images with ``INTER_AREA`` when shrinking (anti-aliased, like paper 002's "anti-aliasing
+down-sampling"), bilinear when enlarging; masks and FOV with nearest neighbour so they stay {0, 1}.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from focalbench.datasets.catalog import get_spec
+from focalbench.datasets.splits import split_indices
+from focalbench.errors import FocalbenchError
+from focalbench.store import atomic_open, atomic_write_json, read_json
+
+Image.MAX_IMAGE_PIXELS = None  # ISIC originals reach 6,000 x 4,000 pixels; they are trusted inputs
+
+FORMAT_VERSION = 1
+
+
+def data_root(explicit: str | os.PathLike | None = None) -> Path:
+    """The folder of prepared datasets: ``explicit``, else ``$FOCALBENCH_DATA``, else ``./data``."""
+    if explicit is not None:
+        return Path(explicit)
+    return Path(os.environ.get("FOCALBENCH_DATA", "data"))
+
+
+@dataclass
+class PreparedData:
+    """A dataset in memory: ``images`` uint8 (N, C, H, W), ``masks`` uint8 (N, H, W) in {0, 1},
+    ``fov`` uint8 (N, H, W) or ``None``, ``ids`` in storage order, ``meta`` from ``meta.json``
+    (plus ``size``, the (H, W) of these arrays)."""
+
+    name: str
+    images: np.ndarray
+    masks: np.ndarray
+    fov: np.ndarray | None
+    ids: list[str]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+class UnreadableImage(Exception):
+    """Raised by the decoders; the converter turns it into a one-line user error naming the file."""
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """16-bit / float images (lung CT slices) are min-max scaled per image to 0..255."""
+    if arr.dtype == np.uint8:
+        return arr
+    arr = arr.astype(np.float64)
+    lo, hi = float(arr.min()), float(arr.max())
+    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    return np.round((arr - lo) * scale).astype(np.uint8)
+
+
+def _open(data: bytes) -> Image.Image:
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise UnreadableImage(str(exc) or type(exc).__name__) from None
+    return img
+
+
+def decode_image(data: bytes, channels: int) -> np.ndarray:
+    """Encoded image → uint8 (C, H, W) with ``channels`` 1 (greyscale) or 3 (RGB; alpha dropped)."""
+    img = _open(data)
+    if img.mode in {"I", "I;16", "I;16B", "I;16L", "F"}:
+        grey = _to_uint8(np.asarray(img))
+        arr = grey[None] if channels == 1 else np.repeat(grey[None], 3, axis=0)
+        return np.ascontiguousarray(arr)
+    img = img.convert("L" if channels == 1 else "RGB")
+    arr = np.asarray(img, dtype=np.uint8)
+    return np.ascontiguousarray(arr[None] if channels == 1 else arr.transpose(2, 0, 1))
+
+
+def decode_mask(data: bytes, threshold: int) -> np.ndarray:
+    """Encoded mask → bool (H, W): luminance (palette and colour masks included) > ``threshold``."""
+    img = _open(data)
+    if img.mode not in {"I", "I;16", "I;16B", "I;16L", "F", "L"}:
+        img = img.convert("L")
+    return np.asarray(img) > threshold
+
+
+def encode_binary(mask: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", mask.astype(np.uint8))
+    assert ok
+    return buf.tobytes()
+
+
+def _decode_binary(data: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(C, H, W) uint8 → (C, *size): area when shrinking, bilinear when enlarging."""
+    h, w = size
+    if img.shape[1:] == (h, w):
+        return img
+    shrink = h <= img.shape[1] and w <= img.shape[2]
+    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    out = cv2.resize(img.transpose(1, 2, 0), (w, h), interpolation=interp)
+    return out[None] if out.ndim == 2 else out.transpose(2, 0, 1)
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    h, w = size
+    if mask.shape == (h, w):
+        return mask
+    return cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+class PreparedWriter:
+    """Streams records into a (temporary) prepared-dataset folder; ``finish`` writes the index and
+    ``meta.json``. Records must arrive sorted by id."""
+
+    def __init__(self, folder: Path, channels: int, with_fov: bool) -> None:
+        self.folder = folder
+        self.channels = channels
+        folder.mkdir(parents=True, exist_ok=True)
+        self._files: dict[str, BinaryIO] = {"images": open(folder / "images.bin", "wb")}
+        self._files["masks"] = open(folder / "masks.bin", "wb")
+        if with_fov:
+            self._files["fov"] = open(folder / "fov.bin", "wb")
+        self._index: dict[str, list[int]] = {k: [] for k in ("height", "width")}
+        for key in self._files:
+            self._index[f"{key}_offset"] = []
+            self._index[f"{key}_length"] = []
+        self.ids: list[str] = []
+        self.groups: list[str | None] = []
+        self._fg: list[float] = []
+        self._fg_fov: list[float] = []
+
+    def _put(self, key: str, data: bytes) -> None:
+        handle = self._files[key]
+        self._index[f"{key}_offset"].append(handle.tell())
+        self._index[f"{key}_length"].append(len(data))
+        handle.write(data)
+
+    def add(self, ident: str, image_bytes: bytes, mask: np.ndarray, fov: np.ndarray | None, group: str | None) -> None:
+        """One image: its original bytes (already proven decodable), a bool mask, an optional FOV."""
+        self.ids.append(ident)
+        self.groups.append(group)
+        self._index["height"].append(mask.shape[0])
+        self._index["width"].append(mask.shape[1])
+        self._put("images", image_bytes)
+        self._put("masks", encode_binary(mask))
+        self._fg.append(float(mask.mean()))
+        if "fov" in self._files:
+            assert fov is not None
+            self._put("fov", encode_binary(fov))
+            self._fg_fov.append(float(mask[fov > 0].mean()) if fov.any() else 0.0)
+
+    def close(self) -> None:
+        for handle in self._files.values():
+            handle.close()
+
+    def finish(self, meta: dict[str, Any]) -> dict[str, Any]:
+        for handle in self._files.values():
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.close()
+        with atomic_open(self.folder / "index.npz", "wb") as handle:
+            np.savez(handle, **{k: np.asarray(v, dtype=np.int64) for k, v in self._index.items()})
+        sizes = sorted({(h, w) for h, w in zip(self._index["height"], self._index["width"])})
+        official: dict[str, list[int]] = {}
+        if any(g is not None for g in self.groups):
+            for i, g in enumerate(self.groups):
+                official.setdefault(_official_name(g), []).append(i)
+        meta = {
+            **meta,
+            "format": FORMAT_VERSION,
+            "channels": self.channels,
+            "n_images": len(self.ids),
+            "ids": self.ids,
+            "official": official or None,
+            "native_sizes": [list(s) for s in sizes],
+            "foreground_pct": 100.0 * float(np.mean(self._fg)) if self._fg else 0.0,
+            "foreground_pct_std": 100.0 * float(np.std(self._fg)) if self._fg else 0.0,
+            "foreground_pct_fov": 100.0 * float(np.mean(self._fg_fov)) if self._fg_fov else None,
+            "has_fov": "fov" in self._files,
+        }
+        atomic_write_json(self.folder / "meta.json", meta)
+        return meta
+
+
+def _official_name(group: str | None) -> str:
+    """DRIVE's folders are ``training``/``test``; the partition is stored as ``train``/``test``."""
+    return {"training": "train", "train": "train", "test": "test"}.get(group or "", group or "train")
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _read_records(path: Path, offsets: np.ndarray, lengths: np.ndarray) -> Iterable[bytes]:
+    with open(path, "rb") as handle:
+        for off, length in zip(offsets.tolist(), lengths.tolist()):
+            handle.seek(off)
+            yield handle.read(length)
+
+
+def _decode_all(folder: Path, meta: dict[str, Any], size: tuple[int, int] | None) -> dict[str, np.ndarray]:
+    index = np.load(folder / "index.npz")
+    channels = int(meta["channels"])
+    images = [
+        resize_image(decode_image(b, channels), size) if size else decode_image(b, channels)
+        for b in _read_records(folder / "images.bin", index["images_offset"], index["images_length"])
+    ]
+    masks = [
+        resize_mask(_decode_binary(b), size) if size else _decode_binary(b)
+        for b in _read_records(folder / "masks.bin", index["masks_offset"], index["masks_length"])
+    ]
+    arrays = {"images": np.stack(images), "masks": np.stack(masks).astype(np.uint8)}
+    if meta.get("has_fov"):
+        fov = [
+            resize_mask(_decode_binary(b), size) if size else _decode_binary(b)
+            for b in _read_records(folder / "fov.bin", index["fov_offset"], index["fov_length"])
+        ]
+        arrays["fov"] = np.stack(fov).astype(np.uint8)
+    return arrays
+
+
+def sample_folder() -> Path:
+    return Path(str(resources.files("focalbench").joinpath("data", "sample")))
+
+
+def prepared_folder(name: str, data_dir: str | os.PathLike | None = None) -> Path:
+    spec = get_spec(name)
+    return sample_folder() if spec.builtin else data_root(data_dir) / name
+
+
+def fetch_hint(name: str, data_dir: str | os.PathLike | None = None) -> str:
+    """The command that prepares ``name``: a plain fetch when it downloads, else ``--from PATH``."""
+    spec = get_spec(name)
+    where = "" if data_dir is None else f" --data-dir {data_dir}"
+    source = "" if spec.downloadable else " --from PATH"
+    return f"focalbench fetch {name}{source}{where}"
+
+
+def read_meta(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """``meta.json`` of a prepared dataset, or ``None`` when it is not prepared."""
+    path = prepared_folder(name, data_dir) / "meta.json"
+    return read_json(path) if path.is_file() else None
+
+
+def load(name: str, size: tuple[int, int] | None = None, data_dir: str | os.PathLike | None = None) -> PreparedData:
+    """Load a prepared dataset as uint8 arrays at ``size`` = (H, W) (``None``: native size, only
+    for datasets whose images share one size). The first load at a size decodes and resizes every
+    image and caches the arrays in ``cache/<H>x<W>.npz``; later loads are one ``numpy.load``."""
+    folder = prepared_folder(name, data_dir)
+    meta = read_meta(name, data_dir)
+    if meta is None:
+        raise FocalbenchError(f"dataset {name!r} is not prepared in {folder.parent}; run: {fetch_hint(name, data_dir)}")
+    if size is None:
+        if len(meta["native_sizes"]) != 1:
+            raise FocalbenchError(
+                f"dataset {name!r} has images of {len(meta['native_sizes'])} different sizes; "
+                "pass a working size, e.g. size=(256, 256) (CLI: --param size=256x256)"
+            )
+    else:
+        size = (int(size[0]), int(size[1]))
+        if min(size) < 1:
+            raise FocalbenchError(f"size {size} is not a valid (H, W); pass positive integers, e.g. 256x256")
+    cache = folder / "cache" / ("native.npz" if size is None else f"{size[0]}x{size[1]}.npz")
+    if cache.is_file():
+        with np.load(cache) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    else:
+        arrays = _decode_all(folder, meta, size)
+        if not get_spec(name).builtin:  # the shipped sample may sit in a read-only site-packages
+            with atomic_open(cache, "wb") as handle:
+                np.savez(handle, **arrays)
+    actual = tuple(arrays["masks"].shape[1:])
+    return PreparedData(
+        name=name,
+        images=arrays["images"],
+        masks=arrays["masks"],
+        fov=arrays.get("fov"),
+        ids=list(meta["ids"]),
+        meta={**meta, "size": actual},
+    )
+
+
+def get_split(data: PreparedData, rule: str, seed: int = 0, fold: int | None = None) -> dict[str, np.ndarray]:
+    """Train/val/test int64 index arrays into ``data`` for a split rule (see ``splits.py``)."""
+    return split_indices(len(data.ids), rule, seed, fold, data.meta.get("official"))

@@ -1,0 +1,101 @@
+"""Split rules: the papers' train/validation/test partitions, reproducible from (rule, seed, fold).
+
+Every rule starts from ``rng = numpy.random.default_rng(seed)`` and a permutation of the image
+indices (images are stored sorted by id, so a split depends only on the ids, the rule and the seed):
+
+``official``
+    the dataset's own train/test partition (DRIVE: 20 training, 20 test images); the validation
+    set is drawn from the official training images with the 80:20 rule below (DRIVE: 16/4,
+    paper 000 Table 1).
+``random-A-B-C``
+    percentages: ``test = round(N·C/100)`` (half up), then the development set ``N − test`` is cut
+    ``train = ⌊(N − test)·A/(A+B)⌋``, ``val = rest``. Paper 000's 80 % development / 20 % test,
+    development 80/20 (``random-64-16-20``) gives its Table 1 counts exactly: 2018 DSB 670 →
+    428/108/134, CVC-ClinicDB 612 → 392/98/122.
+``fixed-T-V-S``
+    exact counts (FocusNet++ on ISIC 2018: ``fixed-1815-259-520``); they must not exceed N.
+``kfold-K``
+    K-fold cross-validation (paper 003): fold ``f`` (0-based) is the test set, taken as the f-th
+    of K near-equal chunks of the permutation (``numpy.array_split``); the rest is cut 80:20 into
+    train/validation as above. The permutation depends on the seed only, so the K folds of one
+    seed partition the data.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from focalbench.errors import FocalbenchError
+
+RULES = ("official", "random-A-B-C", "fixed-T-V-S", "kfold-K")
+# Validation share of a development set where the rule does not name one (paper 000: 80:20).
+DEV_TRAIN, DEV_VAL = 80, 20
+
+
+def _cut_dev(dev: np.ndarray, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split development indices ``train = ⌊n·a/(a+b)⌋``, validation = the rest."""
+    n_train = len(dev) * a // (a + b)
+    return dev[:n_train], dev[n_train:]
+
+
+def _result(train: np.ndarray, val: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: np.sort(v).astype(np.int64) for k, v in (("train", train), ("val", val), ("test", test))}
+
+
+def split_indices(
+    n: int, rule: str, seed: int = 0, fold: int | None = None, official: dict[str, Any] | None = None
+) -> dict[str, np.ndarray]:
+    """Index arrays ``train``/``val``/``test`` (int64, sorted, disjoint) for ``n`` images.
+
+    ``official`` maps ``"train"``/``"test"`` to index lists (only the ``official`` rule reads it).
+    """
+    rng = np.random.default_rng(seed)
+    kfold = re.fullmatch(r"kfold-(\d+)", rule)
+    if kfold is None and fold is not None:
+        raise FocalbenchError(f"split {rule!r} has no folds; drop --fold or use a kfold-K split")
+
+    if rule == "official":
+        if not official:
+            raise FocalbenchError("this dataset has no official train/test partition; use e.g. split random-64-16-20")
+        train_side = rng.permutation(np.asarray(official["train"], dtype=np.int64))
+        train, val = _cut_dev(train_side, DEV_TRAIN, DEV_VAL)
+        return _result(train, val, np.asarray(official["test"], dtype=np.int64))
+
+    perm = rng.permutation(n)
+    random = re.fullmatch(r"random-(\d+)-(\d+)-(\d+)", rule)
+    if random:
+        a, b, c = map(int, random.groups())
+        if a + b + c != 100 or a == 0:
+            raise FocalbenchError(f"split {rule!r}: percentages must sum to 100 with train > 0, e.g. random-64-16-20")
+        n_test = (2 * n * c + 100) // 200  # round half up, in integers
+        train, val = _cut_dev(perm[n_test:], a, b)
+        return _result(train, val, perm[:n_test])
+
+    fixed = re.fullmatch(r"fixed-(\d+)-(\d+)-(\d+)", rule)
+    if fixed:
+        t, v, s = map(int, fixed.groups())
+        if t + v + s > n:
+            raise FocalbenchError(f"split {rule!r} needs {t + v + s} images but the dataset has {n}")
+        return _result(perm[:t], perm[t : t + v], perm[t + v : t + v + s])
+
+    if kfold:
+        k = int(kfold.group(1))
+        if k < 2 or k > n:
+            raise FocalbenchError(f"split {rule!r}: K must be between 2 and the number of images ({n})")
+        if fold is None or not 0 <= fold < k:
+            raise FocalbenchError(f"split {rule!r} needs a fold between 0 and {k - 1}; pass --fold F")
+        chunks = np.array_split(perm, k)
+        dev = np.concatenate([c for i, c in enumerate(chunks) if i != fold])
+        train, val = _cut_dev(dev, DEV_TRAIN, DEV_VAL)
+        return _result(train, val, chunks[fold])
+
+    raise FocalbenchError(f"unknown split rule {rule!r}; choose from: {', '.join(RULES)}")
+
+
+def n_folds(rule: str) -> int | None:
+    """K for a ``kfold-K`` rule, else ``None``."""
+    match = re.fullmatch(r"kfold-(\d+)", rule)
+    return int(match.group(1)) if match else None

@@ -1,0 +1,131 @@
+"""The dataset registry, paper settings, split rules and the shipped sample (no network, no files
+outside the repository)."""
+
+import numpy as np
+import pytest
+
+from focalbench.datasets import dataset_names, get_split, load, paper_settings
+from focalbench.datasets.convert import natural_key
+from focalbench.datasets.splits import split_indices
+from focalbench.errors import FocalbenchError
+
+
+def test_registry_lists_the_seven_datasets_and_the_sample():
+    assert set(dataset_names()) == {"sample", "drive", "dsb2018", "cvc-clinicdb", "isic2018", "bus", "busi", "lung"}
+
+
+@pytest.mark.parametrize(
+    "name, protocol, size, split, gamma",
+    [  # paper 000 Table 1; paper 003 §3; paper 002 §3
+        ("drive", "paper000", (512, 512), "official", 0.1),
+        ("dsb2018", "paper000", (256, 256), "random-64-16-20", 0.2),
+        ("cvc-clinicdb", "paper000", (288, 384), "random-64-16-20", 0.3),
+        ("isic2018", "paper003", (192, 256), "kfold-5", None),
+        ("bus", "paper003", (128, 128), "kfold-5", None),
+        ("isic2018", "paper002", (256, 256), "fixed-1815-259-520", None),
+        ("lung", "paper001", (256, 256), "random-80-10-10", None),
+    ],
+)
+def test_paper_settings_match_the_papers(name, protocol, size, split, gamma):
+    s = paper_settings(name, protocol)
+    assert s["size"] == size and s["split"] == split and s.get("ufl_gamma") == gamma
+
+
+def test_smoke_exists_for_every_dataset_and_unknown_protocol_lists_choices():
+    for name in dataset_names():
+        assert paper_settings(name, "smoke")["size"] == (64, 64)
+    with pytest.raises(FocalbenchError, match="choose from: paper003, smoke"):
+        paper_settings("bus", "paper000")
+
+
+def test_unknown_dataset_lists_names():
+    with pytest.raises(FocalbenchError, match="did you mean 'drive'.*cvc-clinicdb"):
+        paper_settings("drve", "smoke")
+
+
+@pytest.mark.parametrize(
+    "n, rule, counts",
+    [  # paper 000 Table 1 counts, by hand: test = round(0.2 n), train = floor(0.8 (n - test))
+        (670, "random-64-16-20", (428, 108, 134)),
+        (612, "random-64-16-20", (392, 98, 122)),
+        (2594, "fixed-1815-259-520", (1815, 259, 520)),
+        (670, "fixed-540-65-65", (540, 65, 65)),
+    ],
+)
+def test_split_counts(n, rule, counts):
+    s = split_indices(n, rule, seed=3)
+    assert (len(s["train"]), len(s["val"]), len(s["test"])) == counts
+    everything = np.concatenate(list(s.values()))
+    assert len(np.unique(everything)) == len(everything)  # disjoint
+    assert all(v.dtype == np.int64 for v in s.values())
+
+
+def test_random_80_10_10_counts_by_hand():
+    s = split_indices(267, "random-80-10-10", seed=0)
+    # test = round(26.7) = 27; development 240 cut 80:10 -> train floor(240*80/90) = 213, val 27
+    assert (len(s["train"]), len(s["val"]), len(s["test"])) == (213, 27, 27)
+
+
+def test_official_split_keeps_the_official_test_and_draws_16_4_from_training():
+    official = {"train": list(range(20)), "test": list(range(20, 40))}
+    s = split_indices(40, "official", seed=0, official=official)
+    assert s["test"].tolist() == list(range(20, 40))
+    assert (len(s["train"]), len(s["val"])) == (16, 4)
+    assert set(s["train"]) | set(s["val"]) == set(range(20))
+    other = split_indices(40, "official", seed=1, official=official)
+    assert other["val"].tolist() != s["val"].tolist()  # the seed draws the validation images
+
+
+def test_kfold_test_sets_partition_the_data_for_one_seed():
+    folds = [split_indices(163, "kfold-5", seed=7, fold=f) for f in range(5)]
+    tests = np.concatenate([f["test"] for f in folds])
+    assert sorted(tests.tolist()) == list(range(163))
+    assert [len(f["test"]) for f in folds] == [33, 33, 33, 32, 32]
+    assert len(folds[0]["train"]) == (163 - 33) * 80 // 100
+
+
+def test_splits_are_deterministic_per_seed():
+    a, b = split_indices(100, "random-64-16-20", seed=5), split_indices(100, "random-64-16-20", seed=5)
+    assert all((a[k] == b[k]).all() for k in a)
+    c = split_indices(100, "random-64-16-20", seed=6)
+    assert (a["test"] != c["test"]).any()
+
+
+@pytest.mark.parametrize(
+    "rule, fold, message",
+    [
+        ("kfold-5", None, "needs a fold between 0 and 4"),
+        ("random-64-16-20", 1, "has no folds"),
+        ("random-60-10-10", None, "sum to 100"),
+        ("fixed-50-50-50", None, "needs 150 images"),
+        ("halves", None, "unknown split rule"),
+        ("official", None, "no official"),
+    ],
+)
+def test_bad_split_rules_are_user_errors(rule, fold, message):
+    with pytest.raises(FocalbenchError, match=message):
+        split_indices(100, rule, seed=0, fold=fold)
+
+
+def test_sample_loads_without_network():
+    data = load("sample")
+    assert data.images.shape == (48, 3, 128, 128) and data.images.dtype == np.uint8
+    assert data.masks.shape == (48, 128, 128) and set(np.unique(data.masks)) == {0, 1}
+    assert data.fov is None and len(data.ids) == 48 and data.ids == sorted(data.ids, key=natural_key)
+    assert 5 < data.meta["foreground_pct"] < 30  # nuclei cover ~14.5 % of DSB (paper 000 Table 1)
+    assert data.meta["foreground_pct"] == pytest.approx(100 * data.masks.mean(), abs=1e-9)
+
+
+def test_sample_resizes_and_splits():
+    small = load("sample", size=(32, 48))
+    assert small.images.shape == (48, 3, 32, 48) and small.masks.shape == (48, 32, 48)
+    assert set(np.unique(small.masks)) <= {0, 1}
+    s = get_split(small, "random-64-16-20", seed=0)
+    assert (len(s["train"]), len(s["val"]), len(s["test"])) == (30, 8, 10)
+
+
+def test_unprepared_dataset_names_the_fetch_command(tmp_path):
+    with pytest.raises(FocalbenchError, match="run: focalbench fetch drive --from PATH"):
+        load("drive", data_dir=tmp_path)
+    with pytest.raises(FocalbenchError, match=r"run: focalbench fetch dsb2018 --data-dir"):
+        load("dsb2018", size=(64, 64), data_dir=tmp_path)
