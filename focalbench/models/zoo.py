@@ -1,0 +1,145 @@
+"""The registry of named networks: each name is a configuration of one parametrised family."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from focalbench.errors import FocalbenchError
+from focalbench.models.blocks import GateForm
+from focalbench.models.unet import Attention, UNet
+from focalbench.registry import Registry
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered network: ``factory(in_channels, **fixed, **defaults, **user params)``.
+
+    ``fixed`` are the preset's identity (e.g. ``attention=se`` for ``use-net``) and cannot be
+    overridden; ``defaults`` can. ``tiny_params`` make the network tiny for CPU tests and the
+    ``smoke`` protocol.
+    """
+
+    factory: Callable[..., nn.Module]
+    description: str
+    paper: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    tiny_params: dict[str, Any] = field(default_factory=dict)
+    deep_supervision: bool = False
+
+    def allowed(self) -> list[str]:
+        names = [p for p in inspect.signature(self.factory).parameters if p != "in_channels"]
+        return [p for p in names if p not in self.fixed]
+
+
+MODELS: Registry[ModelSpec] = Registry("model")
+
+PAPER_000 = "Yeung et al. 2022, Focal Attention Networks (ISBI), paper 000"
+
+_UNET_TINY = {"width": 8}
+MODELS.add("unet", ModelSpec(
+    UNet, "U-Net of paper 000 (MIScnn standard: 32→512 filters, depth 4, instance norm)", PAPER_000,
+    defaults={"width": 32, "depth": 4}, fixed={"attention": Attention.NONE}, tiny_params=_UNET_TINY))
+for _focal, _init in (("", None), ("focal-", 1.0)):
+    MODELS.add(f"{_focal}use-net", ModelSpec(
+        UNet, f"U-Net with {_focal.replace('-', ' ')}SE blocks (r=8) at 9 positions: 1-4 encoder, 5 bottleneck, 6-9 decoder",
+        PAPER_000, defaults={"width": 32, "depth": 4, "positions": None, "focal_init": _init, "se_reduction": 8},
+        fixed={"attention": Attention.SE}, tiny_params=_UNET_TINY))
+    MODELS.add(f"{_focal}attention-unet", ModelSpec(
+        UNet, f"U-Net with {_focal.replace('-', ' ')}attention gates on the 4 skips (1 = deepest; MIScnn form, or gate_form=oktay)",
+        PAPER_000, defaults={"width": 32, "depth": 4, "positions": None, "focal_init": _init, "gate_form": GateForm.MISCNN},
+        fixed={"attention": Attention.AG}, tiny_params=_UNET_TINY))
+
+
+def list_models() -> list[str]:
+    """Every registered network name."""
+    return MODELS.names()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def model_info(name: str) -> dict[str, Any]:
+    """``name``, ``description``, ``paper``, ``defaults``, ``tiny_params``, ``deep_supervision``."""
+    spec = MODELS.get(name)
+    return {
+        "name": name,
+        "description": spec.description,
+        "paper": spec.paper,
+        "defaults": {k: _jsonable(v) for k, v in spec.defaults.items()},
+        "tiny_params": dict(spec.tiny_params),
+        "deep_supervision": spec.deep_supervision,
+    }
+
+
+def _coerce(name: str, key: str, value: Any, default: Any) -> Any:
+    """Turn CLI strings into the enum a default has, with an error that lists the choices."""
+    if isinstance(default, Enum) and not isinstance(value, Enum):
+        try:
+            return type(default)(value)
+        except ValueError:
+            choices = ", ".join(m.value for m in type(default))
+            raise FocalbenchError(f"model {name!r}: {key}={value!r} is not one of {choices}") from None
+    return value
+
+
+def build_model(name: str, in_channels: int = 3, **params: Any) -> nn.Module:
+    """Build the registered network ``name`` for ``in_channels`` input channels.
+
+    ``params`` override the preset's defaults (``model_info(name)["defaults"]``); an unknown
+    parameter raises :class:`FocalbenchError` listing the valid ones.
+    """
+    spec = MODELS.get(name)
+    allowed = spec.allowed()
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise FocalbenchError(f"model {name!r} takes no parameter {', '.join(unknown)}; valid: {', '.join(allowed)}")
+    merged = {**spec.defaults, **params}
+    merged = {k: _coerce(name, k, v, spec.defaults.get(k)) for k, v in merged.items()}
+    return spec.factory(in_channels=in_channels, **spec.fixed, **merged)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters (Focal scalars included)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_gflops(model: nn.Module, size: Sequence[int], in_channels: int = 3) -> float:
+    """Forward GFLOPs for one ``(1, in_channels, H, W)`` input, counted by ``FlopCounterMode``.
+
+    FLOPs, not multiply-adds: a conv or matmul counts 2 per multiply-add; normalisations,
+    activations, pooling and element-wise products are not counted (as in most published
+    tables). The count runs on a meta-device copy, so it costs no real compute.
+    """
+    meta = copy.deepcopy(model).to("meta").eval()
+    x = torch.empty(1, in_channels, *size, device="meta")
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        meta(x)
+    return counter.get_total_flops() / 1e9
+
+
+def model_summary(name: str, size: Sequence[int] = (256, 256), in_channels: int = 3, **params: Any) -> dict[str, Any]:
+    """``{"name", "params", "gflops", "size", "description"}`` for one network, built on the meta device."""
+    with torch.device("meta"):
+        model = build_model(name, in_channels=in_channels, **params)
+    return {
+        "name": name,
+        "params": count_parameters(model),
+        "gflops": round(count_gflops(model, size, in_channels), 4),
+        "size": list(size),
+        "description": MODELS.get(name).description,
+    }

@@ -1,0 +1,91 @@
+"""One shared tester over the network registry (every name, tiny params, CPU)."""
+
+import time
+
+import pytest
+import torch
+
+from focalbench.errors import FocalbenchError
+from focalbench.models import build_model, check_input_size, list_models, model_info
+
+NAMES = list_models()
+
+
+def _valid_size(model, target: int = 64) -> int:
+    m = model.size_multiple
+    return max(m, (target // m) * m)
+
+
+def _full_res(out):
+    return out[-1] if isinstance(out, list) else out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_backward_with_tiny_params_gives_finite_logits_of_the_input_size(name):
+    start = time.perf_counter()
+    model = build_model(name, **model_info(name)["tiny_params"])
+    assert time.perf_counter() - start < 1.0, "building the tiny network must take under a second"
+    s = _valid_size(model)
+    x = torch.randn(2, 3, s, s)
+    out = model(x)
+    if model_info(name)["deep_supervision"]:
+        assert isinstance(out, list) and len(out) > 1
+        sizes = [o.shape[-1] for o in out]
+        assert sizes == sorted(sizes) and sizes[-1] == s, "full resolution must come last"
+        assert all(o.shape[:2] == (2, 1) for o in out)
+    else:
+        assert out.shape == (2, 1, s, s)
+    loss = sum(o.float().square().mean() for o in (out if isinstance(out, list) else [out]))
+    assert torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bfloat16_autocast_and_channels_last_match_the_float32_output(name):
+    model = build_model(name, **model_info(name)["tiny_params"]).eval()
+    s = _valid_size(model)
+    x = torch.randn(1, 3, s, s)
+    with torch.no_grad():
+        ref = _full_res(model(x))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = _full_res(model(x))
+        cl_model = build_model(name, **model_info(name)["tiny_params"])
+        cl_model.load_state_dict(model.state_dict())
+        cl_model = cl_model.eval().to(memory_format=torch.channels_last)
+        cl = _full_res(cl_model(x.to(memory_format=torch.channels_last)))
+    assert torch.isfinite(low.float()).all()
+    assert low.shape == ref.shape
+    # bf16 keeps ~3 significant digits; the outputs must agree in bulk, not bit for bit
+    assert torch.corrcoef(torch.stack([low.float().flatten(), ref.flatten()]))[0, 1] > 0.9
+    torch.testing.assert_close(cl, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_size_off_the_grid_names_the_nearest_valid_sizes(name):
+    model = build_model(name, **model_info(name)["tiny_params"])
+    m = model.size_multiple
+    bad = 4 * m + 1
+    expected = f"{4 * m}x{4 * m}, {4 * m}x{5 * m}, {5 * m}x{4 * m}, {5 * m}x{5 * m}"
+    with pytest.raises(FocalbenchError, match=f"multiples of {m}; nearest valid sizes: {expected}"):
+        check_input_size(model, (bad, bad))
+    with pytest.raises(FocalbenchError, match="nearest valid sizes"):
+        model(torch.randn(1, 3, bad, bad))
+
+
+def test_unknown_model_and_unknown_parameter_list_the_options():
+    with pytest.raises(FocalbenchError, match=r"did you mean 'unet'\?"):
+        build_model("unte")
+    with pytest.raises(FocalbenchError, match=r"takes no parameter colour; valid: width, depth"):
+        build_model("unet", colour=3)
+    with pytest.raises(FocalbenchError, match=r"gate_form='okta' is not one of miscnn, oktay"):
+        build_model("attention-unet", gate_form="okta")
+
+
+def test_model_info_describes_every_network():
+    for name in NAMES:
+        info = model_info(name)
+        assert info["name"] == name and info["description"] and info["paper"]
+        assert set(info["tiny_params"]) <= set(info["defaults"]) | {"encoder"}
