@@ -1,0 +1,479 @@
+"""``train(config)``: one grid cell from prepared data to a complete run folder.
+
+Reads top to bottom (nanoGPT's habit): resolve the recipe → put the split on the device →
+build network, loss, optimiser, schedule → epochs of (train, validate, schedule, checkpoint)
+→ test with the chosen weights → write the results. Every default lives in
+:mod:`focalbench.protocols`; nothing here invents a number.
+
+Where the speed comes from: the split is uint8 on the device; batches are index gathers;
+augmentation and DPT distance maps run batched on the device; the forward runs in bfloat16
+autocast on CUDA with ``channels_last``; the optimiser is fused where torch has one; the training
+loss is summed on the device and read once per epoch, together with the validation loss the
+schedule needs — the only host synchronisation of an epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import focalbench
+from focalbench import datasets, metrics, models
+from focalbench.config import RunConfig
+from focalbench.engine import checkpoint
+from focalbench.engine.augment import augment, normalize
+from focalbench.engine.data import DeviceSplit
+from focalbench.engine.device import describe, resolve_device
+from focalbench.engine.progress import Display, Quiet
+from focalbench.engine.run_folder import PER_IMAGE_METRICS, RunFolder, State, now
+from focalbench.errors import FocalbenchError
+from focalbench.losses import build_loss
+from focalbench.losses.boundary import distance_map
+from focalbench.protocols import Checkpoint, Init, Optimizer, Precision, Protocol, Schedule, get_protocol, resolve
+from focalbench.store import ensure_writable_dir
+
+N_SAMPLES = 4  # test images kept in test_samples.npz for figures
+
+
+class NonFiniteLoss(Exception):
+    """Training diverged (NaN/inf loss): the run stops and is marked failed."""
+
+
+@dataclass
+class Run:
+    """Everything one training run holds while it trains."""
+
+    config: RunConfig
+    recipe: Protocol
+    device: torch.device
+    folder: RunFolder
+    train: DeviceSplit
+    val: DeviceSplit
+    test: DeviceSplit
+    model: nn.Module  # the module whose state is saved
+    forward: Callable[[torch.Tensor], Any]  # the module, or its torch.compile'd version
+    loss: nn.Module
+    optimizer: torch.optim.Optimizer
+    plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None
+    per_step: torch.optim.lr_scheduler.LRScheduler | None
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator
+    autocast_dtype: torch.dtype | None
+    model_params: dict[str, Any]
+    size: tuple[int, int]
+
+
+def train(
+    config: RunConfig,
+    results: str | Path | None = None,
+    device: str = "auto",
+    resume: bool = True,
+    progress: bool = True,
+    compile: bool = False,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train and test one cell; return its summary.
+
+    The summary: ``state`` (``done``/``failed``), ``run_dir``, ``key``, ``test`` and ``val``
+    metric means, ``epochs`` run, ``best_epoch``, ``wall_seconds``, ``device``, ``error``.
+    The run folder is ``<results>/runs/<config.key>/`` (``results`` default:
+    ``$FOCALBENCH_RESULTS`` or ``./results``).
+
+    ``resume=True``: a finished cell returns its stored summary without training, and an
+    interrupted one continues from ``last.pt``; ``resume=False`` starts over. ``compile`` wraps
+    the network in ``torch.compile`` (CUDA graphs on CUDA). ``on_epoch_end(epoch, row)`` is called
+    after each epoch's checkpoint is on disk.
+    """
+    from focalbench.cli._common import default_results_dir
+
+    get_protocol(config.protocol)  # an unknown protocol fails before any work
+    folder = RunFolder(ensure_writable_dir(Path(results) if results is not None else default_results_dir()) / "runs" / config.key)
+    if resume:
+        stored = stored_summary(folder)
+        if stored is not None:
+            return stored
+    else:
+        folder.clear()
+    run = setup(config, resolve_device(device), folder, compile)
+    try:
+        return fit_and_test(run, resume, progress, on_epoch_end)
+    except torch.OutOfMemoryError:
+        message = (
+            f"out of memory on {describe(run.device)} at batch size {run.recipe.batch_size} and size "
+            f"{run.size[0]}x{run.size[1]}; lower it with --param batch_size=N or --param size=HxW"
+        )
+        folder.write_status(State.failed, _epoch_of(folder), error=message)
+        raise FocalbenchError(message) from None
+    except KeyboardInterrupt:
+        folder.write_status(State.failed, _epoch_of(folder), error="interrupted; rerun the same command to resume")
+        raise
+    except BaseException as exc:
+        folder.write_status(State.failed, _epoch_of(folder), error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def stored_summary(folder: RunFolder) -> dict[str, Any] | None:
+    """The summary of a finished cell (done, or failed by divergence), else ``None``."""
+    status = folder.status()
+    if status is None or not folder.metrics_json.exists():
+        return None
+    if status["state"] == State.done or (status["state"] == State.failed and status.get("error", "").startswith("non-finite")):
+        return summarize_folder(folder)
+    return None
+
+
+def summarize_folder(folder: RunFolder) -> dict[str, Any]:
+    from focalbench.store import read_json
+
+    status = folder.status() or {}
+    stored = read_json(folder.metrics_json)
+    return {
+        "state": status.get("state"),
+        "error": status.get("error"),
+        "run_dir": str(folder.path),
+        "key": folder.path.name,
+        "test": stored.get("test", {}),
+        "val": stored.get("val", {}),
+        "epochs": stored.get("epochs_run"),
+        "best_epoch": stored.get("best_epoch"),
+        "wall_seconds": stored.get("wall_seconds"),
+        "device": stored.get("device"),
+    }
+
+
+def _epoch_of(folder: RunFolder) -> int:
+    status = folder.status()
+    return int(status["epoch"]) if status else 0
+
+
+# ----------------------------------------------------------------------------- set-up
+
+
+def setup(config: RunConfig, device: torch.device, folder: RunFolder, compile: bool) -> Run:
+    settings = datasets.paper_settings(config.dataset, config.protocol)
+    recipe = resolve(config, settings)
+    data = datasets.load(config.dataset, size=recipe.size)
+    size = tuple(int(s) for s in data.masks.shape[1:])
+    split = datasets.get_split(data, recipe.split, seed=recipe.split_seed, fold=config.fold)
+
+    checkpoint.seed_everything(config.seed)
+    model_params = {**(models.model_info(config.model)["tiny_params"] if recipe.tiny_model else {}), **config.model_params}
+    model = models.build_model(config.model, in_channels=data.images.shape[1], **model_params)
+    models.check_input_size(model, size)
+    initialise_(model, recipe.init)
+    loss = build_loss(config.loss, **config.loss_params)
+    on_cuda = device.type == "cuda"
+    memory_format = torch.channels_last if on_cuda else torch.contiguous_format
+    model = model.to(device=device, memory_format=memory_format)
+
+    optimizer = build_optimizer(model, recipe, device)
+    plateau = per_step = None
+    if recipe.schedule is Schedule.plateau:
+        # Keras counts "did not improve for p epochs" as wait ≥ p, torch as bad_epochs > patience.
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=recipe.plateau_factor, patience=recipe.plateau_patience - 1,
+            threshold=recipe.plateau_threshold, threshold_mode="abs",
+        )
+    elif recipe.schedule is Schedule.inverse_time:
+        per_step = torch.optim.lr_scheduler.LambdaLR(optimizer, _InverseTime(recipe.lr_decay))
+    autocast_dtype = None
+    if on_cuda and recipe.precision is not Precision.fp32:
+        autocast_dtype = torch.bfloat16 if recipe.precision is Precision.bf16 else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype is torch.float16)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(config.seed)
+    forward = model
+    if compile:
+        forward = torch.compile(model, mode="reduce-overhead" if on_cuda else None)
+
+    folder.write_config({
+        "config": config.to_dict(),
+        "key": config.key,
+        "version": focalbench.__version__,
+        "resolved": {
+            **recipe.to_dict(),
+            "size": list(size),
+            "loss": config.loss,
+            "loss_params": config.loss_params,
+            "model": config.model,
+            "model_params": model_params,
+            "in_channels": int(data.images.shape[1]),
+            "n_images": {k: len(v) for k, v in split.items()},
+            "dataset_settings": settings,
+        },
+    })
+    return Run(
+        config=config, recipe=recipe, device=device, folder=folder,
+        train=DeviceSplit.from_prepared(data, split["train"], device),
+        val=DeviceSplit.from_prepared(data, split["val"], device),
+        test=DeviceSplit.from_prepared(data, split["test"], device),
+        model=model, forward=forward, loss=loss.to(device), optimizer=optimizer,
+        plateau=plateau, per_step=per_step, scaler=scaler, generator=generator,
+        autocast_dtype=autocast_dtype, model_params=model_params, size=size,
+    )
+
+
+class _InverseTime:
+    """Keras' legacy ``decay``: lr_t = lr / (1 + decay · t), t = optimiser steps taken."""
+
+    def __init__(self, decay: float) -> None:
+        self.decay = decay
+
+    def __call__(self, step: int) -> float:
+        return 1.0 / (1.0 + self.decay * step)
+
+
+def initialise_(model: nn.Module, init: Init) -> None:
+    """Xavier (Glorot) kernels and zero biases for every conv/linear layer (Keras' default)."""
+    if init is Init.default:
+        return
+    fill = nn.init.xavier_uniform_ if init is Init.xavier_uniform else nn.init.xavier_normal_
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            fill(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def build_optimizer(model: nn.Module, recipe: Protocol, device: torch.device) -> torch.optim.Optimizer:
+    """Adam or SGD; the fused kernel on CUDA, the multi-tensor (foreach) one elsewhere."""
+    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    if recipe.optimizer is Optimizer.adam:
+        return torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay, **fast)
+    return torch.optim.SGD(
+        model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay, **fast
+    )
+
+
+# ----------------------------------------------------------------------------- one epoch
+
+
+def _autocast(run: Run) -> contextlib.AbstractContextManager:
+    if run.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(run.device.type, dtype=run.autocast_dtype)
+
+
+def _layout(run: Run, x: torch.Tensor) -> torch.Tensor:
+    """NHWC on CUDA, where cuDNN's convolutions are fastest in it (the weights are NHWC too)."""
+    return x.contiguous(memory_format=torch.channels_last) if run.device.type == "cuda" else x
+
+
+def train_epoch(run: Run, display: Quiet) -> torch.Tensor:
+    """One pass over the training split; returns the image-weighted mean loss (on the device)."""
+    run.model.train()
+    total = torch.zeros((), device=run.device)
+    for index in run.train.shuffled_batches(run.recipe.batch_size, run.generator):
+        x = normalize(run.train.images[index], run.recipe.normalization)
+        y = run.train.masks[index].float()
+        if run.recipe.augmentation is not None:
+            x, y = augment(x, y, run.recipe.augmentation, run.generator)
+        x = _layout(run, x)
+        dist = distance_map(y) if run.loss.needs_distance_map else None
+        with _autocast(run):
+            out = run.forward(x)
+        loss = run.loss(out, y, distance_map=dist)
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        models.clamp_focal_weights_(run.model)
+        if run.per_step is not None:
+            run.per_step.step()
+        total += loss.detach().float() * y.shape[0]
+        display.step()
+    return total / len(run.train)
+
+
+@dataclass
+class Evaluation:
+    loss: float
+    counts: torch.Tensor  # (N, 4) tp, fp, fn, tn
+    probs: torch.Tensor | None  # (k, H, W) uint8 = 255·p of the first k images, when asked
+
+
+@torch.no_grad()
+def evaluate(run: Run, split: DeviceSplit, keep: int = 0) -> Evaluation:
+    """Loss and per-image confusion counts of ``split`` (prediction: p > 0.5, i.e. logit > 0).
+
+    The loss is the image-weighted mean of batch losses; counts are restricted to the field of
+    view where the dataset has one (DRIVE).
+    """
+    run.model.eval()
+    total = torch.zeros((), device=run.device)
+    counts, probs = [], []
+    for part in split.ordered_batches(run.recipe.batch_size):
+        y = split.masks[part].float()
+        with _autocast(run):
+            out = run.forward(_layout(run, normalize(split.images[part], run.recipe.normalization)))
+        dist = distance_map(y) if run.loss.needs_distance_map else None
+        total += run.loss(out, y, distance_map=dist).float() * y.shape[0]
+        logits = (out[-1] if isinstance(out, (list, tuple)) else out).float()
+        valid = None if split.fov is None else split.fov[part].bool()
+        counts.append(metrics.confusion_counts(logits > 0, y.bool(), valid=valid))
+        if keep and sum(p.shape[0] for p in probs) < keep:
+            probs.append((torch.sigmoid(logits[:, 0]) * 255).round().to(torch.uint8))
+    kept = torch.cat(probs)[:keep] if probs else None
+    return Evaluation(loss=(total / len(split)).item(), counts=torch.cat(counts), probs=kept)
+
+
+def score_means(counts: torch.Tensor) -> dict[str, float]:
+    """Per-image mean of every score (the aggregation of metrics.json)."""
+    return metrics.summarize(counts)["metrics"]
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def fit_and_test(
+    run: Run, resume: bool, progress: bool, on_epoch_end: Callable[[int, dict[str, Any]], None] | None
+) -> dict[str, Any]:
+    recipe, folder = run.recipe, run.folder
+    state = {"epoch": 0, "best_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "stopped": False,
+             "history": [], "wall_seconds": 0.0}
+    if resume and folder.last_pt.exists():
+        state = restore(run, checkpoint.load(folder.last_pt))
+    folder.write_status(State.running, state["epoch"], started=now() if state["epoch"] == 0 else None)
+    steps = math.ceil(len(run.train) / recipe.batch_size)
+    display = Display(run.config.key, recipe.epochs, steps, state["epoch"] + 1) if progress else Quiet()
+    with display:
+        epoch = state["epoch"]
+        while epoch < recipe.epochs and not state["stopped"]:
+            epoch += 1
+            tick = time.perf_counter()
+            display.start_epoch(epoch, steps)
+            train_loss = train_epoch(run, display).item()
+            val = evaluate(run, run.val)
+            if not (math.isfinite(train_loss) and math.isfinite(val.loss)):
+                return diverged(run, state, epoch, train_loss, val.loss)
+            lr = run.optimizer.param_groups[0]["lr"]
+            if run.plateau is not None:
+                run.plateau.step(val.loss)
+            scores = score_means(val.counts)
+            row = {
+                "epoch": epoch, "train_loss": train_loss, "val_loss": val.loss,
+                "val_dsc": scores["dsc"], "val_precision": scores["precision"], "val_recall": scores["recall"],
+                "lr": lr, "seconds": time.perf_counter() - tick,
+                **{f"focal_{k}": v for k, v in models.focal_weights(run.model).items()},
+            }
+            improved = val.loss < state["best_loss"]
+            state.update(
+                epoch=epoch, history=[*state["history"], row],
+                best_loss=val.loss if improved else state["best_loss"],
+                best_epoch=epoch if improved else state["best_epoch"],
+                bad_epochs=0 if improved else state["bad_epochs"] + 1,
+            )
+            if recipe.early_stopping is not None and state["bad_epochs"] >= recipe.early_stopping:
+                state["stopped"] = True
+            state["wall_seconds"] += time.perf_counter() - tick
+            save_checkpoints(run, state, improved)
+            folder.write_history(state["history"])
+            folder.write_status(State.running, epoch)
+            display.end_epoch(row, state["best_epoch"])
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+    return test(run, state)
+
+
+def checkpoint_state(run: Run, state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": (run.plateau or run.per_step).state_dict() if (run.plateau or run.per_step) else None,
+        "scaler": run.scaler.state_dict(),
+        "rng": checkpoint.rng_state(run.generator),
+        "config": run.config.to_dict(),
+        **state,
+    }
+
+
+def save_checkpoints(run: Run, state: dict[str, Any], improved: bool) -> None:
+    """``best.pt`` first, then ``last.pt``: a crash in between leaves a last.pt that resumes
+    to the same best (the lower-loss epoch is recomputed, never lost)."""
+    payload = checkpoint_state(run, state)
+    if improved:
+        checkpoint.save(run.folder.best_pt, **payload)
+    checkpoint.save(run.folder.last_pt, **payload)
+
+
+def restore(run: Run, saved: dict[str, Any]) -> dict[str, Any]:
+    run.model.load_state_dict(saved["model"])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    scheduler = run.plateau or run.per_step
+    if scheduler is not None:
+        scheduler.load_state_dict(saved["scheduler"])
+    run.scaler.load_state_dict(saved["scaler"])
+    checkpoint.restore_rng(saved["rng"], run.generator)
+    keys = ("epoch", "best_loss", "best_epoch", "bad_epochs", "stopped", "history", "wall_seconds")
+    return {k: saved[k] for k in keys}
+
+
+def diverged(run: Run, state: dict[str, Any], epoch: int, train_loss: float, val_loss: float) -> dict[str, Any]:
+    """Stop on a NaN/inf loss: keep ``last.pt`` (the last finite epoch) and mark the run failed."""
+    last = state["history"][-1] if state["history"] else None
+    finite = (
+        f"last finite: epoch {last['epoch']} train_loss={last['train_loss']:.6g} val_loss={last['val_loss']:.6g}"
+        if last else "no finite epoch"
+    )
+    error = f"non-finite loss at epoch {epoch} (train_loss={train_loss}, val_loss={val_loss}); {finite}"
+    run.folder.write_metrics({
+        "test": {}, "val": {}, "best_epoch": state["best_epoch"] or None, "epochs_run": state["epoch"],
+        "wall_seconds": state["wall_seconds"], "device": describe(run.device), "error": error,
+    })
+    run.folder.write_status(State.failed, epoch, error=error)
+    return summarize_folder(run.folder)
+
+
+def test(run: Run, state: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate val and test with the protocol's checkpoint; write per_image.csv, metrics.json,
+    test_samples.npz and mark the run done."""
+    folder, tick = run.folder, time.perf_counter()
+    if run.recipe.test_checkpoint is Checkpoint.best and folder.best_pt.exists():
+        run.model.load_state_dict(checkpoint.load(folder.best_pt)["model"])
+    val = evaluate(run, run.val)
+    result = evaluate(run, run.test, keep=N_SAMPLES)
+    per_image = metrics.scores(result.counts)
+    counts = result.counts.cpu().numpy()
+    rows = []
+    for i, image_id in enumerate(run.test.ids):
+        tp, fp, fn, tn = (int(c) for c in counts[i])
+        rows.append({"image_id": image_id, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+                     **{m: float(per_image[m][i]) for m in PER_IMAGE_METRICS}})
+    folder.write_per_image(rows)
+    summary = metrics.summarize(result.counts)
+    k = min(N_SAMPLES, len(run.test))
+    folder.write_samples(
+        ids=np.array(run.test.ids[:k]),
+        images=run.test.images[:k].cpu().numpy(),
+        masks=run.test.masks[:k, 0].cpu().numpy(),
+        probs=result.probs.cpu().numpy() if result.probs is not None else np.zeros((0, *run.size), np.uint8),
+    )
+    folder.write_metrics({
+        "test": summary["metrics"],
+        "val": score_means(val.counts),
+        "val_loss": val.loss,
+        "test_loss": result.loss,
+        "aggregation": summary["aggregation"],
+        "empty_policy": summary["empty_policy"],
+        "n_test": summary["n_images"],
+        "n_both_empty": summary["n_both_empty"],
+        "n_undefined": summary["n_undefined"],
+        "checkpoint": run.recipe.test_checkpoint.value,
+        "best_epoch": state["best_epoch"],
+        "epochs_run": state["epoch"],
+        "params": models.count_parameters(run.model),
+        "gflops": models.count_gflops(run.model, run.size, in_channels=int(run.train.images.shape[1])),
+        "wall_seconds": state["wall_seconds"] + time.perf_counter() - tick,
+        "device": describe(run.device),
+    })
+    folder.write_status(State.done, state["epoch"])
+    return summarize_folder(folder)
