@@ -1,15 +1,78 @@
-"""`focalbench fetch`."""
+"""`focalbench fetch` and `focalbench datasets`."""
 
-from focalbench.cli._common import command, not_built
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from focalbench.cli._common import DataDirOption, JsonOption, command, print_json
 
 
 @command()
-def fetch() -> None:
-    """Not built yet."""
-    not_built("fetch")
+def fetch(
+    names: list[str] = typer.Argument(
+        None, help="Datasets to fetch, e.g. drive dsb2018 (see `focalbench datasets`).", show_default=False
+    ),
+    all_: bool = typer.Option(False, "--all", help="Fetch every dataset that can be downloaded; list what the others need."),
+    from_path: Path = typer.Option(
+        None,
+        "--from",
+        help="The official archive or extracted folder, for datasets behind a login or a request. "
+        "Example: focalbench fetch drive --from ~/Downloads/DRIVE",
+        show_default=False,
+    ),
+    data_dir: Path = DataDirOption,
+    force: bool = typer.Option(False, "--force", help="Prepare again even if the dataset is already prepared."),
+    json_: bool = JsonOption,
+) -> None:
+    """Download (or take --from), verify, convert and split datasets into the data folder.
+
+    Example: focalbench fetch dsb2018 --data-dir /data/focalbench
+    """
+    from focalbench.datasets import fetch as fetch_api
+
+    results = fetch_api(names or [], all=all_, from_path=from_path, data_dir=data_dir, force=force, progress=not json_)
+    if json_:
+        print_json(results)
+        return
+    for r in results:
+        line = f"{r['name']}: {r['status']}"
+        if r.get("path"):
+            line += f", {r['images']} images in {r['path']}"
+        typer.echo(line)
+        if r.get("hint"):
+            typer.echo(f"  {r['hint']}")
+
+
+def _sizes(sizes: list[list[int]]) -> str:
+    if not sizes:
+        return ""
+    if len(sizes) == 1:
+        return f"{sizes[0][0]}x{sizes[0][1]}"
+    return f"{len(sizes)} sizes"
 
 
 @command()
-def datasets() -> None:
-    """Not built yet."""
-    not_built("datasets")
+def datasets(data_dir: Path = DataDirOption, json_: bool = JsonOption) -> None:
+    """List every dataset: status (missing / downloaded / prepared), images per split, native sizes,
+    mean foreground %.
+
+    Example: focalbench datasets --data-dir /data/focalbench --json
+    """
+    from focalbench.datasets import dataset_status
+
+    rows = dataset_status(data_dir)
+    if json_:
+        print_json(rows)
+        return
+    table = Table("dataset", "status", "images", "train/val/test (split)", "native size", "foreground %")
+    for r in rows:
+        splits = "; ".join(f"{s['train']}/{s['val']}/{s['test']} ({rule})" for rule, s in r["splits"].items())
+        fg = "" if r["foreground_pct"] is None else f"{r['foreground_pct']:.2f}"
+        if r.get("foreground_pct_fov") is not None:
+            fg += f" ({r['foreground_pct_fov']:.2f} in FOV)"
+        table.add_row(r["name"], r["status"], str(r["images"] or ""), splits, _sizes(r["native_sizes"]), fg)
+    Console(width=160).print(table)

@@ -8,6 +8,7 @@ the prepared-dataset format and :func:`load` / :func:`get_split` / :func:`paper_
 """
 
 from focalbench.datasets.catalog import DatasetSpec, dataset_names, get_spec, paper_settings
+from focalbench.datasets.fetch import dataset_status, fetch
 from focalbench.datasets.prepared import PreparedData, data_root, get_split, load
 
 __all__ = [
@@ -15,6 +16,8 @@ __all__ = [
     "PreparedData",
     "data_root",
     "dataset_names",
+    "dataset_status",
+    "fetch",
     "get_spec",
     "get_split",
     "load",

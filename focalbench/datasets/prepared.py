@@ -187,13 +187,14 @@ class PreparedWriter:
             self._fg_fov.append(float(mask[fov > 0].mean()) if fov.any() else 0.0)
 
     def close(self) -> None:
+        """Flush the record files to disk and close them (safe to call twice)."""
         for handle in self._files.values():
-            handle.close()
+            if not handle.closed:
+                handle.flush()
+                os.fsync(handle.fileno())
+                handle.close()
 
     def finish(self, meta: dict[str, Any]) -> dict[str, Any]:
-        for handle in self._files.values():
-            handle.flush()
-            os.fsync(handle.fileno())
         self.close()
         with atomic_open(self.folder / "index.npz", "wb") as handle:
             np.savez(handle, **{k: np.asarray(v, dtype=np.int64) for k, v in self._index.items()})

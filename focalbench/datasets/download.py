@@ -1,0 +1,123 @@
+"""Streaming HTTP download that resumes, retries and verifies.
+
+The bytes go to ``<file>.part`` and only a complete file whose sha256 matches (when one is
+published) is renamed to its final name, so a final name always means a verified file. A broken
+connection keeps the ``.part`` file; the next attempt (or the next ``fetch``) asks the server for
+the rest with ``Range: bytes=<have>-`` and appends when the answer is ``206 Partial Content``
+(a ``200`` means the server ignores ranges: start again). Transient failures (connection errors,
+time-outs, 5xx, a short body) are retried ``RETRIES`` times with exponential back-off
+``BACKOFF · 2^k`` seconds; a 4xx answer is final.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+import focalbench
+from focalbench.datasets.sources import sha256_file
+from focalbench.errors import FocalbenchError
+
+RETRIES = 5
+BACKOFF = 1.0  # seconds; tests set it to 0
+TIMEOUT = 60.0
+CHUNK = 1 << 20
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        transient=False,
+    )
+
+
+class _Retry(Exception):
+    """A transient failure: keep the ``.part`` file and try again."""
+
+
+def _attempt(url: str, part: Path, progress: Progress | None, task: int | None) -> None:
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": f"focalbench/{focalbench.__version__}"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # nothing left to send: the part is already whole
+            return
+        if exc.code >= 500 or exc.code == 429:
+            raise _Retry(f"HTTP {exc.code} {exc.reason}") from None
+        raise FocalbenchError(f"cannot download {url} (HTTP {exc.code} {exc.reason})") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise _Retry(str(getattr(exc, "reason", exc))) from None
+    with response:
+        resumed = response.status == 206
+        mode = "ab" if resumed else "wb"
+        start = have if resumed else 0
+        length = response.headers.get("Content-Length")
+        total = start + int(length) if length is not None else None
+        if progress is not None and task is not None:
+            progress.update(task, total=total, completed=start)
+        received = start
+        with open(part, mode) as handle:
+            try:
+                while block := response.read(CHUNK):
+                    handle.write(block)
+                    received += len(block)
+                    if progress is not None and task is not None:
+                        progress.update(task, completed=received)
+            except (http.client.IncompleteRead, socket.timeout, ConnectionError, OSError) as exc:
+                raise _Retry(f"connection broke after {received} bytes ({type(exc).__name__})") from None
+        if total is not None and received < total:
+            raise _Retry(f"connection closed after {received} of {total} bytes")
+
+
+def download(url: str, dest: Path, sha256: str = "", progress: Progress | None = None) -> str:
+    """Download ``url`` to ``dest`` (resuming ``dest.part``), verify ``sha256`` when given, and
+    return the sha256 seen. A mismatch moves the file aside to ``<dest>.sha256-mismatch``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    task = progress.add_task(dest.name, total=None) if progress is not None else None
+    reason = ""
+    for attempt in range(RETRIES + 1):
+        try:
+            _attempt(url, part, progress, task)
+            break
+        except _Retry as exc:
+            reason = str(exc)
+            if attempt < RETRIES:
+                time.sleep(BACKOFF * 2**attempt)
+    else:
+        have = part.stat().st_size if part.exists() else 0
+        raise FocalbenchError(
+            f"download of {url} failed after {RETRIES + 1} tries ({reason}); "
+            f"rerun the same command to resume from byte {have}"
+        )
+    seen = sha256_file(part)
+    if sha256 and seen != sha256.lower():
+        aside = dest.with_name(dest.name + ".sha256-mismatch")
+        os.replace(part, aside)
+        raise FocalbenchError(
+            f"checksum mismatch for {dest.name}: expected sha256 {sha256}, saw {seen}; "
+            f"the file is kept at {aside} and nothing was prepared"
+        )
+    os.replace(part, dest)
+    return seen
