@@ -1,9 +1,51 @@
-"""`focalbench report`."""
+"""`focalbench report`: the papers' tables from a results folder."""
 
-from focalbench.cli._common import command, not_built
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from focalbench.cli._common import JsonOption, ResultsOption, command, default_results_dir, print_json
+from focalbench.report.formats import Format
+from focalbench.report.layouts import TableName
 
 
 @command()
-def report() -> None:
-    """Not built yet."""
-    not_built("report")
+def report(
+    results: Path | None = ResultsOption,
+    table: TableName = typer.Option(
+        TableName.auto, "--table",
+        help="Layout: losses (paper 000 Table 2), se / ag (000 Tables 3-4), focal-tversky (003 Tables 1-2), "
+        "focusnet (002 Tables 1-3), auto (every configuration found).",
+    ),
+    dataset: str | None = typer.Option(None, "--dataset", help="Only this dataset, e.g. drive.", show_default=False),
+    fmt: Format = typer.Option(Format.markdown, "--format", help="Text format of the table."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write the table here (default: RESULTS/reports/report-<table>[-<dataset>].<ext>).",
+        show_default=False,
+    ),
+    plots: Path | None = typer.Option(None, "--plots", help="Write PNG figures into this folder.", show_default=False),
+    vs_paper: bool = typer.Option(False, "--vs-paper", help="Add ours, the paper's number and the difference per cell."),
+    baseline: str | None = typer.Option(
+        None, "--baseline",
+        help="Test each row against this one (paired Wilcoxon on per-image DSC, Holm-corrected): a model, "
+        "a loss or MODEL:LOSS. Example: --baseline dice",
+        show_default=False,
+    ),
+    ci: bool = typer.Option(False, "--ci", help="Add bootstrap 95% intervals (2000 resamples, seed 0) over test images."),
+    json_out: bool = JsonOption,
+) -> None:
+    """Tables laid out like the papers', with mean ± std, bold best, statistics and plots.
+
+    Example: focalbench report --table losses --baseline dice --vs-paper --plots results/plots
+    """
+    from focalbench.report import build_report
+
+    built = build_report(results if results is not None else default_results_dir(), table, dataset, fmt, out,
+                         plots, vs_paper, baseline, ci)
+    if json_out:
+        print_json(built.records)
+        return
+    typer.echo(built.text, nl=False)
+    typer.echo(f"written: {built.path}" + "".join(f"\nplot: {p}" for p in built.plots), err=True)

@@ -1,0 +1,382 @@
+"""`focalbench report`: hand-built run folders with known per-image scores → tables, statistics, plots."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from typer.testing import CliRunner
+
+from focalbench.cli import app
+from focalbench.config import RunConfig
+from focalbench.errors import FocalbenchError
+from focalbench.report import build_report, report
+from focalbench.report.runs import loss_family, parse_loss
+from focalbench.report.stats import bootstrap_ci, holm, paired_wilcoxon
+from focalbench.store import atomic_write_json, atomic_write_text
+
+IDS = ["a", "b", "c", "d", "e", "f"]
+
+
+def make_run(results: Path, dataset: str, model: str, loss: str, dsc, *, seed=0, fold=None, precision=None,
+             recall=None, ids=IDS, state="done", error=None, model_params=None, params=None, gflops=None,
+             history=None, samples=None) -> Path:
+    """A run folder as the engine writes it (docs/architecture.md), with the given per-image scores."""
+    config = RunConfig(dataset=dataset, model=model, loss=loss, protocol="paper000", seed=seed, fold=fold,
+                       model_params=model_params or {})
+    folder = results / "runs" / config.key
+    atomic_write_json(folder / "config.json", {"config": config.to_dict(), "key": config.key, "version": "0.1.0",
+                                               "resolved": {"split": "official"}})
+    atomic_write_json(folder / "status.json", {"state": state, "error": error, "epoch": 3})
+    if state != "done":
+        return folder
+    ids = list(ids)[: len(dsc)]
+    rows = ["image_id,dsc,precision,recall"]
+    for i, image_id in enumerate(ids):
+        p = precision[i] if precision is not None else dsc[i]
+        r = recall[i] if recall is not None else dsc[i]
+        rows.append(f"{image_id},{dsc[i]!r},{p!r},{r!r}")
+    atomic_write_text(folder / "per_image.csv", "\n".join(rows) + "\n")
+    atomic_write_json(folder / "metrics.json", {"test": {"dsc": float(np.mean(dsc))}, "aggregation": "image",
+                                                "empty_policy": "skip", "params": params, "gflops": gflops})
+    if history is not None:
+        atomic_write_text(folder / "history.csv", history)
+    if samples is not None:
+        np.savez(folder / "test_samples.npz", **samples)
+    return folder
+
+
+def table_rows(text: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+
+
+def row_of(rows: list[list[str]], *start: str) -> list[str]:
+    return next(r for r in rows if r[: len(start)] == list(start))
+
+
+@pytest.fixture
+def results(tmp_path):
+    return tmp_path / "results"
+
+
+# ---------------------------------------------------------------------------------------------- specs
+
+
+@pytest.mark.parametrize("spec, family", [
+    ("dice_ce", "dice+ce"),
+    ("dice+ce+fdpt(eps=1)", "dice+ce+dpt"),  # ε = 1 is the DPT (paper 000 §2.2)
+    ("ufl(gamma=0.1)+fdpt(eps=0)", "ufl"),  # ε = 0 is no penalty
+    ("ufl(gamma=0.3)+fdpt(eps=0.1)", "ufl+fdpt(eps=0.1)"),  # UFL's γ is per dataset: same column
+])
+def test_loss_specs_that_name_the_same_loss_share_a_column(spec, family):
+    assert loss_family(spec) == family
+
+
+def test_loss_spec_parameters_are_read_as_numbers():
+    assert parse_loss("ufl(gamma=0.1, delta=0.6)+fdpt(eps=0.1)") == [("ufl", {"gamma": 0.1, "delta": 0.6}),
+                                                                     ("fdpt", {"eps": 0.1})]
+
+
+# ---------------------------------------------------------------------------------------------- layouts
+
+
+def test_losses_table_is_paper000_table2_with_mean_std_dashes_and_bold(results):
+    make_run(results, "drive", "unet", "dice", [0.80, 0.70, 0.90], seed=0)
+    make_run(results, "drive", "unet", "dice", [0.60, 0.70, 0.80], seed=1)
+    make_run(results, "drive", "unet", "ufl(gamma=0.1)+fdpt(eps=0.1)", [0.90, 0.80, 0.85],
+             precision=[0.5, 0.5, 0.5])
+    rows = table_rows(report(results, table="losses"))
+    header = rows[0]
+    assert header == ["Dataset", "Metric", "DSC", "DSC + DPT", "DSC + FDPT", "DSC + CE", "DSC + CE + DPT",
+                      "DSC + CE + FDPT", "UFL", "UFL + DPT", "UFL + FDPT"]
+    dsc = row_of(rows, "DRIVE", "DSC")
+    # dice: run means 0.8 and 0.7 → 0.75 ± sample std 0.0707; UFL + FDPT: one run, 0.85, no ±
+    assert dsc[2] == f"0.7500 ± {np.std([0.8, 0.7], ddof=1):.4f}"
+    assert dsc[10] == "**0.8500**"
+    assert dsc[3:10] == ["—"] * 7
+    precision = row_of(rows, "", "Precision")
+    assert precision[2].startswith("**0.7500") and precision[10] == "0.5000"
+    # paper datasets without runs keep their rows, all "—"
+    assert row_of(rows, "2018 DSB", "DSC")[2:] == ["—"] * 9
+    assert row_of(rows, "CVC-ClinicDB", "DSC")[2:] == ["—"] * 9
+
+
+def test_se_table_counts_kept_modules_and_separates_the_pruned_focal_variant(results):
+    loss = "ufl(gamma=0.1)"
+    make_run(results, "drive", "unet", loss, [0.70, 0.72])
+    make_run(results, "drive", "use-net", loss, [0.71, 0.73])
+    make_run(results, "drive", "focal-use-net", loss, [0.74, 0.75])
+    make_run(results, "drive", "focal-use-net", loss, [0.80, 0.82], model_params={"positions": [2, 6]})
+    rows = table_rows(report(results, table="se", dataset="drive"))
+    assert rows[0] == ["Dataset", "Metric", "U-Net", "USE-Net", "Focal USE-Net", "Focal USE-Net (pruned)"]
+    assert row_of(rows, "DRIVE · ufl", "#SE")[2:] == ["0", "9", "9", "2"]  # #SE never bold
+    assert row_of(rows, "", "DSC")[2:] == ["0.7100", "0.7200", "0.7450", "**0.8100**"]
+
+
+def test_ag_table_without_the_pruned_run_shows_a_dash(results):
+    make_run(results, "dsb2018", "attention-unet", "ufl", [0.5, 0.7])
+    make_run(results, "dsb2018", "focal-attention-unet", "ufl", [0.6, 0.7])
+    rows = table_rows(report(results, table="ag", dataset="dsb2018"))
+    assert rows[0][2:] == ["U-Net", "Attention U-Net", "Focal Attention U-Net", "Focal Attention U-Net (pruned)"]
+    assert row_of(rows, "2018 DSB · ufl", "#AG")[2:] == ["—", "4", "4", "—"]
+    assert row_of(rows, "", "DSC")[2:] == ["—", "0.6000", "**0.6500**", "—"]
+
+
+def test_focal_tversky_table_gives_mean_std_over_folds_and_the_parameters_column(results):
+    folds = {"dice": [0.5, 0.6, 0.55, 0.65, 0.6], "focal_tversky": [0.7, 0.72, 0.68, 0.74, 0.71]}
+    for loss, scores in folds.items():
+        for fold, score in enumerate(scores):
+            make_run(results, "bus", "unet", loss, [score - 0.1, score + 0.1], fold=fold,
+                     ids=[f"{fold}-x", f"{fold}-y"])
+    make_run(results, "bus", "pyramid-attention-unet", "tversky(alpha=0.6)", [0.6, 0.6])
+    rows = table_rows(report(results, table="focal-tversky", dataset="bus"))
+    assert rows[0] == ["Dataset", "Model", "Parameters", "DSC", "Precision", "Recall"]
+    dl = row_of(rows, "BUS 2017 B", "U-Net + DL")
+    assert dl[2] == "α = 0.5, β = 0.5"
+    assert dl[3] == f"{np.mean(folds['dice']):.4f} ± {np.std(folds['dice'], ddof=1):.4f}"
+    ftl = row_of(rows, "", "U-Net + FTL")
+    assert ftl[3] == f"**{np.mean(folds['focal_tversky']):.4f} ± {np.std(folds['focal_tversky'], ddof=1):.4f}**"
+    # a run with its own loss arguments shows them, not the paper's
+    assert row_of(rows, "", "Attn U-Net + Multi-Input + TL")[2] == "alpha=0.6"
+    assert row_of(rows, "", "U-Net + TL")[3:] == ["—", "—", "—"]
+
+
+def test_focusnet_table_bolds_the_smallest_model_and_names_di_ji(results):
+    make_run(results, "isic2018", "unet", "dice", [0.8, 0.9], params=7_760_000, gflops=16.0)
+    make_run(results, "isic2018", "focusnetpp", "dice", [0.85, 0.87], params=7_800_000, gflops=15.0)
+    rows = table_rows(report(results, table="focusnet", dataset="isic2018"))
+    assert rows[0] == ["Dataset", "Method", "Params (M)", "GFLOPs", "Precision", "Recall", "DI", "JI"]
+    unet = row_of(rows, "ISIC 2018", "U-Net")
+    assert unet[2:4] == ["**7.76**", "16.00"]
+    assert row_of(rows, "", "FocusNet++")[2:4] == ["7.80", "**15.00**"]
+    assert row_of(rows, "", "FocusNet")[2:] == ["—"] * 6
+    assert unet[7] == "—"  # no jaccard in per_image.csv: a dash, never a number
+
+
+def test_auto_table_lists_every_configuration_grouped_by_dataset(results):
+    make_run(results, "drive", "unet", "dice", [0.5, 0.6])
+    make_run(results, "sample", "unet", "dice", [0.4, 0.6])
+    make_run(results, "sample", "focal-use-net", "ufl", [0.7, 0.8], model_params={"positions": [1]})
+    rows = table_rows(report(results))
+    assert rows[0] == ["Dataset", "Model", "Loss", "Variant", "DSC", "Precision", "Recall", "Jaccard"]
+    assert [r[:4] for r in rows[1:]] == [["DRIVE", "unet", "dice", ""], ["sample", "focal-use-net", "ufl", "pruned"],
+                                         ["", "unet", "dice", ""]]
+    assert rows[2][4] == "**0.7500**" and rows[3][4] == "0.5000"
+    assert rows[1][4] == "0.5500"  # alone in its dataset: nothing to compare, not bold
+
+
+def test_caption_states_aggregation_policy_split_runs_protocol_and_version(results):
+    make_run(results, "drive", "unet", "dice", [0.5, 0.6], seed=0)
+    make_run(results, "drive", "unet", "dice", [0.5, 0.6], seed=1)
+    text = report(results)
+    assert "aggregation per image" in text and "empty-mask policy: skip" in text
+    assert "split: official" in text and "runs per cell: 2" in text
+    assert "protocol: paper000" in text and "focalbench 0.1.0" in text
+
+
+def test_failed_and_running_runs_are_footnoted_and_a_corrupt_folder_is_named_and_skipped(results):
+    make_run(results, "drive", "unet", "dice", [0.5, 0.6])
+    failed = make_run(results, "drive", "unet", "dice+ce", [], state="failed", error="CUDA out of memory")
+    running = make_run(results, "drive", "unet", "dice+ce", [], seed=1, state="running")
+    broken = make_run(results, "drive", "unet", "ufl", [0.9, 0.9])
+    (broken / "config.json").write_text('{"config": {"dataset": "dri')
+    text = report(results, table="losses", dataset="drive")
+    dsc = row_of(table_rows(text), "DRIVE", "DSC")
+    assert dsc[5] == "—" and dsc[8] == "—"  # DSC + CE (only failed/running runs) and the corrupt UFL run
+    assert f"failed run not counted in DRIVE unet:dice+ce: {failed.name}: CUDA out of memory" in text
+    assert f"running run not counted in DRIVE unet:dice+ce: {running.name}" in text
+    assert f"skipped corrupt run folder {broken}: config.json unreadable (JSONDecodeError)" in text
+
+
+def test_done_run_without_per_image_scores_is_skipped_not_fatal(results):
+    good = make_run(results, "drive", "unet", "dice", [0.5, 0.6])
+    bad = make_run(results, "drive", "unet", "dice+ce", [0.7, 0.8])
+    (bad / "per_image.csv").unlink()
+    built = build_report(results, table="losses", dataset="drive")
+    assert [s.path for s in built.skipped] == [bad]
+    assert "state is done but per_image.csv is missing" in built.text
+    assert good.name not in built.text
+
+
+# ---------------------------------------------------------------------------------------------- statistics
+
+
+def test_wilcoxon_pairs_images_by_id_and_equals_scipy():
+    import pandas as pd
+
+    ours = pd.Series([0.9, 0.8, 0.75, 0.6, 0.95, 0.7], index=list("abcdef"))
+    base = pd.Series([0.5, 0.62, 0.7, 0.71, 0.8, 0.69, 0.3], index=list("fedcbag"))  # shuffled, one extra
+    test = paired_wilcoxon(ours, base)
+    aligned = base.loc[list("abcdef")].to_numpy()
+    expected = sps.wilcoxon(ours.to_numpy(), aligned)
+    assert test.n == 6
+    assert test.p == pytest.approx(expected.pvalue, rel=1e-12)
+    assert test.statistic == expected.statistic
+
+
+def test_wilcoxon_with_no_difference_is_p_one():
+    import pandas as pd
+
+    same = pd.Series([0.5, 0.6, 0.7], index=list("abc"))
+    assert paired_wilcoxon(same, same).p == 1.0
+
+
+def test_holm_matches_a_hand_computation():
+    # sorted 0.01, 0.03, 0.04 → 3·0.01 = 0.03, max(0.03, 2·0.03) = 0.06, max(0.06, 1·0.04) = 0.06
+    assert holm([0.04, 0.01, 0.03]) == pytest.approx([0.06, 0.03, 0.06])
+    assert holm([0.5, float("nan"), 0.4]) == pytest.approx([0.8, float("nan"), 0.8], nan_ok=True)
+    assert holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])
+
+
+def test_bootstrap_interval_of_two_values_is_the_whole_range():
+    # resampled means of {0, 1}: 0 (p 1/4), 0.5 (p 1/2), 1 (p 1/4) → the 2.5 % and 97.5 % quantiles are 0 and 1
+    assert bootstrap_ci(np.array([0.0, 1.0])) == (0.0, 1.0)
+    assert bootstrap_ci(np.array([0.3, 0.3, 0.3])) == pytest.approx((0.3, 0.3))
+    values = np.linspace(0, 1, 50)
+    assert bootstrap_ci(values) == bootstrap_ci(values)  # seeded
+    low, high = bootstrap_ci(values)
+    assert low < values.mean() < high
+
+
+def test_baseline_tests_are_paired_wilcoxon_holm_corrected_and_marked(results):
+    ids = list("abcdefgh")
+    base = [0.50, 0.52, 0.55, 0.49, 0.51, 0.53, 0.50, 0.54]
+    better = [0.70, 0.72, 0.75, 0.69, 0.71, 0.73, 0.70, 0.80]  # all 8 better: exact p = 2 / 2^8
+    mixed = [0.52, 0.50, 0.56, 0.48, 0.53, 0.52, 0.49, 0.55]
+    make_run(results, "drive", "unet", "dice", base, ids=ids)
+    order = [7, 2, 0, 5, 1, 6, 3, 4]  # the file lists images in another order: pairs go by image_id
+    make_run(results, "drive", "unet", "dice+ce", [better[i] for i in order], ids=[ids[i] for i in order])
+    make_run(results, "drive", "unet", "ufl(gamma=0.1)", mixed, ids=ids)
+    built = build_report(results, table="losses", dataset="drive", baseline="dice")
+    p_better = sps.wilcoxon(better, base).pvalue
+    p_mixed = sps.wilcoxon(mixed, base).pvalue
+    adjusted = holm([p_better, p_mixed])
+    records = {r["loss"]: r for r in built.records if r["metric"] == "dsc"}
+    assert records["dice+ce"]["p"] == pytest.approx(p_better)
+    assert records["ufl(gamma=0.1)"]["p_holm"] == pytest.approx(adjusted[1])
+    assert "p" not in records["dice"]
+    dsc = row_of(table_rows(built.text), "DRIVE", "DSC")
+    assert p_better == pytest.approx(2 / 2**8)
+    assert adjusted[0] < 0.05 <= adjusted[1]
+    assert dsc[5] == "**0.7250†**" and "†" not in dsc[8]
+    assert f"p = {p_better:.4g}, p_Holm = {adjusted[0]:.4g} †" in built.text
+
+
+def test_unknown_or_ambiguous_baseline_is_a_one_line_error(results):
+    make_run(results, "bus", "unet", "dice", [0.5, 0.6])
+    make_run(results, "bus", "unet", "tversky", [0.5, 0.6])
+    with pytest.raises(FocalbenchError, match="names no row of this table; .* from: unet:dice, unet:tversky"):
+        build_report(results, baseline="focusnet")
+    with pytest.raises(FocalbenchError, match="matches several rows in BUS 2017 B: unet:dice, unet:tversky"):
+        build_report(results, baseline="unet")
+
+
+def test_ci_adds_bootstrap_intervals_to_every_per_image_cell(results):
+    make_run(results, "drive", "unet", "dice", [0.0, 1.0])
+    built = build_report(results, ci=True)
+    assert row_of(table_rows(built.text), "DRIVE")[4] == "0.5000 [0.0000, 1.0000]"
+    record = next(r for r in built.records if r["metric"] == "dsc")
+    assert (record["ci_low"], record["ci_high"]) == (0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------- formats
+
+
+def test_latex_is_booktabs_with_balanced_braces_and_escaped_text(results):
+    make_run(results, "drive", "unet", "dice_ce", [0.5, 0.6], seed=0)
+    make_run(results, "drive", "unet", "dice_ce", [0.7, 0.6], seed=1)
+    make_run(results, "drive", "unet", "ufl(gamma=0.1)", [0.9, 0.9])
+    text = report(results, table="losses", fmt="latex", baseline="dice+ce")
+    assert text.count("{") == text.count("}")
+    assert text.count(r"\begin{") == text.count(r"\end{")
+    lines = text.splitlines()
+    assert lines.index(r"\toprule") < lines.index(r"\midrule") < lines.index(r"\bottomrule")
+    assert r"\textbf{0.9000}" in text and r"0.6000 $\pm$ 0.0707" in text
+    assert "---" in text and "—" not in text
+    body = text[text.index(r"\toprule"): text.index(r"\bottomrule")]
+    assert "_" not in body.replace(r"\_", "")  # raw underscores would not compile
+    width = len(re.search(r"\\begin\{tabular\}\{(\w+)\}", text).group(1))
+    assert all(line.count(" & ") == width - 1 for line in body.splitlines() if line.endswith(r"\\"))
+
+
+def test_csv_is_one_tidy_row_per_configuration_and_metric_and_json_the_same_records(results):
+    make_run(results, "drive", "unet", "dice", [0.5, 0.7], seed=0)
+    make_run(results, "drive", "unet", "dice", [0.7, 0.9], seed=1)
+    built = build_report(results, fmt="csv")
+    lines = built.text.splitlines()
+    assert lines[0] == "dataset,model,loss,pruned,setting,protocol,label,metric,mean,std,n"
+    assert len(lines) == 1 + 4  # dsc, precision, recall, jaccard
+    dsc = next(r for r in built.records if r["metric"] == "dsc")
+    assert dsc["mean"] == pytest.approx(0.7) and dsc["std"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
+    assert dsc["n"] == 2
+    assert lines[1].startswith("drive,unet,dice,False,,paper000,unet dice,dsc,0.7")
+    jaccard = next(r for r in built.records if r["metric"] == "jaccard")
+    assert jaccard["mean"] is None and jaccard["n"] == 0
+
+
+def test_vs_paper_prints_ours_theirs_and_the_difference(results):
+    make_run(results, "drive", "unet", "ufl(gamma=0.1)+fdpt(eps=0.1)", [0.80, 0.82])
+    make_run(results, "isic2018", "focusnetpp", "all_hybrid", [0.9, 0.9], params=7_000_000)
+    built = build_report(results, vs_paper=True)
+    paper = [r for r in built.records if r.get("paper")]
+    drive = next(r for r in paper if r["dataset"] == "drive" and r["metric"] == "dsc")
+    assert (drive["paper_table"], drive["paper_value"]) == ("Table 2", 0.8155)
+    assert drive["difference"] == pytest.approx(0.81 - 0.8155)
+    assert "| 000 | Table 2 | DRIVE | UFL + FDPT | unet:ufl(gamma=0.1)+fdpt(eps=0.1) | dsc | 0.8100 | 0.8155 | -0.0055 |" \
+        in built.text
+    params = next(r for r in paper if r["metric"] == "params")
+    assert params["paper_value"] == pytest.approx(7.80e6)  # printed 7.80 "× 10^8", read as millions
+    assert {(r["paper"], r["paper_table"]) for r in paper} == {("000", "Table 2"), ("002", "Table 1"),
+                                                               ("002", "Table 2")}
+
+
+def test_published_numbers_cover_every_results_table_of_the_papers():
+    from focalbench.report.published import published
+
+    data = published()
+    tables = {(t["paper"], t["table"]) for t in data["tables"]}
+    assert tables >= {("000", "Table 2"), ("000", "Table 3"), ("000", "Table 4"), ("001", "Table 1"),
+                      ("002", "Table 1"), ("002", "Table 2"), ("002", "Table 3"), ("003", "Table 1"),
+                      ("003", "Table 2")}
+    for table in data["tables"]:
+        assert all(len(row["values"]) == len(table["columns"]) for row in table["rows"])
+    by_key = {(t["paper"], t["table"]): t for t in data["tables"]}
+    # spot checks against the papers' text: the best DSC of paper 000 Table 2 and paper 003's last row
+    ufl_fdpt = [r for r in by_key["000", "Table 2"]["rows"] if r["label"] == "UFL + FDPT"]
+    assert [r["values"][0] for r in ufl_fdpt] == [0.8155, 0.9165, 0.8993]
+    assert by_key["003", "Table 2"]["rows"][-1]["values"][0] == {"mean": 0.856, "std": 0.007}
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_prints_the_table_writes_it_under_reports_and_json_prints_records(results):
+    make_run(results, "drive", "unet", "dice", [0.5, 0.7])
+    runner = CliRunner()
+    shown = runner.invoke(app, ["report", "--results", str(results), "--table", "losses", "--dataset", "drive"])
+    assert shown.exit_code == 0, shown.output
+    assert "| DRIVE | DSC | 0.6000 |" in shown.output
+    assert (results / "reports" / "report-losses-drive.md").read_text() in shown.output
+    as_json = runner.invoke(app, ["report", "--results", str(results), "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    records = json.loads(as_json.output)
+    assert {r["metric"]: r["mean"] for r in records}["dsc"] == pytest.approx(0.6)
+
+
+def test_cli_out_and_format_and_user_errors(results, tmp_path):
+    make_run(results, "drive", "unet", "dice", [0.5, 0.7])
+    runner = CliRunner()
+    out = tmp_path / "t.tex"
+    done = runner.invoke(app, ["report", "--results", str(results), "--format", "latex", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert out.read_text().startswith(r"\begin{table}")
+    bad = runner.invoke(app, ["report", "--results", str(tmp_path / "nowhere")])
+    assert bad.exit_code == 2 and "error: results folder" in bad.output and "--results DIR" in bad.output
+    typo = runner.invoke(app, ["report", "--results", str(results), "--table", "loses"])
+    assert typo.exit_code == 2
+    nodata = runner.invoke(app, ["report", "--results", str(results), "--dataset", "isic"])
+    assert nodata.exit_code == 2 and "datasets with runs: drive" in nodata.output
