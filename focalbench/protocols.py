@@ -131,7 +131,7 @@ class Protocol:
     schedule: Schedule = Schedule.constant
     plateau_factor: float = 0.1
     plateau_patience: int = 10
-    plateau_threshold: float = 0.0
+    plateau_threshold: float = 1e-4  # Keras ReduceLROnPlateau's min_delta default
     lr_decay: float = 0.0
     early_stopping: int | None = None
     test_checkpoint: Checkpoint = Checkpoint.best
@@ -195,9 +195,9 @@ _register(Protocol(
 _register(Protocol(
     name="smoke",
     source="focalbench: a tiny CPU recipe for tests and the Quick start",
-    optimizer=Optimizer.adam, lr=3e-3,
+    optimizer=Optimizer.adam, lr=1e-2,
     schedule=Schedule.plateau, plateau_factor=0.5, plateau_patience=2,
-    batch_size=4, epochs=4,
+    batch_size=4, epochs=5,
     normalization=Normalization.zscore, augmentation=SMOKE_AUGMENTATION,
     precision=Precision.fp32, tiny_model=True,
 ))
