@@ -65,9 +65,10 @@ def write_tree(root: Path, files: dict[str, bytes]) -> Path:
     return root
 
 
-def write_rar4_stored(path: Path, files: dict[str, bytes]) -> Path:
+def write_rar4_stored(path: Path, files: dict[str, bytes], method: int = 0x30) -> Path:
     """A RAR 4.x archive with every member stored (method 0x30), CRCs included: marker block,
-    main header, one file header + data per member, end-of-archive block."""
+    main header, one file header + data per member, end-of-archive block. ``method=0x33`` labels
+    the (still raw) data as compressed, which only an external RAR tool may decode."""
 
     def block(head_type: int, flags: int, body: bytes) -> bytes:
         header = struct.pack("<BHH", head_type, flags, 7 + len(body)) + body
@@ -78,7 +79,7 @@ def write_rar4_stored(path: Path, files: dict[str, bytes]) -> Path:
         raw = name.encode()
         dos_time = (2018 - 1980) << 25 | 1 << 21 | 1 << 16
         body = struct.pack(
-            "<IIBIIBBHI", len(data), len(data), 3, zlib.crc32(data), dos_time, 20, 0x30, len(raw), 0o100644
+            "<IIBIIBBHI", len(data), len(data), 3, zlib.crc32(data), dos_time, 20, method, len(raw), 0o100644
         )
         out += [block(0x74, 0x8000, body + raw), data]
     out.append(block(0x7B, 0x4000, b""))
@@ -159,6 +160,36 @@ def test_cvc_from_a_stored_rar_with_a_space_in_the_folder_name(tmp_path):
     assert data.masks.sum(axis=(1, 2)).tolist() == [4, 9, 1]
     expected = np.asarray(Image.open(io.BytesIO(files["CVC-ClinicDB/Original/2.tif"]))).transpose(2, 0, 1)
     assert (data.images[1] == expected).all()  # stored bytes decode to the original pixels
+
+
+def test_compressed_rar_without_a_backend_names_the_package(tmp_path, monkeypatch):
+    import rarfile
+
+    monkeypatch.setattr(rarfile, "UNRAR_TOOL", "no-such-unrar")
+    monkeypatch.setattr(rarfile, "UNAR_TOOL", "no-such-unar")
+    monkeypatch.setattr(rarfile, "BSDTAR_TOOL", "no-such-bsdtar")
+    monkeypatch.setattr(rarfile, "SEVENZIP_TOOL", "no-such-7z")
+    monkeypatch.setattr(rarfile, "SEVENZIP2_TOOL", "no-such-7zz")
+    monkeypatch.setattr(rarfile, "CURRENT_SETUP", None)  # probe the (missing) tools again
+    files = {"CVC-ClinicDB/Original/1.tif": encode(rgb(8, 12), "TIFF"),
+             "CVC-ClinicDB/Ground Truth/1.tif": encode(blob(8, 12), "TIFF")}
+    archive = write_rar4_stored(tmp_path / "CVC-ClinicDB.rar", files, method=0x33)
+    with pytest.raises(FocalbenchError, match="no RAR tool was found; install a RAR backend: sudo apt-get install unar"):
+        fetch(["cvc-clinicdb"], from_path=archive, progress=False)
+
+
+def test_disk_full_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    from focalbench.datasets.prepared import PreparedWriter
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(PreparedWriter, "add", full)
+    with pytest.raises(FocalbenchError, match="disk full while preparing dsb2018"):
+        fetch(["dsb2018"], from_path=write_zip(tmp_path / "a.zip", dsb_files(1)), progress=False)
+    assert list((tmp_path / "data").iterdir()) == []
 
 
 def test_isic_from_its_two_zips_needs_a_size_for_mixed_shapes(tmp_path):
