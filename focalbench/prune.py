@@ -1,0 +1,149 @@
+"""The focal-weight pruning heuristic of paper 000 (§2.2, Fig. 4, Tables 3–4).
+
+A Focal attention module scales its attention weights as ``a' = clip(a, 1e-7, 1) ** w`` with one
+trainable ``w ≥ 0`` per module. Trained from ``w₀ = 0`` (the plain U-Net function), the modules
+that matter grow their weight. The rule: keep module k iff its weight at convergence
+``w_k > τ`` (τ = 0.2 in the paper), remove the others entirely, and retrain the pruned network
+from scratch. "At convergence" is read as the weight after the last finished epoch, the last row
+of the run's ``history.csv`` (columns ``focal_se1``…``focal_se9`` / ``focal_ag1``…``focal_ag4``).
+
+The paper does not say how the kept modules' weights start in the retraining; we use ``w₀ = 1``
+(the paper's standard Focal-module initialisation, models spec §4) and record the source run in
+the new config (``overrides["pruned_from"]``). Removing every module gives the plain ``unet``
+(the paper's DRIVE + attention-gate case).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from focalbench.config import RunConfig
+from focalbench.errors import FocalbenchError
+from focalbench.store import read_json
+
+DEFAULT_THRESHOLD = 0.2
+# model_params that only exist for attention networks; the plain U-Net refuses them.
+_ATTENTION_PARAMS = ("positions", "focal_init")
+_COLUMN = re.compile(r"focal_([a-z]+)(\d+)")
+
+
+@dataclass(frozen=True)
+class FocalWeight:
+    kind: str  # "se" or "ag"
+    position: int  # 1-based position in the network (models spec §2–3)
+    weight: float  # w after the last finished epoch
+    kept: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}{self.position}"
+
+
+def keep(weights: dict[str, float], threshold: float = DEFAULT_THRESHOLD) -> list[FocalWeight]:
+    """Apply the rule ``kept ⇔ w > threshold`` to ``{"se1": w, ...}``; the result is in position order."""
+    out = []
+    for name, weight in weights.items():
+        match = re.fullmatch(r"([a-z]+)(\d+)", name)
+        if not match:
+            raise ValueError(f"focal weight name {name!r} is not <kind><position>")
+        out.append(FocalWeight(match.group(1), int(match.group(2)), float(weight), float(weight) > threshold))
+    return sorted(out, key=lambda w: w.position)
+
+
+def final_focal_weights(run_dir: str | os.PathLike) -> dict[str, float]:
+    """The focal weights of the last finished epoch in ``history.csv``: ``{"se1": w, ...}``."""
+    path = Path(run_dir) / "history.csv"
+    if not path.exists():
+        raise FocalbenchError(f"{path} does not exist; prune needs a finished run folder (results/runs/<key>)")
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise FocalbenchError(f"{path} has no finished epoch; finish the run first (rerun its train/ablate command)")
+    weights = {m.group(1) + m.group(2): float(value) for column, value in rows[-1].items()
+               if column and (m := _COLUMN.fullmatch(column))}
+    if not weights:
+        raise FocalbenchError(
+            f"run {Path(run_dir).name} has no focal weights in history.csv; prune a focal-use-net or "
+            "focal-attention-unet run (trained with --param model.focal_init=0)"
+        )
+    return weights
+
+
+def pruned_config(run_dir: str | os.PathLike, threshold: float = DEFAULT_THRESHOLD) -> tuple[RunConfig, str]:
+    """The retraining config of a finished Focal run, and a one-line note of what was kept.
+
+    Kept positions go to ``model_params["positions"]`` with ``focal_init = 1``; no kept module
+    gives ``model="unet"`` without attention parameters. Everything else (dataset, loss,
+    protocol, seed, fold, epochs, other params) is the source's.
+    """
+    run_dir = Path(run_dir)
+    source = _source_config(run_dir)
+    weights = keep(final_focal_weights(run_dir), threshold)
+    kept = [w.position for w in weights if w.kept]
+    params = {k: v for k, v in source.model_params.items() if k not in _ATTENTION_PARAMS}
+    if kept:
+        model, params = source.model, {**params, "positions": kept, "focal_init": 1.0}
+        note = f"kept {', '.join(w.name for w in weights if w.kept)} of {len(weights)} at τ = {threshold:g}"
+    else:
+        model = "unet"
+        note = f"no module above τ = {threshold:g}: plain U-Net"
+    config = source.replace(model=model, model_params=params,
+                            overrides={**source.overrides, "pruned_from": source.key})
+    return config, note
+
+
+def _source_config(run_dir: Path) -> RunConfig:
+    try:
+        stored = read_json(run_dir / "config.json")
+    except FileNotFoundError:
+        raise FocalbenchError(f"{run_dir} has no config.json; pass a run folder, e.g. results/runs/<key>") from None
+    status = (read_json(run_dir / "status.json") if (run_dir / "status.json").exists() else {}).get("state")
+    if status != "done":
+        raise FocalbenchError(
+            f"run {run_dir.name} is {status or 'not started'}, not done; finish it first "
+            "(rerun the same focalbench train/ablate command)"
+        )
+    return RunConfig.from_dict(stored["config"])
+
+
+def prune(
+    run_dir: str | os.PathLike,
+    threshold: float = DEFAULT_THRESHOLD,
+    retrain: bool = False,
+    results: str | os.PathLike | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Prune a finished zero-initialised Focal run at ``threshold``; optionally retrain the result.
+
+    Returns ``{"source", "threshold", "weights": [{position, type, weight, kept}], "kept",
+    "note", "config", "key", "run"}`` where ``run`` is train's summary when ``retrain`` (else
+    ``None``). ``results`` defaults to the folder holding ``run_dir`` (``<results>/runs/<key>``).
+    """
+    run_dir = Path(run_dir)
+    if not 0.0 <= threshold:
+        raise FocalbenchError(f"--threshold {threshold} must be ≥ 0 (the paper uses 0.2)")
+    config, note = pruned_config(run_dir, threshold)
+    weights = keep(final_focal_weights(run_dir), threshold)
+    summary = None
+    if retrain:
+        from focalbench.engine import train
+
+        summary = train(config, results=results if results is not None else run_dir.parent.parent,
+                        device=device, resume=True, progress=progress)
+    return {
+        "source": run_dir.name,
+        "threshold": threshold,
+        "weights": [{"position": w.position, "type": w.kind, "name": w.name, "weight": w.weight,
+                     "kept": w.kept} for w in weights],
+        "kept": [w.position for w in weights if w.kept],
+        "note": note,
+        "config": config.to_dict(),
+        "key": config.key,
+        "run": summary,
+    }

@@ -1,0 +1,237 @@
+"""Cell life and executor mechanics: locks, stale owners, failure records, worker deaths, packing.
+
+These tests drive the real executors and grid driver with a small stand-in for ``train``
+(`fake_train`, below) that writes a run folder the way the engine does, so they pin the grid's
+behaviour without depending on training speed; the end-to-end tests with the real ``train`` are
+in ``test_ablate.py``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from focalbench.config import RunConfig
+from focalbench.errors import FocalbenchError
+from focalbench.executors import (
+    LocalExecutor,
+    Outcome,
+    cell_lock,
+    local_slots,
+    read_status,
+    run_cell,
+    run_dir_of,
+)
+from focalbench.grid import ablate
+from focalbench.store import atomic_write_json, read_json
+
+
+def fake_train(config: RunConfig, results, device="auto", resume=True, progress=True) -> dict:
+    """A stand-in for ``engine.train`` with the same run-folder protocol.
+
+    Loss names steer it: ``boom`` raises, ``die`` SIGKILLs its own process, ``slow`` sleeps
+    1 s per epoch. Every call appends ``<key> <start|resume> <pid>`` to ``results/calls.log``.
+    """
+    run_dir = run_dir_of(results, config.key)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resumed = (run_dir / "last.pt").exists()
+    with open(Path(results) / "calls.log", "a") as log:
+        log.write(f"{config.key} {'resume' if resumed else 'start'} {os.getpid()}\n")
+    status = {"state": "running", "error": None, "epoch": 0, "pid": os.getpid(),
+              "host": socket.gethostname(), "started": time.time(), "updated": time.time(), "finished": None}
+    atomic_write_json(run_dir / "config.json", {"config": config.to_dict(), "key": config.key,
+                                                "resolved": {"epochs": 2}})
+    atomic_write_json(run_dir / "status.json", status)
+    if config.loss == "boom":
+        raise RuntimeError("loss exploded at epoch 1")
+    if config.loss == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    for epoch in (1, 2):
+        time.sleep(1.0 if config.loss == "slow" else 0.01)
+        (run_dir / "last.pt").write_text(str(epoch))
+        atomic_write_json(run_dir / "status.json", {**status, "epoch": epoch, "updated": time.time()})
+    atomic_write_json(run_dir / "metrics.json", {"test": {"dsc": 0.5}})
+    atomic_write_json(run_dir / "status.json", {**status, "state": "done", "epoch": 2, "finished": time.time()})
+    return {"state": "done", "run_dir": run_dir, "test": {"dsc": 0.5}}
+
+
+def _config(loss: str = "dice", seed: int = 0) -> RunConfig:
+    return RunConfig(dataset="sample", model="unet", loss=loss, protocol="smoke", seed=seed)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie left unreaped by a container's init counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _calls(results: Path) -> list[list[str]]:
+    log = results / "calls.log"
+    return [line.split() for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_slots_pack_jobs_per_gpu_onto_each_gpu():
+    assert local_slots("auto", [0, 1], jobs_per_gpu=2) == ["cuda:0", "cuda:0", "cuda:1", "cuda:1"]
+    assert local_slots("cpu", None, jobs=3) == ["cpu", "cpu", "cpu"]
+    with pytest.raises(FocalbenchError, match="--gpus"):
+        local_slots("cpu", [0])
+
+
+def test_lock_excludes_a_second_holder_and_dies_with_its_owner(tmp_path):
+    with cell_lock(tmp_path) as first:
+        with cell_lock(tmp_path) as second:  # a second open file in the same process conflicts too
+            assert (first, second) == (True, False)
+    # a holder killed with SIGKILL releases the lock (the kernel closes its files)
+    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / ".lock")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    with cell_lock(tmp_path) as while_held:
+        assert while_held is False
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with cell_lock(tmp_path) as after_kill:
+        assert after_kill is True
+
+
+def test_done_cell_is_skipped_without_training(tmp_path):
+    config = _config()
+    assert run_cell(config.to_dict(), str(tmp_path), train_fn=fake_train).outcome is Outcome.trained
+    again = run_cell(config.to_dict(), str(tmp_path), train_fn=fake_train)
+    assert again.outcome is Outcome.skipped
+    assert again.summary["test"] == {"dsc": 0.5}
+    assert len(_calls(tmp_path)) == 1
+
+
+def test_failure_is_recorded_and_retried_only_when_asked(tmp_path):
+    config = _config("boom")
+    first = run_cell(config.to_dict(), str(tmp_path), train_fn=fake_train)
+    assert first.outcome is Outcome.failed
+    assert first.error == "RuntimeError: loss exploded at epoch 1"
+    status = read_status(run_dir_of(tmp_path, config.key))
+    assert (status["state"], status["error"]) == ("failed", "RuntimeError: loss exploded at epoch 1")
+    again = run_cell(config.to_dict(), str(tmp_path), train_fn=fake_train)
+    assert (again.outcome, again.previously_failed) == (Outcome.failed, True)
+    assert len(_calls(tmp_path)) == 1  # not retried
+    run_cell(config.to_dict(), str(tmp_path), retry_failed=True, train_fn=fake_train)
+    assert len(_calls(tmp_path)) == 2
+
+
+def test_running_cell_whose_owner_is_gone_is_resumed(tmp_path):
+    config = _config()
+    run_dir = run_dir_of(tmp_path, config.key)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    run_dir.mkdir(parents=True)
+    (run_dir / "last.pt").write_text("1")
+    atomic_write_json(run_dir / "status.json", {"state": "running", "epoch": 1, "pid": gone.pid,
+                                                "host": socket.gethostname()})
+    result = run_cell(config.to_dict(), str(tmp_path), train_fn=fake_train)
+    assert result.outcome is Outcome.resumed
+    assert _calls(tmp_path)[0][1] == "resume"
+    assert read_status(run_dir)["state"] == "done"
+
+
+def test_running_cell_of_a_live_lockless_owner_is_left_alone(tmp_path):
+    config = _config()
+    run_dir = run_dir_of(tmp_path, config.key)
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run_dir.mkdir(parents=True)
+        atomic_write_json(run_dir / "status.json", {"state": "running", "pid": owner.pid,
+                                                    "host": socket.gethostname()})
+        result = run_cell(config.to_dict(), str(tmp_path), train_fn=fake_train)
+        assert result.outcome is Outcome.busy
+        assert str(owner.pid) in result.error
+        assert _calls(tmp_path) == []
+    finally:
+        owner.kill()
+        owner.wait()
+
+
+def test_a_raising_cell_does_not_stop_the_grid(tmp_path):
+    result = ablate("sample", models="unet", losses="dice,boom,ce", seeds="0,1", protocol="smoke",
+                    results=tmp_path, jobs=2, progress=False, train_fn=fake_train)
+    counts = result.counts()
+    assert (counts["trained"], counts["failed"]) == (4, 2)
+    failures = result.failures()
+    assert {f["seed"] for f in failures} == {0, 1}
+    assert all(f["error"] == "RuntimeError: loss exploded at epoch 1" for f in failures)
+    stored = read_json(result.grid_dir / "grid.json")
+    assert [c["outcome"] for c in stored["cells"]].count("failed") == 2
+    assert len({c["key"] for c in stored["cells"]}) == 6
+
+
+def test_killed_worker_fails_its_cell_and_the_pool_goes_on(tmp_path):
+    result = ablate("sample", models="unet", losses="die,dice,ce", protocol="smoke", results=tmp_path,
+                    jobs=1, progress=False, train_fn=fake_train)
+    outcomes = {c.config.loss: c.result.outcome for c in result.cells}
+    assert outcomes == {"die": Outcome.failed, "dice": Outcome.trained, "ce": Outcome.trained}
+    dead = next(c for c in result.cells if c.config.loss == "die")
+    assert "worker process died (exit code -9)" in dead.result.error
+    assert read_status(run_dir_of(tmp_path, dead.config.key))["state"] == "failed"
+
+
+def test_two_grids_on_one_results_folder_never_train_a_cell_twice(tmp_path):
+    outcomes = []
+
+    def run() -> None:
+        res = ablate("sample", models="unet", losses="slow", seeds="0,1,2,3", protocol="smoke",
+                     results=tmp_path, jobs=2, progress=False, train_fn=fake_train)
+        outcomes.append([c.result.outcome for c in res.cells])
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    keys = [call[0] for call in _calls(tmp_path)]
+    assert sorted(keys) == sorted(set(keys)) and len(keys) == 4  # each cell trained exactly once
+    for a, b in zip(*outcomes):
+        assert Outcome.trained in (a, b)
+        assert {a, b} <= {Outcome.trained, Outcome.busy, Outcome.skipped}
+
+
+def test_killed_driver_takes_its_workers_down_and_a_rerun_resumes(tmp_path):
+    """kill -9 of the driver: workers exit (no orphan keeps training), the rerun resumes."""
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[2]); from test_executors import fake_train; "
+        "from focalbench.grid import ablate; "
+        "ablate('sample', models='unet', losses='slow', seeds='0,1,2,3,4,5', protocol='smoke', "
+        "results=sys.argv[1], jobs=2, progress=False, train_fn=fake_train)"
+    )
+    driver = subprocess.Popen([sys.executable, "-c", script, str(tmp_path), str(Path(__file__).parent)],
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 60
+    def half_trained() -> bool:  # a cell of the second wave has just finished epoch 1 of 2
+        return len(_calls(tmp_path)) >= 3 and any(
+            (read_status(d) or {}).get("epoch") == 1 for d in (tmp_path / "runs").iterdir())
+
+    while not half_trained() and time.time() < deadline:
+        time.sleep(0.02)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    worker_pids = {int(call[2]) for call in _calls(tmp_path)}
+    time.sleep(1.0)  # the kernel kills the workers with their parent (PR_SET_PDEATHSIG)
+    assert not [pid for pid in worker_pids if _alive(pid)]
+    before = {call[0] for call in _calls(tmp_path)}
+    done_before = {k for k in before if read_status(run_dir_of(tmp_path, k))["state"] == "done"}
+    partial = {k for k in before - done_before if (run_dir_of(tmp_path, k) / "last.pt").exists()}
+    assert partial, "the driver was killed with no cell half-trained; the test proves nothing"
+    result = ablate("sample", models="unet", losses="slow", seeds="0,1,2,3,4,5", protocol="smoke",
+                    results=tmp_path, jobs=2, progress=False, train_fn=fake_train)
+    by_key = {c.config.key: c.result.outcome for c in result.cells}
+    assert all(by_key[k] is Outcome.skipped for k in done_before)
+    assert all(by_key[k] is Outcome.resumed for k in partial)
+    assert all(read_status(run_dir_of(tmp_path, k))["state"] == "done" for k in by_key)
