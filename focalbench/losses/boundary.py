@@ -1,14 +1,27 @@
 """Exact Euclidean distance transforms in torch, and the DPT/FDPT boundary maps built on them.
 
-Everything here runs on the device of its input, without gradients and without a Python loop
-over pixels or images, so the training loop can compute the maps once per augmented batch on
-the GPU (spec ``losses.md`` §8.1).
+Everything here runs without gradients and without a Python loop over pixels or images, so the
+training loop can compute the maps once per augmented batch (spec ``losses.md`` §8.1). Two exact
+backends give the same distances: ``torch`` runs on the input's device (the GPU path: a
+min-plus row pass, O(H·W²) per image, 2.4 s for one 512×512 image on one CPU thread but
+parallel on a GPU) and ``scipy`` (Maurer's linear-time EDT, ~30 ms per 512×512 image) serves
+CPU tensors. ``None`` picks ``scipy`` for CPU tensors and ``torch`` elsewhere.
 """
 
 from __future__ import annotations
 
+from enum import Enum
+
+import numpy as np
 import torch
 from torch import Tensor
+
+
+class EdtBackend(str, Enum):
+    """Which exact Euclidean distance transform computes the maps."""
+
+    TORCH = "torch"  # on the input's device (GPU)
+    SCIPY = "scipy"  # scipy.ndimage on the CPU
 
 # Candidates examined at once by the row pass of the EDT (rows × width × width elements):
 # 2**25 float32 values = 128 MiB, enough to keep a GPU busy and small enough for a laptop.
@@ -30,7 +43,7 @@ def _column_distances(background: Tensor) -> Tensor:
     return torch.minimum(rows - above, below - rows)
 
 
-def squared_edt(mask: Tensor) -> Tensor:
+def _squared_edt_torch(mask: Tensor) -> Tensor:
     """Squared Euclidean distance from each pixel to the nearest pixel where ``mask`` is False.
 
     ``mask``: bool ``(..., H, W)``. Pixels outside the mask get 0; a mask with no ``False``
@@ -58,16 +71,34 @@ def squared_edt(mask: Tensor) -> Tensor:
     return out.reshape(shape)
 
 
-def edt(mask: Tensor) -> Tensor:
-    """Euclidean distance to the nearest ``False`` pixel, like ``scipy.ndimage.distance_transform_edt``.
+def _edt_scipy(mask: Tensor) -> Tensor:
+    """All images in one ``distance_transform_edt`` call: the batch axis is sampled at H + W,
+    farther than any in-image distance, so each image's nearest ``False`` pixel is its own."""
+    from scipy.ndimage import distance_transform_edt
 
-    Matches scipy wherever the mask has at least one ``False`` pixel; a mask that is all
-    ``True`` gives ``inf`` (scipy measures to a virtual outside point instead).
+    shape = mask.shape
+    arr = mask.reshape(-1, shape[-2], shape[-1]).bool().cpu().numpy()
+    spacing = float(shape[-2] + shape[-1])
+    dist = distance_transform_edt(arr, sampling=(spacing, 1.0, 1.0))
+    dist[arr.all(axis=(1, 2))] = np.inf  # no False pixel in the image: nothing to measure to
+    return torch.from_numpy(dist).float().reshape(shape).to(mask.device)
+
+
+def edt(mask: Tensor, backend: EdtBackend | None = None) -> Tensor:
+    """Euclidean distance to the nearest ``False`` pixel of the same image, float32 ``(..., H, W)``.
+
+    Equals ``scipy.ndimage.distance_transform_edt`` per image wherever the image has at least
+    one ``False`` pixel; an image that is all ``True`` gives ``inf`` (scipy would measure to a
+    virtual outside point instead). ``backend=None``: scipy for CPU tensors, torch elsewhere.
     """
-    return squared_edt(mask).sqrt()
+    if backend is None:
+        backend = EdtBackend.SCIPY if mask.device.type == "cpu" else EdtBackend.TORCH
+    if EdtBackend(backend) is EdtBackend.SCIPY:
+        return _edt_scipy(mask)
+    return _squared_edt_torch(mask).sqrt()
 
 
-def distance_map(target: Tensor) -> Tensor:
+def distance_map(target: Tensor, backend: EdtBackend | None = None) -> Tensor:
     """The DPT map ``D = D_fg + D_bg ∈ [0, 1]`` of a binary mask (spec §8.1).
 
     For each region R ∈ {foreground, background} of each image, with ``d(x)`` the Euclidean
@@ -84,11 +115,12 @@ def distance_map(target: Tensor) -> Tensor:
 
     ``target``: ``(N, 1, H, W)`` (or any ``(..., H, W)``) in {0, 1}. Returns float32 of the same
     shape on the same device, without gradient. The maximum is per image and per region.
+    ``backend`` chooses the EDT (see :func:`edt`).
     """
     with torch.no_grad():
         fg = target.detach() > 0.5
         regions = torch.stack([fg, ~fg])  # (2, ..., H, W)
-        dist = edt(regions)
+        dist = edt(regions, backend)
         spatial = (-2, -1)
         has_complement = (~regions).flatten(-2).any(-1)[..., None, None]
         inside = torch.where(regions, dist, torch.zeros_like(dist))
