@@ -380,3 +380,51 @@ def test_cli_out_and_format_and_user_errors(results, tmp_path):
     assert typo.exit_code == 2
     nodata = runner.invoke(app, ["report", "--results", str(results), "--dataset", "isic"])
     assert nodata.exit_code == 2 and "datasets with runs: drive" in nodata.output
+
+
+# ---------------------------------------------------------------------------------------------- plots
+
+
+def _history(final: dict[str, float], epochs: int = 6) -> str:
+    """history.csv whose focal weights rise linearly from 0 (zero init) to ``final``."""
+    names = [f"focal_{p}" for p in final]
+    lines = ["epoch,train_loss,val_loss,val_dsc,val_precision,val_recall,lr,seconds," + ",".join(names)]
+    for e in range(1, epochs + 1):
+        weights = ",".join(f"{w * e / epochs:.4f}" for w in final.values())
+        lines.append(f"{e},{1 / e:.4f},{1.2 / e:.4f},{0.5 + 0.4 * e / epochs:.4f},0.6,0.7,0.001,1.0,{weights}")
+    return "\n".join(lines) + "\n"
+
+
+def _samples(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((2, 32, 32), np.uint8)
+    masks[:, 8:20, 10:24] = 1
+    probs = (np.clip(masks + rng.normal(0, 0.3, masks.shape), 0, 1) * 255).astype(np.uint8)
+    return {"ids": np.array(["img1", "img2"]), "images": rng.integers(0, 255, (2, 3, 32, 32), dtype=np.uint8),
+            "masks": masks, "probs": probs}
+
+
+def test_plots_are_written_as_png_for_focal_weights_curves_samples_and_fdpt(results, tmp_path):
+    make_run(results, "sample", "focal-use-net", "ufl", [0.7, 0.8],
+             history=_history({"se1": 0.05, "se2": 0.4, "se9": 0.9}), samples=_samples(0))
+    make_run(results, "sample", "unet", "ufl", [0.6, 0.7], history=_history({}), samples=_samples(1))
+    built = build_report(results, plots=tmp_path / "plots")
+    names = sorted(p.name for p in built.plots)
+    focal = [n for n in names if n.startswith("focal-")]
+    assert len(focal) == 1 and "focal-use-net" in focal[0]  # the U-Net has no focal weights
+    assert len([n for n in names if n.startswith("curves-")]) == 2
+    assert "samples-sample.png" in names and "fdpt-weights.png" in names
+    for path in built.plots:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fdpt_weights_are_one_plus_distance_to_the_power_eps():
+    from focalbench.report.plots import fdpt_weights
+
+    mask = np.zeros((1, 7), np.uint8)
+    mask[0, :3] = 1  # foreground 0..2, background 3..6
+    # distances to the other class: fg 3, 2, 1 (M = 3); bg 1, 2, 3, 4 (M = 4)
+    # D = (M − d)/(M − 1): fg 0, 0.5, 1; bg 1, 2/3, 1/3, 0
+    d = np.array([0, 0.5, 1, 1, 2 / 3, 1 / 3, 0])
+    for eps in (0.1, 1.0, 10.0):
+        assert fdpt_weights(mask, eps)[0] == pytest.approx((1 + d) ** eps, rel=1e-6)

@@ -65,17 +65,23 @@ def focal_weights_plot(entry: Entry, run: Run, history: pd.DataFrame, path: Path
     if not columns:
         return None
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for column in columns:
+    colours = plt.get_cmap("tab10")
+    for i, column in enumerate(columns):
         final = float(history[column].iloc[-1])
         kept = final >= PRUNE_THRESHOLD
         position = column.removeprefix("focal_")
-        ax.plot(history["epoch"], history[column], color="tab:green" if kept else "0.6",
-                linewidth=2.0 if kept else 1.0, label=f"{position}: W = {final:.2f}{' (kept)' if kept else ''}")
+        # kept modules solid and thick, removed ones thin and dotted: the pruning decision at a glance
+        ax.plot(history["epoch"], history[column], color=colours(i % 10), linestyle="-" if kept else ":",
+                linewidth=2.2 if kept else 1.0, label=f"{position}: W = {final:.2f}{' (kept)' if kept else ''}")
         ax.annotate(position, (history["epoch"].iloc[-1], final), textcoords="offset points", xytext=(3, 0),
-                    fontsize=7, va="center")
+                    fontsize=7, va="center", color="tab:green" if kept else "0.4")
+    ax.axhspan(PRUNE_THRESHOLD, max(1.0, float(history[columns].max().max())) * 1.05, color="tab:green", alpha=0.07)
     ax.axhline(PRUNE_THRESHOLD, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {PRUNE_THRESHOLD}")
-    ax.set(xlabel="epoch", ylabel="Focal weight w", title=_title(entry, run))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="epoch", ylabel="Focal weight w", title=_title(entry, run), ylim=(0, None))
     ax.legend(fontsize=7, ncol=2, loc="best")
     return _save(fig, path)
 
@@ -93,7 +99,7 @@ def curves_plot(entry: Entry, run: Run, history: pd.DataFrame, path: Path) -> Pa
     for column in ("val_dsc", "val_precision", "val_recall"):
         if column in history:
             right.plot(history["epoch"], history[column], label=column.replace("_", " "))
-    right.set(xlabel="epoch", ylabel="score", title="validation")
+    right.set(xlabel="epoch", ylabel="score", title="validation", ylim=(0, 1))
     right.legend(fontsize=8)
     fig.suptitle(_title(entry, run), fontsize=9)
     return _save(fig, path)
@@ -141,7 +147,7 @@ def samples_plot(dataset: str, entries: list[Entry], path: Path) -> Path | None:
                 axes[r][c].imshow(samples["probs"][found[0]] >= 128, cmap="gray", vmin=0, vmax=1)
             else:
                 axes[r][c].text(0.5, 0.5, "not in samples", ha="center", va="center", fontsize=7)
-        axes[r][0].set_ylabel(image_id, fontsize=7)
+        axes[r][0].set_ylabel(_short(image_id), fontsize=7)
     for c, name in enumerate(["image", "ground truth", *(n for n, _ in columns)]):
         axes[0][c].set_title(name, fontsize=7)
     for ax in axes.flat:
@@ -177,12 +183,16 @@ def fdpt_plot(mask: np.ndarray, path: Path, source: str) -> Path:
     for ax, eps in zip(axes[1:], FDPT_EPSILONS):
         weights = fdpt_weights(mask, eps)
         shown = ax.imshow(weights, cmap="viridis", vmin=1.0, vmax=2.0 ** eps)
-        ax.set_title(f"W = (1 + D)^ε, ε = {eps:g}", fontsize=8)
+        ax.set_title(rf"$W = (1 + D)^{{\varepsilon}}$, $\varepsilon$ = {eps:g}", fontsize=8)
         fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
     return _save(fig, path)
+
+
+def _short(image_id: str) -> str:
+    return image_id if len(image_id) <= 14 else image_id[:12] + "…"
 
 
 def _slug(text: str) -> str:
@@ -201,7 +211,9 @@ def make_plots(table: Table, folder: Path) -> list[Path]:
                 made.append(curves_plot(entry, run, history, folder / f"curves-{_slug(run.key)}.png"))
             samples = _samples(run) if mask is None else None
             if samples is not None and len(samples["masks"]):
-                mask, source = samples["masks"][0], f"{entry.dataset} {samples['ids'][0]}"
+                # the sample with the most foreground shows the map's interior and exterior best
+                i = int(np.argmax(samples["masks"].reshape(len(samples["masks"]), -1).sum(1)))
+                mask, source = samples["masks"][i], f"{entry.dataset} {_short(str(samples['ids'][i]))}"
     datasets = dict.fromkeys(e.dataset for e in table.entries)
     for dataset in datasets:
         made.append(samples_plot(dataset, [e for e in table.entries if e.dataset == dataset],
