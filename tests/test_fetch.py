@@ -209,6 +209,43 @@ def test_isic_from_its_two_zips_needs_a_size_for_mixed_shapes(tmp_path):
     assert (Path(focalbench.datasets.data_root()) / "isic2018" / "cache" / "6x8.npz").is_file()
 
 
+def test_jpeg_draft_decoding_matches_full_decoding(tmp_path):
+    from focalbench.datasets.prepared import decode_image, resize_image
+
+    yy, xx = np.mgrid[0:256, 0:320]
+    smooth = np.dstack([yy % 256, xx % 256, (yy + xx) % 256]).astype(np.uint8)
+    data = encode(smooth, "JPEG")
+    drafted = decode_image(data, 3, draft=(16, 20))
+    assert drafted.shape[1:] == (32, 40)  # 1/8 scale would be 32x40, the smallest >= 16x20
+    full = resize_image(decode_image(data, 3), (16, 20))
+    fast = resize_image(drafted, (16, 20))
+    assert np.abs(full.astype(int) - fast.astype(int)).mean() < 3
+
+
+def test_truncated_jpeg_fails_at_fetch_not_at_training(tmp_path):
+    whole = encode(rgb(64, 64), "JPEG")
+    files = {"ISIC2018_Task1-2_Training_Input/ISIC_1.jpg": whole[: len(whole) // 2],
+             "ISIC2018_Task1_Training_GroundTruth/ISIC_1_segmentation.png": encode(blob(64, 64), "PNG")}
+    with pytest.raises(FocalbenchError, match="cannot read image .*ISIC_1.jpg.*truncated"):
+        fetch(["isic2018"], from_path=write_tree(tmp_path / "isic", files), progress=False)
+
+
+def test_tar_gz_source_and_an_archive_beside_its_extracted_folder(tmp_path):
+    import tarfile
+
+    src = write_tree(tmp_path / "lung", {
+        "2d_images/a.tif": encode(rgb(6, 6)[:, :, 0], "TIFF"),
+        "2d_masks/a.tif": encode(blob(6, 6, 0, 0, 2), "TIFF"),
+    })
+    with tarfile.open(tmp_path / "lung.tar.gz", "w:gz") as tar:
+        tar.add(src / "2d_images", arcname="2d_images")
+        tar.add(src / "2d_masks", arcname="2d_masks")
+    assert fetch(["lung"], from_path=tmp_path / "lung.tar.gz", progress=False)[0]["images"] == 1
+    # Kaggle ships 2d_images.zip beside 2d_images/: the zip is skipped, not read as a duplicate
+    write_zip(src / "2d_images.zip", {"2d_images/a.tif": encode(rgb(6, 6)[:, :, 0], "TIFF")})
+    assert fetch(["lung"], from_path=src, force=True, progress=False)[0]["images"] == 1
+
+
 def test_bus_greyscale_from_an_extracted_folder(tmp_path):
     files = {}
     for k in range(3):

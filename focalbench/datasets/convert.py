@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from focalbench.datasets.catalog import DatasetSpec, Layout, Merge, registry
-from focalbench.datasets.prepared import UnreadableImage, decode_image, decode_mask
+from focalbench.datasets.prepared import UnreadableImage, decode_mask, probe_image
 from focalbench.datasets.sources import SourceTree
 from focalbench.errors import FocalbenchError
 
@@ -123,21 +123,21 @@ def match_layout(spec: DatasetSpec, tree: SourceTree) -> list[Record]:
     return sorted(records, key=lambda r: natural_key(r.id))
 
 
-def read_record(spec: DatasetSpec, tree: SourceTree, rec: Record) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Read one record: (image bytes, decoded image (C,H,W), bool mask (H,W), bool FOV or None).
+def read_record(spec: DatasetSpec, tree: SourceTree, rec: Record) -> tuple[bytes, np.ndarray, np.ndarray | None]:
+    """Read one record: (image bytes, proven decodable, bool mask (H, W), bool FOV or None).
 
     Several mask files are merged by union (2018 DSB's per-nucleus masks, BUSI's extra masks)."""
     layout: Layout = spec.layout  # type: ignore[assignment]
     raw = tree.read(rec.image)
     try:
-        image = decode_image(raw, spec.channels)
+        shape = probe_image(raw)
     except UnreadableImage as exc:
         raise FocalbenchError(f"cannot read image {rec.image!r} ({exc}); the source is damaged, fetch it again") from None
-    mask = np.zeros(image.shape[1:], dtype=bool)
+    mask = np.zeros(shape, dtype=bool)
     for path in rec.masks:
-        mask |= _read_mask(tree, path, layout.threshold, image.shape[1:])
-    fov = None if rec.fov is None else _read_mask(tree, rec.fov, 127, image.shape[1:])
-    return raw, image, mask, fov
+        mask |= _read_mask(tree, path, layout.threshold, shape)
+    fov = None if rec.fov is None else _read_mask(tree, rec.fov, 127, shape)
+    return raw, mask, fov
 
 
 def _read_mask(tree: SourceTree, path: str, threshold: int, shape: tuple[int, ...]) -> np.ndarray:

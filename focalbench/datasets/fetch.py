@@ -94,7 +94,7 @@ def _convert(spec: DatasetSpec, tree: SourceTree, tmp: Path, meta: dict[str, Any
         with bar if bar is not None else contextlib.nullcontext():
             task = bar.add_task(f"preparing {spec.name}", total=len(records)) if bar is not None else None
             for rec in records:
-                raw, _, mask, fov = read_record(spec, tree, rec)
+                raw, mask, fov = read_record(spec, tree, rec)
                 writer.add(rec.id, raw, mask, fov, rec.group)
                 if bar is not None and task is not None:
                     bar.advance(task)

@@ -19,7 +19,7 @@ import numpy as np
 import focalbench
 from focalbench.datasets.catalog import get_spec
 from focalbench.datasets.convert import match_layout, read_record
-from focalbench.datasets.prepared import PreparedWriter, resize_image, resize_mask, sample_folder
+from focalbench.datasets.prepared import PreparedWriter, decode_image, resize_image, resize_mask, sample_folder
 from focalbench.datasets.sources import SourceTree, sha256_file
 
 N_IMAGES, SIZE, SEED = 48, (128, 128), 2018
@@ -32,8 +32,8 @@ def make_sample(zip_path: Path, out: Path) -> dict:
         chosen = sorted(np.random.default_rng(SEED).choice(len(records), N_IMAGES, replace=False).tolist())
         writer = PreparedWriter(out, channels=3, with_fov=False)
         for i in chosen:
-            _, image, mask, _ = read_record(spec, tree, records[i])
-            small = resize_image(image, SIZE).transpose(1, 2, 0)[:, :, ::-1]  # RGB -> BGR for cv2
+            raw, mask, _ = read_record(spec, tree, records[i])
+            small = resize_image(decode_image(raw, 3), SIZE).transpose(1, 2, 0)[:, :, ::-1]  # RGB -> BGR for cv2
             ok, png = cv2.imencode(".png", np.ascontiguousarray(small), [cv2.IMWRITE_PNG_COMPRESSION, 9])
             assert ok
             writer.add(records[i].id, png.tobytes(), resize_mask(mask.astype(np.uint8), SIZE) > 0, None, None)

@@ -85,18 +85,41 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.round((arr - lo) * scale).astype(np.uint8)
 
 
-def _open(data: bytes) -> Image.Image:
+# What PIL raises on a damaged or foreign file (truncation is an OSError).
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
+
+
+def _open(data: bytes, draft: tuple[int, int] | None = None) -> Image.Image:
+    """Decode ``data``; a JPEG with ``draft`` = (H, W) decodes at the smallest 1/2, 1/4 or 1/8
+    DCT scale still at least that large (ISIC originals are ~7 Mpx; paper 003 works at 192×256)."""
     try:
         img = Image.open(io.BytesIO(data))
+        if draft is not None and img.format == "JPEG":
+            img.draft(img.mode, (draft[1], draft[0]))
         img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except _DECODE_ERRORS as exc:
         raise UnreadableImage(str(exc) or type(exc).__name__) from None
     return img
 
 
-def decode_image(data: bytes, channels: int) -> np.ndarray:
-    """Encoded image → uint8 (C, H, W) with ``channels`` 1 (greyscale) or 3 (RGB; alpha dropped)."""
-    img = _open(data)
+def probe_image(data: bytes) -> tuple[int, int]:
+    """Native (H, W) of an encoded image, after proving the whole stream decodes (a truncated
+    file fails here, at ``fetch``, not at training time). JPEGs decode at 1/8 scale for speed."""
+    try:
+        with Image.open(io.BytesIO(data)) as head:
+            width, height = head.size
+    except _DECODE_ERRORS as exc:
+        raise UnreadableImage(str(exc) or type(exc).__name__) from None
+    _open(data, draft=(1, 1))
+    return height, width
+
+
+def decode_image(data: bytes, channels: int, draft: tuple[int, int] | None = None) -> np.ndarray:
+    """Encoded image → uint8 (C, H, W) with ``channels`` 1 (greyscale) or 3 (RGB; alpha dropped).
+
+    ``draft`` = the working (H, W): JPEGs may then come back smaller than native (but not smaller
+    than ``draft``), which the caller resizes anyway."""
+    img = _open(data, draft)
     if img.mode in {"I", "I;16", "I;16B", "I;16L", "F"}:
         grey = _to_uint8(np.asarray(img))
         arr = grey[None] if channels == 1 else np.repeat(grey[None], 3, axis=0)
@@ -239,7 +262,7 @@ def _decode_all(folder: Path, meta: dict[str, Any], size: tuple[int, int] | None
     index = np.load(folder / "index.npz")
     channels = int(meta["channels"])
     images = [
-        resize_image(decode_image(b, channels), size) if size else decode_image(b, channels)
+        resize_image(decode_image(b, channels, draft=size), size) if size else decode_image(b, channels)
         for b in _read_records(folder / "images.bin", index["images_offset"], index["images_length"])
     ]
     masks = [

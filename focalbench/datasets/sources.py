@@ -31,6 +31,15 @@ def is_archive(path: Path) -> bool:
     return path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
+def _extracted_beside(path: Path) -> bool:
+    """True when ``x.zip`` sits next to a folder ``x/`` (its extracted copy)."""
+    name = path.name
+    for suffix in sorted(ARCHIVE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return path.with_name(name[: -len(suffix)]).is_dir()
+    return False
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -75,6 +84,8 @@ class SourceTree(contextlib.AbstractContextManager):
         if self.root.is_dir():
             for path in sorted(p for p in self.root.rglob("*") if p.is_file()):
                 rel = path.relative_to(self.root).as_posix()
+                if is_archive(path) and _extracted_beside(path):
+                    continue  # e.g. Kaggle's 2d_images.zip next to 2d_images/: read the folder once
                 if is_archive(path):
                     self._add_archive(path, rel)
                 else:
