@@ -15,6 +15,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from focalbench.errors import FocalbenchError
 from focalbench.models.blocks import GateForm
+from focalbench.models.focusnet import FocusNet
+from focalbench.models.focusnetpp import FocusNetPP
+from focalbench.models.pyramid import GateSource, PyramidAttentionUNet
+from focalbench.models.smp import SmpArch, SmpNet
 from focalbench.models.unet import Attention, UNet
 from focalbench.registry import Registry
 
@@ -37,8 +41,8 @@ class ModelSpec:
     deep_supervision: bool = False
 
     def allowed(self) -> list[str]:
-        names = [p for p in inspect.signature(self.factory).parameters if p != "in_channels"]
-        return [p for p in names if p not in self.fixed]
+        params = inspect.signature(self.factory).parameters.values()
+        return [p.name for p in params if p.kind is not p.VAR_KEYWORD and p.name not in ("in_channels", *self.fixed)]
 
 
 MODELS: Registry[ModelSpec] = Registry("model")
@@ -58,6 +62,34 @@ for _focal, _init in (("", None), ("focal-", 1.0)):
         UNet, f"U-Net with {_focal.replace('-', ' ')}attention gates on the 4 skips (1 = deepest; MIScnn form, or gate_form=oktay)",
         PAPER_000, defaults={"width": 32, "depth": 4, "positions": None, "focal_init": _init, "gate_form": GateForm.MISCNN},
         fixed={"attention": Attention.AG}, tiny_params=_UNET_TINY))
+MODELS.add("pyramid-attention-unet", ModelSpec(
+    PyramidAttentionUNet, "improved Attention U-Net: input pyramid, 3 gates, 4 deeply supervised outputs (full last)",
+    "Abraham & Khan 2019, Focal Tversky loss with improved Attention U-Net (ISBI), paper 003",
+    defaults={"width": 32, "gate3_source": GateSource.UP1, "positions": None, "focal_init": None},
+    tiny_params=_UNET_TINY, deep_supervision=True))
+PAPER_001 = "Kaul, Manandhar & Pears 2019, FocusNet (ISBI), paper 001"
+PAPER_002 = "Kaul et al. 2021, FocusNet++ (ISBI), paper 002"
+for _suffix, _width, _note in (("", 32, "filters 32→512"), ("-small", 16, "half the filters, the reduced 2018 DSB network of paper 002 Table 3")):
+    MODELS.add(f"focusnet{_suffix}", ModelSpec(
+        FocusNet, f"FocusNet: SE-residual encoder gated by a second encoder-decoder's sigmoid maps ({_note})", PAPER_001,
+        defaults={"width": _width, "dropout": 0.2, "se_reduction": 16}, tiny_params={"width": 8}))
+    MODELS.add(f"focusnetpp{_suffix}", ModelSpec(
+        FocusNetPP, f"FocusNet++: ResGANet blocks, 4 filter groups, additive skips, fused side outputs ({_note.replace('512', '256')})",
+        PAPER_002, defaults={"width": _width, "blocks": [1, 3, 3, 3, 2], "decoder_blocks": 1, "dropout": 0.5, "widths": None,
+                             "se_reduction": 16}, tiny_params={"width": 8}))
+
+_SMP_TINY = {"encoder": "resnet18"}
+for _arch, _extra, _label in (
+    (SmpArch.UNET, {}, "smp-unet"),
+    (SmpArch.UNETPLUSPLUS, {}, "smp-unetplusplus"),
+    (SmpArch.FPN, {}, "smp-fpn"),
+    (SmpArch.DEEPLABV3PLUS, {}, "smp-deeplabv3plus"),
+    (SmpArch.UNET, {"decoder_attention_type": "scse"}, "smp-unet-scse"),
+):
+    MODELS.add(_label, ModelSpec(
+        SmpNet, f"segmentation-models-pytorch {_arch.value}{' with scSE decoder attention' if _extra else ''}, "
+        "random init (encoder_weights=None)", "Iakubovskii, segmentation-models-pytorch (baseline)",
+        defaults={"encoder": "resnet34"}, fixed={"arch": _arch, **_extra}, tiny_params=_SMP_TINY))
 
 
 def list_models() -> list[str]:
