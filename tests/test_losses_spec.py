@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from focalbench.errors import FocalbenchError
-from focalbench.losses import AdaptiveLog, DeepSupervision, Loss, build_loss, parse_loss_spec
+from focalbench.losses import PRESETS, AdaptiveLog, DeepSupervision, Loss, build_loss, parse_loss_spec
 from focalbench.losses.modules import CrossEntropy, Dice, UnifiedFocal
 
 
@@ -84,3 +84,19 @@ def test_a_mask_without_channel_axis_is_accepted():
     logits, target = torch.randn(2, 1, 8, 8), (torch.rand(2, 8, 8) > 0.5).float()
     loss = build_loss("dice+ce+dpt")
     torch.testing.assert_close(loss(logits, target), loss(logits, target[:, None]))
+
+
+def test_a_preset_reaches_the_terms_of_a_compound_name():
+    dice, _ = build_loss("dice_ce", preset="paper001").terms
+    assert (dice.smooth, dice.reduction.value, dice.classes.value) == (1.0, "batch", "fg")
+
+
+def test_loss_preset_takes_the_datasets_ufl_gamma_and_smoke_has_none():
+    from focalbench.losses import loss_preset
+
+    preset = loss_preset("paper000", {"ufl_gamma": 0.1, "size": (512, 512)})
+    assert preset["ufl"] == {"lam": 0.5, "delta": 0.6, "gamma": 0.1}
+    assert build_loss("ufl+fdpt(eps=0.1)", preset=preset).terms[0]._af.gamma == 0.1
+    assert build_loss("ufl(gamma=0.3)", preset=preset).terms[0]._af.gamma == 0.3  # the spec wins
+    assert loss_preset("smoke") == {}
+    assert "gamma" not in PRESETS["paper000"]["ufl"]  # the shared table is not mutated

@@ -7,7 +7,16 @@ distance maps in :mod:`focalbench.losses.boundary`.
 """
 
 from focalbench.losses import boundary, functional
-from focalbench.losses.build import LOSSES, PRESETS, build_loss, list_losses, loss_info, loss_presets, parse_loss_spec
+from focalbench.losses.build import (
+    LOSSES,
+    PRESETS,
+    build_loss,
+    list_losses,
+    loss_info,
+    loss_preset,
+    loss_presets,
+    parse_loss_spec,
+)
 from focalbench.losses.functional import ClassAgg, Classes, Reduction
 from focalbench.losses.modules import AdaptiveLog, DeepSupervision, FdptMode, LambdaOn, Loss
 
@@ -27,6 +36,7 @@ __all__ = [
     "functional",
     "list_losses",
     "loss_info",
+    "loss_preset",
     "loss_presets",
     "parse_loss_spec",
 ]

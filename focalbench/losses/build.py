@@ -14,6 +14,7 @@ weighting ``W = (1 + D)^ε`` to every other term (spec §8.2), optionally with `
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,8 +111,8 @@ def parse_loss_spec(spec: str) -> list[tuple[str, dict[str, Any]]]:
         name, inside = match.group(1), match.group(2)
         params: dict[str, Any] = {}
         for pair in _split_top_level(inside or "", ","):
-            if not pair.strip() and inside is not None and not inside.strip():
-                continue
+            if not pair.strip():
+                continue  # "dice()" or a trailing comma
             key, sep, value = pair.partition("=")
             if not sep or not key.strip().isidentifier():
                 raise FocalbenchError(f"loss term {text.strip()!r}: {pair.strip()!r} is not KEY=VALUE; write e.g. ufl(gamma=0.1)")
@@ -121,6 +122,7 @@ def parse_loss_spec(spec: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _split_top_level(text: str, sep: str) -> list[str]:
+    """Split at ``sep`` outside brackets, so ``smooth=1e+5`` or ``[1,2]`` stay whole."""
     parts, depth, start = [], 0, 0
     for i, char in enumerate(text):
         depth += (char in "([") - (char in ")]")
@@ -128,17 +130,32 @@ def _split_top_level(text: str, sep: str) -> list[str]:
             parts.append(text[start:i])
             start = i + 1
     parts.append(text[start:])
-    return [p for p in parts if p.strip()] if sep == "," else parts
+    return parts
 
 
 def loss_presets() -> list[str]:
     return list(PRESETS)
 
 
-def build_loss(spec: str, *, preset: str | None = None, **params: Any) -> nn.Module:
+def loss_preset(protocol: str, settings: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """The per-loss settings of a training protocol, with the dataset's UFL γ where the paper gives one.
+
+    ``settings`` is ``datasets.paper_settings(dataset, protocol)``; its ``ufl_gamma`` (paper 000
+    Table 1: DRIVE 0.1, 2018DSB 0.2, CVC-ClinicDB 0.3) becomes ``ufl``'s γ. A protocol without
+    loss settings (e.g. ``smoke``) gives ``{}``: the losses' defaults. Pass the result as
+    ``build_loss(spec, preset=...)``.
+    """
+    preset = {name: dict(values) for name, values in PRESETS.get(protocol, {}).items()}
+    if settings and settings.get("ufl_gamma") is not None:
+        preset.setdefault("ufl", {})["gamma"] = float(settings["ufl_gamma"])
+    return preset
+
+
+def build_loss(spec: str, *, preset: str | Mapping[str, Mapping[str, Any]] | None = None, **params: Any) -> nn.Module:
     """Build a loss from a spec string; ``params`` go to every term that takes them.
 
-    Precedence: term defaults < ``preset`` (a paper, see :data:`PRESETS`) < ``params`` <
+    Precedence: term defaults < ``preset`` (a paper's name in :data:`PRESETS`, or a mapping
+    ``{loss name: {param: value}}`` such as :func:`loss_preset` returns) < ``params`` <
     parameters written in the spec (``ufl(gamma=0.1)``). ``fdpt=ε`` / ``fdpt_mode=…`` in
     ``params`` set the boundary weighting like a ``+fdpt(eps=ε, mode=…)`` term. A parameter
     that no term takes raises :class:`FocalbenchError` listing the valid ones.
@@ -146,8 +163,9 @@ def build_loss(spec: str, *, preset: str | None = None, **params: Any) -> nn.Mod
     >>> build_loss("dice+ce+dpt").needs_distance_map
     True
     """
-    if preset is not None and preset not in PRESETS:
+    if isinstance(preset, str) and preset not in PRESETS:
         raise FocalbenchError(f"unknown loss preset {preset!r}; choose from: {', '.join(PRESETS)}")
+    presets: Mapping[str, Mapping[str, Any]] = PRESETS[preset] if isinstance(preset, str) else (preset or {})
     shared = dict(params)
     fdpt, fdpt_mode = shared.pop("fdpt", None), shared.pop("fdpt_mode", M.FdptMode.PIXEL_WEIGHT)
     spec_fdpt, spec_mode, terms = _boundary_terms(spec)
@@ -157,7 +175,6 @@ def build_loss(spec: str, *, preset: str | None = None, **params: Any) -> nn.Mod
     wrappers = [name for name, entry, _ in entries if entry.wraps]
     if wrappers and len(entries) > 1:
         raise FocalbenchError(f"{wrappers[0]!r} wraps a whole loss and cannot be summed in {spec!r}; use it alone (plus dpt/fdpt)")
-    presets = PRESETS.get(preset, {}) if preset else {}
     if wrappers:
         name, entry, own = entries[0]
         return _build_wrapper(name, entry, shared, own, presets, fdpt, fdpt_mode)
@@ -166,7 +183,7 @@ def build_loss(spec: str, *, preset: str | None = None, **params: Any) -> nn.Mod
     for name, entry, own in entries:
         _check_names(name, own, [entry.defaults()])
         for term in entry.terms:
-            built.append(_make_term(term, {**presets.get(name, {}), **shared, **own}))
+            built.append(_make_term(term, {**_preset_of(term, presets), **shared, **own}))
     return M.Loss(built, fdpt=fdpt, fdpt_mode=fdpt_mode)
 
 
@@ -196,6 +213,12 @@ def _check_names(where: str, given: dict[str, Any], accepted: list[dict[str, Any
         raise FocalbenchError(f"loss parameter {unknown[0]!r} is not taken by {where!r}; valid: {listed}")
 
 
+def _preset_of(term: type[M.Term], presets: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any]:
+    """A preset is keyed by the term's own registry name, so ``dice_ce`` gets the ``dice`` settings."""
+    names = [name for name, entry in LOSSES.items() if entry.terms == (term,) and not entry.wraps]
+    return presets.get(names[0], {}) if names else {}
+
+
 def _make_term(term: type[M.Term], params: dict[str, Any]) -> M.Term:
     valid = term.defaults()
     return term(**{k: v for k, v in params.items() if k in valid})
@@ -206,15 +229,15 @@ def _build_wrapper(
     entry: LossEntry,
     shared: dict[str, Any],
     own: dict[str, Any],
-    presets: dict[str, dict[str, Any]],
+    presets: Mapping[str, Mapping[str, Any]],
     fdpt: float | None,
     fdpt_mode: Any,
 ) -> nn.Module:
     if entry.wraps == "deep_supervision":
         params = {**shared, **own}
         _check_names(name, params, [entry.defaults()])
-        side = M.FocalTversky(**params)
-        final = M.Tversky(**{k: v for k, v in params.items() if k != "gamma"})
+        side = _make_term(M.FocalTversky, {**_preset_of(M.FocalTversky, presets), **params})
+        final = _make_term(M.Tversky, {**_preset_of(M.Tversky, presets), **params})
         return M.DeepSupervision(M.Loss([side], fdpt=fdpt, fdpt_mode=fdpt_mode), M.Loss([final], fdpt=fdpt, fdpt_mode=fdpt_mode))
     params = {**shared, **own}
     wrapper = {k: params.pop(k) for k in list(params) if k in entry.own_defaults}
@@ -223,7 +246,7 @@ def _build_wrapper(
     if inner.wraps:
         raise FocalbenchError(f"adaptive_log cannot wrap {inner_name!r}; choose a plain loss, e.g. loss=hybrid")
     _check_names(name, params, [inner.defaults()])
-    terms = [_make_term(term, {**presets.get(inner_name, {}), **params}) for term in inner.terms]
+    terms = [_make_term(term, {**_preset_of(term, presets), **params}) for term in inner.terms]
     return M.AdaptiveLog(M.Loss(terms, fdpt=fdpt, fdpt_mode=fdpt_mode), **wrapper)
 
 
