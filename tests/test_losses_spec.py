@@ -59,6 +59,8 @@ def test_wrappers():
         ("dice+ce", {"delta": 0.6}, r"'delta' is not taken by 'dice\+ce'; valid: "),
         ("dice(reduction=pixel)", {}, r"reduction='pixel' is not valid; choose from: image, batch"),
         ("ufl(gamma=1.5)", {}, r"gamma=1\.5 is out of range \[0, 1\]"),
+        ("dice(smooth=big)", {}, r"smooth='big' is not a number; pass a value in \[0, ∞\)"),
+        ("focal_tversky(gamma=0)", {}, r"gamma=0 is out of range \(0, ∞\)"),
         ("dice+dpt+fdpt", {}, r"more than one dpt/fdpt"),
         ("fdpt(eps=0.1)", {}, r"no loss term"),
         ("fdpt(epsilon=0.1)+dice", {}, r"fdpt takes no parameter 'epsilon'; valid: eps, mode"),

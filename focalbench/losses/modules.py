@@ -60,14 +60,16 @@ class LossInputs:
         return self.log_probs.exp()
 
 
-def _in_range(name: str, value: float, low: float, high: float = float("inf"), *, open_low: bool = False) -> float:
-    value = float(value)
-    below = value <= low if open_low else value < low
-    if below or value > high:
-        bracket = "(" if open_low else "["
-        top = "∞)" if high == float("inf") else f"{high:g}]"
-        raise FocalbenchError(f"loss parameter {name}={value:g} is out of range {bracket}{low:g}, {top}; pass e.g. loss.{name}=...")
-    return value
+def _in_range(name: str, value: object, low: float, high: float = float("inf"), *, open_low: bool = False) -> float:
+    """``value`` as a float within its range, or a one-line :class:`FocalbenchError`."""
+    bracket = ("(" if open_low else "[") + f"{low:g}, " + ("∞)" if high == float("inf") else f"{high:g}]")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise FocalbenchError(f"loss parameter {name}={value!r} is not a number; pass a value in {bracket}") from None
+    if (number <= low if open_low else number < low) or number > high:
+        raise FocalbenchError(f"loss parameter {name}={number:g} is out of range {bracket}; pass a value in it")
+    return number
 
 
 def _option(enum: type, name: str, value: object):
