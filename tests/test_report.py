@@ -428,3 +428,19 @@ def test_fdpt_weights_are_one_plus_distance_to_the_power_eps():
     d = np.array([0, 0.5, 1, 1, 2 / 3, 1 / 3, 0])
     for eps in (0.1, 1.0, 10.0):
         assert fdpt_weights(mask, eps)[0] == pytest.approx((1 + d) ** eps, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_report_reads_the_run_folders_the_engine_writes(results, tmp_path):
+    runner = CliRunner()
+    for model, loss in (("focal-use-net", "dice"), ("unet", "dice_ce")):
+        trained = runner.invoke(app, ["train", "--dataset", "sample", "--model", model, "--loss", loss,
+                                      "--protocol", "smoke", "--epochs", "2", "--results", str(results), "--json"])
+        assert trained.exit_code == 0, trained.output
+    built = build_report(results, baseline="unet", ci=True, plots=tmp_path / "plots")
+    assert not built.skipped
+    metrics = {r["model"]: r for r in built.records if r["metric"] == "dsc"}
+    engine = json.loads(next((results / "runs").glob("sample-unet-*/metrics.json")).read_text())
+    assert metrics["unet"]["mean"] == pytest.approx(engine["test"]["dsc"])  # per-image mean, as the engine's
+    assert 0 <= metrics["focal-use-net"]["p"] <= 1
+    assert any(p.name.startswith("focal-sample-focal-use-net") for p in built.plots)
