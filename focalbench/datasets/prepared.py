@@ -22,6 +22,7 @@ down-sampling"), bilinear when enlarging; masks and FOV with nearest neighbour s
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from collections.abc import Iterable
@@ -327,8 +328,10 @@ def load(name: str, size: tuple[int, int] | None = None, data_dir: str | os.Path
     else:
         arrays = _decode_all(folder, meta, size)
         if not get_spec(name).builtin:  # the shipped sample may sit in a read-only site-packages
-            with atomic_open(cache, "wb") as handle:
-                np.savez(handle, **arrays)
+            # The cache only saves time: a read-only shared data folder still loads, uncached.
+            with contextlib.suppress(PermissionError, OSError):
+                with atomic_open(cache, "wb") as handle:
+                    np.savez(handle, **arrays)
     actual = tuple(arrays["masks"].shape[1:])
     return PreparedData(
         name=name,
