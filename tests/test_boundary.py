@@ -105,3 +105,13 @@ def test_distance_map_has_no_gradient_and_keeps_device():
     target = (torch.rand(2, 1, 8, 8) > 0.5).float().requires_grad_()
     d = boundary.distance_map(target)
     assert not d.requires_grad and d.device == target.device
+
+
+@pytest.mark.gpu
+def test_torch_edt_on_cuda_equals_the_cpu_map():
+    gen = np.random.default_rng(2)
+    masks = torch.from_numpy((gen.random((8, 1, 96, 80)) > 0.85).astype(np.float32))
+    masks[0] = 0
+    on_gpu = boundary.distance_map(masks.cuda())
+    assert on_gpu.device.type == "cuda"
+    torch.testing.assert_close(on_gpu.cpu(), boundary.distance_map(masks), atol=1e-6, rtol=0)

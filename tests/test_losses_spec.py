@@ -102,3 +102,12 @@ def test_loss_preset_takes_the_datasets_ufl_gamma_and_smoke_has_none():
     assert build_loss("ufl(gamma=0.3)", preset=preset).terms[0]._af.gamma == 0.3  # the spec wins
     assert loss_preset("smoke") == {}
     assert "gamma" not in PRESETS["paper000"]["ufl"]  # the shared table is not mutated
+
+
+def test_effective_parameters_are_plain_json_for_run_files():
+    import json
+
+    for spec in ("ufl(gamma=0.1)+fdpt(eps=0.1)", "all_hybrid", "deep_supervision", "dice_ce"):
+        params = build_loss(spec).params()
+        assert json.loads(json.dumps(params)) == params
+    assert build_loss("ufl(gamma=0.1)+fdpt(eps=0.1)").params()["terms"]["UnifiedFocal"]["gamma"] == 0.1

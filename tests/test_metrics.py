@@ -109,3 +109,10 @@ def test_hd95_empty_policy_both_empty_zero_one_empty_nan():
     assert out[0].item() == 0.0
     assert math.isnan(out[1].item()) and math.isnan(out[2].item())
     assert hd95(blob, blob).item() == 0.0
+
+
+def test_summary_averages_extra_metrics_and_counts_their_undefined_images():
+    extra = {"hd95": torch.tensor([2.0, 0.0, float("nan")], dtype=torch.float64)}
+    out = summarize(COUNTS, extra=extra)
+    assert out["metrics"]["hd95"] == pytest.approx(1.0)
+    assert out["n_undefined"]["hd95"] == 1
