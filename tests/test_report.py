@@ -110,20 +110,31 @@ def test_se_table_counts_kept_modules_and_separates_the_pruned_focal_variant(res
     make_run(results, "drive", "unet", loss, [0.70, 0.72])
     make_run(results, "drive", "use-net", loss, [0.71, 0.73])
     make_run(results, "drive", "focal-use-net", loss, [0.74, 0.75])
-    make_run(results, "drive", "focal-use-net", loss, [0.80, 0.82], model_params={"positions": [2, 6]})
+    make_run(results, "drive", "focal-use-net", loss, [0.60, 0.62], model_params={"focal_init": 0.0})
+    make_run(results, "drive", "focal-use-net", loss, [0.80, 0.82], model_params={"positions": [2, 6], "focal_init": 1.0})
     rows = table_rows(report(results, table="se", dataset="drive"))
-    assert rows[0] == ["Dataset", "Metric", "U-Net", "USE-Net", "Focal USE-Net", "Focal USE-Net (pruned)"]
-    assert row_of(rows, "DRIVE · ufl", "#SE")[2:] == ["0", "9", "9", "2"]  # #SE never bold
-    assert row_of(rows, "", "DSC")[2:] == ["0.7100", "0.7200", "0.7450", "**0.8100**"]
+    assert rows[0] == ["Dataset", "Metric", "U-Net", "USE-Net", "Focal USE-Net", "Focal USE-Net (w₀ = 0)",
+                       "Focal USE-Net (pruned)"]
+    assert row_of(rows, "DRIVE · ufl", "#SE")[2:] == ["0", "9", "9", "9", "2"]  # #SE never bold
+    assert row_of(rows, "", "DSC")[2:] == ["0.7100", "0.7200", "0.7450", "0.6100", "**0.8100**"]
 
 
-def test_ag_table_without_the_pruned_run_shows_a_dash(results):
+def test_ag_table_shows_dashes_for_missing_runs_and_a_pruning_that_kept_no_gate_as_zero(results):
     make_run(results, "dsb2018", "attention-unet", "ufl", [0.5, 0.7])
     make_run(results, "dsb2018", "focal-attention-unet", "ufl", [0.6, 0.7])
     rows = table_rows(report(results, table="ag", dataset="dsb2018"))
-    assert rows[0][2:] == ["U-Net", "Attention U-Net", "Focal Attention U-Net", "Focal Attention U-Net (pruned)"]
-    assert row_of(rows, "2018 DSB · ufl", "#AG")[2:] == ["—", "4", "4", "—"]
-    assert row_of(rows, "", "DSC")[2:] == ["—", "0.6000", "**0.6500**", "—"]
+    assert rows[0][2:] == ["U-Net", "Attention U-Net", "Focal Attention U-Net", "Focal Attention U-Net (w₀ = 0)",
+                           "Focal Attention U-Net (pruned)"]
+    assert row_of(rows, "2018 DSB · ufl", "#AG")[2:] == ["—", "4", "4", "—", "—"]
+    assert row_of(rows, "", "DSC")[2:] == ["—", "0.6000", "**0.6500**", "—", "—"]
+    # `focalbench prune` turns a network that keeps no gate into the plain U-Net, marked pruned_from
+    folder = make_run(results, "dsb2018", "unet", "ufl", [0.4, 0.4])
+    raw = json.loads((folder / "config.json").read_text())
+    raw["config"]["overrides"] = {"pruned_from": "dsb2018-focal-attention-unet-ufl-s0-0123456789"}
+    (folder / "config.json").write_text(json.dumps(raw))
+    rows = table_rows(report(results, table="ag", dataset="dsb2018"))
+    assert row_of(rows, "2018 DSB · ufl", "#AG")[2:] == ["—", "4", "4", "—", "0"]
+    assert row_of(rows, "", "DSC")[2:] == ["—", "0.6000", "**0.6500**", "—", "0.4000"]
 
 
 def test_focal_tversky_table_gives_mean_std_over_folds_and_the_parameters_column(results):

@@ -61,10 +61,12 @@ class Slot:
     models: tuple[str, ...]
     families: tuple[str, ...] | None = None  # None: any loss
     pruned: bool = False
+    focal_init: tuple[float | None, ...] | None = None  # accepted model_params.focal_init (None: unset)
 
     def accepts(self, entry: Entry) -> bool:
         return (entry.model in self.models and entry.pruned == self.pruned
-                and (self.families is None or entry.family in self.families))
+                and (self.families is None or entry.family in self.families)
+                and (self.focal_init is None or entry.model_params.get("focal_init") in self.focal_init))
 
 
 @dataclass(frozen=True)
@@ -92,11 +94,15 @@ def _models(*names: str) -> Callable[[Entry], bool]:
 
 
 def _focal_slots(attention: str, focal: str, label: str) -> tuple[Slot, ...]:
+    """Paper 000 Tables 3–4, plus the zero-initialised Focal network whose weights decide the pruning
+    (Fig. 4). Focal weights start at w₀ = 1 unless set (models spec §4). A pruned network that
+    kept no module is the plain U-Net (``prune`` writes ``model="unet"`` then)."""
     return (
         Slot(("U-Net",), ("unet",)),
         Slot((label,), (attention,)),
-        Slot((f"Focal {label}",), (focal,)),
-        Slot((f"Focal {label} (pruned)",), (focal,), pruned=True),
+        Slot((f"Focal {label}",), (focal,), focal_init=(None, 1, 1.0)),
+        Slot((f"Focal {label} (w₀ = 0)",), (focal,), focal_init=(0, 0.0)),
+        Slot((f"Focal {label} (pruned)",), (focal, "unet"), pruned=True),
     )
 
 
@@ -141,7 +147,8 @@ LAYOUTS: dict[TableName, Layout] = {
         "U-Net trained with each loss (layout of paper 000 Table 2)",
         Shape.metric_rows, ("dsc", "precision", "recall"),
         tuple(Slot((label,), ("unet",), (family,)) for label, family in _PAPER000_LOSSES),
-        ("Dataset", "Metric"), _models("unet"), lambda e: (e.family,), _PAPER000_DATASETS,
+        ("Dataset", "Metric"), lambda e: e.model == "unet" and not e.pruned, lambda e: (e.family,),
+        _PAPER000_DATASETS,
     ),
     TableName.se: Layout(
         TableName.se,
@@ -164,7 +171,8 @@ LAYOUTS: dict[TableName, Layout] = {
         "Tversky and Focal Tversky losses with the improved Attention U-Net (layout of paper 003 Tables 1–2)",
         Shape.metric_columns, ("dsc", "precision", "recall"),
         tuple(Slot((label, params), (model,), families) for label, params, model, families in _PAPER003_ROWS),
-        ("Dataset", "Model", "Parameters"), _models("unet", "attention-unet", "pyramid-attention-unet"),
+        ("Dataset", "Model", "Parameters"),
+        lambda e: not e.pruned and e.model in {"unet", "attention-unet", "pyramid-attention-unet"},
         lambda e: (f"{e.model} + {e.loss}", _loss_arguments(e) or _variant(e)), ("bus", "isic2018"),
         filled_labels=lambda slot, e: (slot.labels[0], _loss_arguments(e) or slot.labels[1]),
     ),

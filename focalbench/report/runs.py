@@ -239,6 +239,7 @@ class Entry:
     loss: str
     pruned: bool
     params: str  # the remaining configuration (model/loss params, overrides) as short text
+    model_params: dict[str, Any] = field(default_factory=dict)  # without a pruned run's positions
     runs: list[Run] = field(default_factory=list)
 
     @property
@@ -301,7 +302,7 @@ def group_entries(runs: list[Run]) -> list[Entry]:
         loss = format_loss(parse_loss(c["loss"]))
         key = (c["dataset"], c.get("protocol", ""), c["model"], loss, pruned, params)
         if key not in groups:
-            groups[key] = Entry(c["dataset"], c.get("protocol", ""), c["model"], loss, pruned, params)
+            groups[key] = Entry(c["dataset"], c.get("protocol", ""), c["model"], loss, pruned, params, model_params)
         groups[key].runs.append(run)
     return [groups[k] for k in sorted(groups, key=lambda k: tuple(str(x) for x in k))]
 
