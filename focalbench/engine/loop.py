@@ -176,15 +176,7 @@ def setup(config: RunConfig, device: torch.device, folder: RunFolder, compile: b
     model = model.to(device=device, memory_format=memory_format)
 
     optimizer = build_optimizer(model, recipe, device)
-    plateau = per_step = None
-    if recipe.schedule is Schedule.plateau:
-        # Keras counts "did not improve for p epochs" as wait ≥ p, torch as bad_epochs > patience.
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=recipe.plateau_factor, patience=recipe.plateau_patience - 1,
-            threshold=recipe.plateau_threshold, threshold_mode="abs",
-        )
-    elif recipe.schedule is Schedule.inverse_time:
-        per_step = torch.optim.lr_scheduler.LambdaLR(optimizer, _InverseTime(recipe.lr_decay))
+    plateau, per_step = build_schedule(optimizer, recipe)
     autocast_dtype = None
     if on_cuda and recipe.precision is not Precision.fp32:
         autocast_dtype = torch.bfloat16 if recipe.precision is Precision.bf16 else torch.float16
@@ -220,6 +212,22 @@ def setup(config: RunConfig, device: torch.device, folder: RunFolder, compile: b
         plateau=plateau, per_step=per_step, scaler=scaler, generator=generator,
         autocast_dtype=autocast_dtype, model_params=model_params, size=size,
     )
+
+
+def build_schedule(
+    optimizer: torch.optim.Optimizer, recipe: Protocol
+) -> tuple[torch.optim.lr_scheduler.ReduceLROnPlateau | None, torch.optim.lr_scheduler.LRScheduler | None]:
+    """(epoch schedule stepped on the validation loss, schedule stepped after every optimiser step)."""
+    if recipe.schedule is Schedule.plateau:
+        # Keras counts "did not improve for p epochs" as wait ≥ p, torch as bad_epochs > patience.
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=recipe.plateau_factor, patience=recipe.plateau_patience - 1,
+            threshold=recipe.plateau_threshold, threshold_mode="abs",
+        )
+        return plateau, None
+    if recipe.schedule is Schedule.inverse_time:
+        return None, torch.optim.lr_scheduler.LambdaLR(optimizer, _InverseTime(recipe.lr_decay))
+    return None, None
 
 
 class _InverseTime:

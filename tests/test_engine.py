@@ -1,0 +1,105 @@
+"""Engine parts: device choice, schedules in Keras' semantics, initialisation, RNG snapshots,
+early stopping."""
+
+import dataclasses
+import math
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import focalbench
+from focalbench.config import RunConfig
+from focalbench.engine import checkpoint, loop
+from focalbench.engine.device import resolve_device
+from focalbench.errors import FocalbenchError
+from focalbench.protocols import Init, Schedule, get_protocol
+
+
+def test_auto_is_cpu_without_cuda_and_cuda_requests_fail_loudly():
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    for name in ("cuda", "cuda:1"):
+        with pytest.raises(FocalbenchError, match="no CUDA device is visible; use --device cpu"):
+            resolve_device(name)
+    with pytest.raises(FocalbenchError, match="unknown device 'gpu'"):
+        resolve_device("gpu")
+
+
+def _optimizer(lr=1.0):
+    return torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
+
+
+def test_inverse_time_decay_is_keras_lr_over_1_plus_decay_t():
+    recipe = dataclasses.replace(get_protocol("paper003"), lr_decay=0.5)
+    opt = _optimizer(0.01)
+    plateau, per_step = loop.build_schedule(opt, recipe)
+    assert plateau is None
+    seen = []
+    for _ in range(4):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        per_step.step()
+    assert seen == pytest.approx([0.01 / (1 + 0.5 * t) for t in range(4)])
+
+
+def test_plateau_reduces_after_patience_epochs_without_improvement_like_keras():
+    recipe = dataclasses.replace(get_protocol("paper000"), plateau_patience=3, plateau_factor=0.1)
+    opt = _optimizer(1.0)
+    plateau, per_step = loop.build_schedule(opt, recipe)
+    assert per_step is None
+    lrs = []
+    for loss in [1.0, 1.0, 1.0, 1.0, 1.0]:  # epoch 1 sets the best; 2, 3, 4 do not improve
+        plateau.step(loss)
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs == pytest.approx([1.0, 1.0, 1.0, 0.1, 0.1])
+
+
+def test_plateau_improvement_needs_more_than_min_delta():
+    recipe = dataclasses.replace(get_protocol("paper001"))  # patience 5, min-delta 0.001
+    opt = _optimizer(1.0)
+    plateau, _ = loop.build_schedule(opt, recipe)
+    for i in range(6):
+        plateau.step(1.0 - 0.00015 * i)  # drifts down, but never by 0.001 below the best
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5)
+    assert loop.build_schedule(opt, dataclasses.replace(recipe, schedule=Schedule.constant)) == (None, None)
+
+
+def test_xavier_uniform_bounds_and_zero_bias():
+    conv = nn.Conv2d(4, 6, 3)
+    model = nn.Sequential(conv, nn.InstanceNorm2d(6, affine=True))
+    torch.manual_seed(0)
+    loop.initialise_(model, Init.xavier_uniform)
+    bound = math.sqrt(6 / (4 * 9 + 6 * 9))  # Glorot: sqrt(6 / (fan_in + fan_out))
+    assert conv.weight.abs().max() <= bound and conv.weight.abs().max() > 0.8 * bound
+    assert torch.equal(conv.bias, torch.zeros(6))
+    assert torch.equal(model[1].weight, torch.ones(6))  # norms keep their init
+
+
+def test_rng_snapshot_replays_every_stream():
+    import random
+
+    import numpy as np
+
+    gen = torch.Generator().manual_seed(1)
+    state = checkpoint.rng_state(gen)
+    first = (random.random(), np.random.rand(), torch.rand(1).item(), torch.rand(1, generator=gen).item())
+    checkpoint.restore_rng(state, gen)
+    assert (random.random(), np.random.rand(), torch.rand(1).item(), torch.rand(1, generator=gen).item()) == first
+
+
+def test_early_stopping_ends_the_run_after_patience_epochs_without_improvement(tmp_path, monkeypatch):
+    real = loop.evaluate
+
+    def flat_validation(run, split, keep=0):
+        result = real(run, split, keep)
+        return dataclasses.replace(result, loss=1.0)
+
+    monkeypatch.setattr(loop, "evaluate", flat_validation)
+    config = RunConfig(dataset="sample", model="unet", loss="dice", protocol="smoke",
+                       overrides={"early_stopping": 2})
+    summary = focalbench.train(config, results=tmp_path, progress=False)
+    history = pd.read_csv(tmp_path / "runs" / config.key / "history.csv")
+    assert history["epoch"].tolist() == [1, 2, 3]  # epoch 1 is best, 2 and 3 are not → stop
+    assert (summary["epochs"], summary["best_epoch"], summary["state"]) == (3, 1, "done")
