@@ -47,7 +47,7 @@ def check_input_size(model: nn.Module, size: Sequence[int]) -> None:
     options = [f"{a}x{b}" for a in _nearest_multiples(h, m) for b in _nearest_multiples(w, m)]
     raise FocalbenchError(
         f"input {h}x{w} does not fit {type(model).__name__}: height and width must be multiples "
-        f"of {m}; nearest valid sizes: {', '.join(options)} (set --param size=HxW)"
+        f"of {m}; nearest valid sizes: {', '.join(options)}"
     )
 
 

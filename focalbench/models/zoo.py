@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from focalbench.errors import FocalbenchError
+from focalbench.models.base import check_input_size
 from focalbench.models.blocks import GateForm
 from focalbench.models.focusnet import FocusNet
 from focalbench.models.focusnetpp import FocusNetPP
@@ -165,13 +166,16 @@ def count_gflops(model: nn.Module, size: Sequence[int], in_channels: int = 3) ->
 
 
 def model_summary(name: str, size: Sequence[int] = (256, 256), in_channels: int = 3, **params: Any) -> dict[str, Any]:
-    """``{"name", "params", "gflops", "size", "description"}`` for one network, built on the meta device."""
+    """``{"name", "params", "gflops", "size", "description"}`` for one network, built on the meta device.
+
+    A ``size`` the network cannot take gives ``gflops: None`` and the reason under ``"error"``.
+    """
     with torch.device("meta"):
         model = build_model(name, in_channels=in_channels, **params)
-    return {
-        "name": name,
-        "params": count_parameters(model),
-        "gflops": round(count_gflops(model, size, in_channels), 4),
-        "size": list(size),
-        "description": MODELS.get(name).description,
-    }
+    summary = {"name": name, "params": count_parameters(model), "gflops": None, "size": list(size),
+               "description": MODELS.get(name).description}
+    try:
+        check_input_size(model, size)
+    except FocalbenchError as exc:
+        return {**summary, "error": str(exc)}
+    return {**summary, "gflops": round(count_gflops(model, size, in_channels), 4)}
