@@ -112,7 +112,7 @@ def summarize(
     tp, fp, fn, _ = counts.unbind(-1)
     both_empty = (tp + fp + fn) == 0
     if aggregation is Aggregation.POOLED:
-        per_metric = {k: v for k, v in scores(counts.sum(0, keepdim=True)).items()}
+        per_metric = scores(counts.sum(0, keepdim=True))
     else:
         per_metric = scores(counts)
         if empty_policy is EmptyPolicy.ONE:

@@ -30,6 +30,8 @@ def test_params_reach_every_term_that_takes_them_and_the_spec_wins():
     assert (dice.smooth, dice.reduction.value) == (0.5, "batch")
     assert (tversky.smooth, tversky.reduction.value) == (2.0, "batch")
     assert build_loss("ufl", fdpt=0.1, fdpt_mode="replace_gt").fdpt_mode.value == "replace_gt"
+    both = build_loss("ufl+dpt", fdpt=0.1, fdpt_mode="replace_gt")  # the spec's term wins, its mode unset
+    assert (both.fdpt, both.fdpt_mode.value) == (1.0, "replace_gt")
 
 
 def test_presets_give_each_papers_dice():

@@ -157,7 +157,8 @@ def build_loss(spec: str, *, preset: str | Mapping[str, Mapping[str, Any]] | Non
     Precedence: term defaults < ``preset`` (a paper's name in :data:`PRESETS`, or a mapping
     ``{loss name: {param: value}}`` such as :func:`loss_preset` returns) < ``params`` <
     parameters written in the spec (``ufl(gamma=0.1)``). ``fdpt=ε`` / ``fdpt_mode=…`` in
-    ``params`` set the boundary weighting like a ``+fdpt(eps=ε, mode=…)`` term. A parameter
+    ``params`` set the boundary weighting like a ``+fdpt(eps=ε, mode=…)`` term, which wins
+    over them when the spec has one. A parameter
     that no term takes raises :class:`FocalbenchError` listing the valid ones.
 
     >>> build_loss("dice+ce+dpt").needs_distance_map
@@ -169,8 +170,8 @@ def build_loss(spec: str, *, preset: str | Mapping[str, Mapping[str, Any]] | Non
     shared = dict(params)
     fdpt, fdpt_mode = shared.pop("fdpt", None), shared.pop("fdpt_mode", M.FdptMode.PIXEL_WEIGHT)
     spec_fdpt, spec_mode, terms = _boundary_terms(spec)
-    fdpt = spec_fdpt if fdpt is None else fdpt
-    fdpt_mode = spec_mode or fdpt_mode
+    fdpt = fdpt if spec_fdpt is None else spec_fdpt
+    fdpt_mode = fdpt_mode if spec_mode is None else spec_mode
     entries = [(name, LOSSES.get(name), own) for name, own in terms]
     wrappers = [name for name, entry, _ in entries if entry.wraps]
     if wrappers and len(entries) > 1:
