@@ -15,7 +15,7 @@ from focalbench.cli._common import (
     print_json,
 )
 from focalbench.config import RunConfig, split_params
-from focalbench.protocols import PROTOCOLS, list_protocols
+from focalbench.protocols import PROTOCOLS
 
 _PROTOCOL_HELP = "Training recipe: " + "; ".join(
     f"{name} ({protocol.source})" for name, protocol in PROTOCOLS.items()
@@ -67,10 +67,8 @@ def _print_summary(summary: dict) -> None:
     test = summary["test"]
     scores = "  ".join(f"{k} {v:.4f}" for k, v in test.items())
     typer.echo(
-        f"test ({len(test) and 'per-image mean'}): {scores}\n"
+        f"test (per-image mean): {scores}\n"
         f"epochs {summary['epochs']}, best epoch {summary['best_epoch']}, "
         f"{summary['wall_seconds']:.1f} s on {summary['device']}\nrun folder: {summary['run_dir']}"
     )
 
-
-__all__ = ["train", "list_protocols"]
