@@ -95,3 +95,14 @@ def test_dpt_weights_every_term_with_one_plus_the_distance_map():
     assert loss.needs_distance_map
     torch.testing.assert_close(loss(logits, target), dice + ce, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(loss(logits, target, distance_map=w - 1), loss(logits, target))
+
+
+def test_aft_keeps_the_reference_half_floor_on_an_empty_image():
+    """Spec §6 / register 14: with no foreground, mTI_1 ≈ ε/((1−δ)FP + ε) ≈ 0 so t_1 ≈ 1 whatever
+    the prediction. 16×16, p = 0.01, δ = 0.6, γ = 0.5: FP_1 = 2.56, TP_0 = 253.44, FN_0 = 2.56,
+    t_0 = 1 − 253.44/(253.44 + 0.6·2.56), L_AFT = (t_0 + 1)/2 = 0.503012."""
+    logits = torch.full((1, 1, 16, 16), math.log(0.01 / 0.99))
+    t0 = 1 - 253.44 / (253.44 + 0.6 * 2.56)
+    value = build_loss("asym_focal_tversky(delta=0.6, gamma=0.5)")(logits, torch.zeros(1, 1, 16, 16)).item()
+    assert value == pytest.approx((t0 + 1) / 2, rel=1e-5)
+    assert value == pytest.approx(0.503012, abs=1e-6)
