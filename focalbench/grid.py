@@ -129,30 +129,35 @@ def _loss_rows(dataset: str | None) -> list[Row]:
     ufl = _ufl(dataset)
     specs = [
         ("DSC", "dice"), ("DSC + DPT", "dice+dpt"), ("DSC + FDPT", "dice+fdpt(eps=0.1)"),
-        ("DSC + CE", "dice+ce"), ("DSC + CE + DPT", "dice+ce+dpt"),
-        ("DSC + CE + FDPT", "dice+ce+fdpt(eps=0.1)"),
+        ("DSC + CE", "dice_ce"), ("DSC + CE + DPT", "dice_ce+dpt"),
+        ("DSC + CE + FDPT", "dice_ce+fdpt(eps=0.1)"),
         ("UFL", ufl), ("UFL + DPT", f"{ufl}+dpt"), ("UFL + FDPT", f"{ufl}+fdpt(eps=0.1)"),
     ]
     return [Row(label, "unet", spec) for label, spec in specs]
 
 
 def _focal_tversky_rows(dataset: str | None) -> list[Row]:
+    # The deeply supervised network's "FTL" row is FTL on the side outputs and TL on the last
+    # (paper 003 §2.3); its DL/TL rows score every output with the same loss.
     pyramid = "Attn U-Net + Multi-Input"
     return [
         Row("U-Net + DL", "unet", "dice"),
         Row("U-Net + TL", "unet", "tversky"),
-        Row("U-Net + FTL", "unet", "focal-tversky"),
+        Row("U-Net + FTL", "unet", "focal_tversky"),
         Row("Attn U-Net + DL", "attention-unet", "dice"),
         Row(f"{pyramid} + DL", "pyramid-attention-unet", "dice"),
         Row(f"{pyramid} + TL", "pyramid-attention-unet", "tversky"),
-        Row(f"{pyramid} + FTL", "pyramid-attention-unet", "focal-tversky"),
+        Row(f"{pyramid} + FTL", "pyramid-attention-unet", "deep_supervision"),
     ]
 
 
 def _focusnet_rows(dataset: str | None) -> list[Row]:
+    # Paper 002 Table 3 (2018 DSB) uses reduced widths for FocusNet/FocusNet++ (the -small
+    # presets). R2U-Net and BCDU-Net of its Table 1 are not in focalbench.
+    small = "-small" if dataset == "dsb2018" else ""
     models = [("U-Net", "unet"), ("UNet++", "smp-unetplusplus"), ("Attn U-Net", "attention-unet"),
-              ("FocusNet", "focusnet"), ("FocusNet++", "focusnetpp")]
-    return [Row(label, model, "all-hl") for label, model in models]
+              ("FocusNet", f"focusnet{small}"), ("FocusNet++", f"focusnetpp{small}")]
+    return [Row(label, model, "all_hybrid") for label, model in models]
 
 
 STUDIES: dict[str, StudyDef] = {
@@ -175,7 +180,7 @@ def studies_help() -> str:
     for key, study in STUDIES.items():
         flag = f"--attention {key.split('-')[1]}" if key.startswith("attention-") else f"--study {key}"
         rows = "; ".join(
-            f"{row.label} = {row.model + ' + ' + row.loss if row.model else 'w0 = 0 row pruned at --threshold'}"
+            f"{row.label} = {row.model + ' + ' + row.loss if row.model else 'the w0 = 0 run pruned at --threshold, then retrained'}"
             for row in study.rows(None)
         )
         folds = f", {study.folds} folds" if study.folds else ""
@@ -196,6 +201,7 @@ class Cell:
     source: int | None = None  # index of the cell a pruned row derives from
     result: CellResult | None = None
     note: str | None = None  # e.g. the kept positions of a pruned cell
+    pruned_from: str | None = None  # key of the source run of a pruned cell
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -203,8 +209,8 @@ class Cell:
             "key": self.config.key if self.config else None,
             "config": self.config.to_dict() if self.config else None,
         }
-        if self.note:
-            out["note"] = self.note
+        if self.source is not None:
+            out.update(pruned_from=self.pruned_from, note=self.note)
         if self.result:
             out.update(outcome=self.result.outcome.value, error=self.result.error,
                        seconds=round(self.result.seconds, 3))
@@ -413,7 +419,7 @@ def _write_grid(grid_dir: Path, grid: GridPlan, threshold: float) -> None:
 def _drive(grid: GridPlan, runner: LocalExecutor | RayExecutor, results: str, retry_failed: bool,
            threshold: float, train_fn: TrainFn | None, grid_dir: Path, progress: bool) -> None:
     """Feed ready cells to the executor; derive pruned cells as their sources finish."""
-    from focalbench.prune import pruned_config
+    from focalbench.prune import decide, record
 
     cells = grid.cells
     ready = [i for i, c in enumerate(cells) if c.config is not None]
@@ -437,14 +443,24 @@ def _drive(grid: GridPlan, runner: LocalExecutor | RayExecutor, results: str, re
                 cells[i].result = result
                 if result.outcome in (Outcome.trained, Outcome.resumed):
                     durations.append(result.seconds)
-                for j in dependents.get(i, []):
-                    if result.done:
+                for j in dependents.pop(i, []):
+                    if cells[j].config is not None:  # a pruned cell that is this very cell
+                        ready.append(j)
+                    elif result.done:
                         try:
-                            cells[j].config, cells[j].note = pruned_config(run_dir_of(results, result.key), threshold)
+                            decision = decide(run_dir_of(results, result.key), threshold)
+                            record(decision, results)
                         except FocalbenchError as exc:
                             cells[j].result = CellResult("", Outcome.failed, error=f"pruning failed: {exc}")
                             continue
-                        ready.append(j)
+                        cells[j].config, cells[j].note = decision.config, decision.note
+                        cells[j].pruned_from = decision.source
+                        # Everything pruned gives the U-Net row's own cell: wait for it, don't race it.
+                        twin = next((k for k in in_flight | set(ready) if cells[k].config.key == decision.config.key), None)
+                        if twin is None:
+                            ready.append(j)
+                        else:
+                            dependents.setdefault(twin, []).append(j)
                     else:
                         cells[j].result = CellResult(
                             "", Outcome.blocked,

@@ -8,9 +8,11 @@ from scratch. "At convergence" is read as the weight after the last finished epo
 of the run's ``history.csv`` (columns ``focal_se1``…``focal_se9`` / ``focal_ag1``…``focal_ag4``).
 
 The paper does not say how the kept modules' weights start in the retraining; we use ``w₀ = 1``
-(the paper's standard Focal-module initialisation, models spec §4) and record the source run in
-the new config (``overrides["pruned_from"]``). Removing every module gives the plain ``unet``
-(the paper's DRIVE + attention-gate case).
+(the paper's standard Focal-module initialisation, models spec §4). Removing every module gives
+the plain ``unet`` (the paper's DRIVE + attention-gate case) — the very cell of the study's
+U-Net row. The provenance (source key, τ, every weight, kept positions) is written to
+``pruned.json`` in the pruned run's folder; it is not part of the config (the protocol layer
+refuses unknown override keys), so the same pruned network reached from two sources is one cell.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 from focalbench.config import RunConfig
 from focalbench.errors import FocalbenchError
-from focalbench.store import read_json
+from focalbench.store import atomic_write_json, read_json
 
 DEFAULT_THRESHOLD = 0.2
 # model_params that only exist for attention networks; the plain U-Net refuses them.
@@ -74,27 +76,65 @@ def final_focal_weights(run_dir: str | os.PathLike) -> dict[str, float]:
     return weights
 
 
-def pruned_config(run_dir: str | os.PathLike, threshold: float = DEFAULT_THRESHOLD) -> tuple[RunConfig, str]:
-    """The retraining config of a finished Focal run, and a one-line note of what was kept.
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of the rule on one source run: the retraining config and why."""
+
+    source: str  # key of the zero-initialised run
+    threshold: float
+    weights: list[FocalWeight]
+    config: RunConfig
+
+    @property
+    def kept(self) -> list[int]:
+        return [w.position for w in self.weights if w.kept]
+
+    @property
+    def note(self) -> str:
+        if not self.kept:
+            return f"no module above τ = {self.threshold:g}: plain U-Net"
+        names = ", ".join(w.name for w in self.weights if w.kept)
+        return f"kept {names} of {len(self.weights)} at τ = {self.threshold:g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pruned_from": self.source,
+            "threshold": self.threshold,
+            "weights": [{"position": w.position, "type": w.kind, "name": w.name, "weight": w.weight,
+                         "kept": w.kept} for w in self.weights],
+            "kept": self.kept,
+            "note": self.note,
+            "config": self.config.to_dict(),
+            "key": self.config.key,
+        }
+
+
+def decide(run_dir: str | os.PathLike, threshold: float = DEFAULT_THRESHOLD) -> Decision:
+    """Apply the rule to a finished Focal run and build the retraining config.
 
     Kept positions go to ``model_params["positions"]`` with ``focal_init = 1``; no kept module
     gives ``model="unet"`` without attention parameters. Everything else (dataset, loss,
     protocol, seed, fold, epochs, other params) is the source's.
     """
+    if not threshold >= 0.0:
+        raise FocalbenchError(f"--threshold {threshold} must be ≥ 0 (the paper uses 0.2)")
     run_dir = Path(run_dir)
     source = _source_config(run_dir)
     weights = keep(final_focal_weights(run_dir), threshold)
     kept = [w.position for w in weights if w.kept]
     params = {k: v for k, v in source.model_params.items() if k not in _ATTENTION_PARAMS}
     if kept:
-        model, params = source.model, {**params, "positions": kept, "focal_init": 1.0}
-        note = f"kept {', '.join(w.name for w in weights if w.kept)} of {len(weights)} at τ = {threshold:g}"
+        config = source.replace(model_params={**params, "positions": kept, "focal_init": 1.0})
     else:
-        model = "unet"
-        note = f"no module above τ = {threshold:g}: plain U-Net"
-    config = source.replace(model=model, model_params=params,
-                            overrides={**source.overrides, "pruned_from": source.key})
-    return config, note
+        config = source.replace(model="unet", model_params=params)
+    return Decision(source.key, threshold, weights, config)
+
+
+def record(decision: Decision, results: str | os.PathLike) -> Path:
+    """Write ``pruned.json`` (the decision) into the pruned run's folder; return its path."""
+    path = Path(results) / "runs" / decision.config.key / "pruned.json"
+    atomic_write_json(path, decision.to_dict())
+    return path
 
 
 def _source_config(run_dir: Path) -> RunConfig:
@@ -121,29 +161,18 @@ def prune(
 ) -> dict[str, Any]:
     """Prune a finished zero-initialised Focal run at ``threshold``; optionally retrain the result.
 
-    Returns ``{"source", "threshold", "weights": [{position, type, weight, kept}], "kept",
-    "note", "config", "key", "run"}`` where ``run`` is train's summary when ``retrain`` (else
-    ``None``). ``results`` defaults to the folder holding ``run_dir`` (``<results>/runs/<key>``).
+    Returns :meth:`Decision.to_dict` (``pruned_from``, ``threshold``, ``weights``: position,
+    type, name, weight, kept; ``kept``, ``note``, ``config``, ``key``) plus ``run``: train's
+    summary when ``retrain``, else ``None``. ``results`` defaults to the folder holding
+    ``run_dir`` (``<results>/runs/<key>``); ``pruned.json`` is written there.
     """
     run_dir = Path(run_dir)
-    if not 0.0 <= threshold:
-        raise FocalbenchError(f"--threshold {threshold} must be ≥ 0 (the paper uses 0.2)")
-    config, note = pruned_config(run_dir, threshold)
-    weights = keep(final_focal_weights(run_dir), threshold)
+    decision = decide(run_dir, threshold)
+    results = Path(results) if results is not None else run_dir.parent.parent
+    record(decision, results)
     summary = None
     if retrain:
         from focalbench.engine import train
 
-        summary = train(config, results=results if results is not None else run_dir.parent.parent,
-                        device=device, resume=True, progress=progress)
-    return {
-        "source": run_dir.name,
-        "threshold": threshold,
-        "weights": [{"position": w.position, "type": w.kind, "name": w.name, "weight": w.weight,
-                     "kept": w.kept} for w in weights],
-        "kept": [w.position for w in weights if w.kept],
-        "note": note,
-        "config": config.to_dict(),
-        "key": config.key,
-        "run": summary,
-    }
+        summary = train(decision.config, results=results, device=device, resume=True, progress=progress)
+    return {**decision.to_dict(), "run": summary}

@@ -81,6 +81,12 @@ def ablate(
         raise typer.Exit(1)
 
 
+def _short(error: str | None, width: int = 60) -> str:
+    """First line of an error, clipped for the table (the full text is printed below it)."""
+    line = (error or "").splitlines()[0] if error else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
 def _print_summary(result) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -94,7 +100,7 @@ def _print_summary(result) -> None:
         dsc = (res.summary.get("test") or {}).get("dsc") if res else None
         table.add_row(cell.row, cell.dataset, str(cell.seed), "" if cell.fold is None else str(cell.fold),
                       res.outcome.value if res else "not run", "" if dsc is None else f"{dsc:.4f}",
-                      (res.error or "") if res else "")
+                      _short(res.error) if res else "")
     console.print(table)
     counts = result.counts()
     done = counts["trained"] + counts["resumed"]

@@ -36,7 +36,7 @@ def prune(
     from rich.table import Table
 
     console = Console()
-    table = Table(title=f"focal weights of {out['source']} (τ = {threshold:g})")
+    table = Table(title=f"focal weights of {out['pruned_from']} (τ = {threshold:g})")
     for column in ("position", "type", "final weight", ""):
         table.add_column(column)
     for w in out["weights"]:
