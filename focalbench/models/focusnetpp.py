@@ -47,7 +47,7 @@ class ResGANet(nn.Module):
     def __init__(self, cin: int, cout: int, se_reduction: int = 16) -> None:
         super().__init__()
         if cin % 4:
-            raise FocalbenchError(f"ResGANet splits {cin} channels into 4 groups: use a width divisible by 8 (e.g. --param model.width=16)")
+            raise FocalbenchError(f"ResGANet splits {cin} channels into 4 groups: every level width must be divisible by 4 (e.g. --param model.width=16)")
         d = cin // 4
         self.split = nn.Conv2d(cin, cin, 1)
         self.attend = nn.ModuleList(
