@@ -128,7 +128,16 @@ def owner_alive(status: dict[str, Any]) -> bool:
         return False
     except PermissionError:  # exists, owned by another user
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A dead process not yet reaped (a killed driver's worker in a container whose init never reaps)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no procfs: trust os.kill
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def record_failure(run_dir: Path, error: str) -> None:

@@ -27,6 +27,7 @@ from focalbench.executors import (
     Outcome,
     cell_lock,
     local_slots,
+    owner_alive,
     read_status,
     run_cell,
     run_dir_of,
@@ -141,6 +142,22 @@ def test_running_cell_whose_owner_is_gone_is_resumed(tmp_path):
     assert result.outcome is Outcome.resumed
     assert _calls(tmp_path)[0][1] == "resume"
     assert read_status(run_dir)["state"] == "done"
+
+
+def test_an_unreaped_dead_owner_counts_as_gone():
+    """A worker killed with its driver stays a zombie where init does not reap (containers)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    child.kill()
+    deadline = time.time() + 10
+    while not _zombie_state(child.pid) and time.time() < deadline:
+        time.sleep(0.01)
+    assert _zombie_state(child.pid)  # dead, but os.kill(pid, 0) still succeeds
+    assert not owner_alive({"pid": child.pid, "host": socket.gethostname()})
+    child.wait()
+
+
+def _zombie_state(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def test_running_cell_of_a_live_lockless_owner_is_left_alone(tmp_path):
