@@ -108,11 +108,10 @@ class ReferenceDataset(torch.utils.data.Dataset):
         return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))[None]
 
 
-def reference_steps(model, loss_fn, images, masks, aug, device, steps: int) -> float:
+def reference_steps(model, optimizer, loss_fn, images, masks, aug, device, steps: int) -> float:
     """Seconds for ``steps`` reference steps."""
     loader = torch.utils.data.DataLoader(ReferenceDataset(images[:steps], masks[:steps], aug),
                                          batch_size=1, shuffle=True, num_workers=0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     _sync(device)
     start = time.perf_counter()
@@ -186,23 +185,25 @@ def main() -> None:
         if args.compile:
             variants["engine+compile"] = True
         best = {name: math.inf for name in variants}
-        models, runs = {}, {}
+        models, runs, optimizers = {}, {}, {}
         for name, compiled in variants.items():
             torch.manual_seed(0)
             models[name] = build_model("unet", in_channels=3).to(device)
-            if compiled is not None:
+            if compiled is None:
+                optimizers[name] = torch.optim.Adam(models[name].parameters(), lr=1e-3)
+            else:
                 if device.type == "cuda":
                     models[name] = models[name].to(memory_format=torch.channels_last)
                 runs[name] = engine_run(models[name], loss_fn, images, masks, device, compiled)
         for name in variants:  # warm-up (and compilation)
             if name == "reference":
-                reference_steps(models[name], loss_fn, images, masks, aug, device, args.warmup)
+                reference_steps(models[name], optimizers[name], loss_fn, images, masks, aug, device, args.warmup)
             else:
                 engine_steps(runs[name], args.warmup)
         for _ in range(args.repeats):
             for name in variants:
                 if name == "reference":
-                    seconds = reference_steps(models[name], loss_fn, images, masks, aug, device, args.steps)
+                    seconds = reference_steps(models[name], optimizers[name], loss_fn, images, masks, aug, device, args.steps)
                 else:
                     seconds = engine_steps(runs[name], args.steps)
                 best[name] = min(best[name], seconds)
