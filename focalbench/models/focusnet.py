@@ -7,15 +7,16 @@ medical image segmentation" (ISBI). Topology from the authors' code (TheFocusNet
 
     branch A: conv3×3(F0)-BN-LReLU → [Res(s2), Res(×2)] × 3 → dropout 0.2 → 3 decoder steps
               → D_3 (1/4, 8F0), D_2 (1/2, 4F0), D_1 (full, 2F0)
-    branch B: conv7×7(2F0)-BN-ReLU; level l = 1..3: Res → SE → ⊙ σ(D_l) → SE → b_l → Res(s2)
-              level 4: Res(16F0) → SE → b_4 → Res(s2)  (1/16)
+    branch B: conv7×7(2F0)-BN-ReLU; level l = 1..3: Res → SE → ⊙ σ(D_l) → SE → Res(s2) = b_l
+              level 4: Res(16F0) → SE → Res(s2)  (1/16)
     decoder B: 4 steps [up×2 → conv2×2 ReLU → concat b_l → Res], then Res(F0/2), Res(F0/8)
     head: side maps at 1/8, 1/4, 1/2 up-sampled → conv3×3(F0) ReLU → conv1×1 σ, full-res
           conv1×1 σ; concat → conv3×3(F0) ReLU → conv1×1 → logit
 
-``eq. 3`` of the paper, ``A_l = F_l(x) · σ(D_l)``, is the ``⊙ σ(D_l)`` step. Res = full
-pre-activation basic residual block [BN-ReLU-conv3×3] × 2 with a 1×1 projection shortcut when
-the shape changes. SE: ratio 16, no bias (the authors' ``se.py``).
+``eq. 3`` of the paper, ``A_l = F_l(x) · σ(D_l)``, is the ``⊙ σ(D_l)`` step. Res = pre-activation
+basic residual block [BN-ReLU-conv3×3] × 2 with a 1×1 projection shortcut when the shape
+changes. SE: ratio 16, no bias (the authors' ``se.py``). Branch B's decoder takes as skips the
+7×7 stem and each level's down-sampled output b_l, as coded.
 """
 
 from __future__ import annotations
@@ -28,31 +29,45 @@ from focalbench.models.blocks import InitScheme, SqueezeExcitation, init_weights
 
 
 class PreActBlock(nn.Module):
-    """``y = conv(ReLU(BN(conv(ReLU(BN(x)), stride)))) + shortcut(x)`` (He et al. 2016, identity mappings)."""
+    """``y = conv(ReLU(BN(conv(ReLU(BN(x)), stride)))) + shortcut(x)`` (He et al. 2016, identity mappings).
 
-    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+    As in the code's ``resnet.py``: the first block of a stage (``preact=False``: every
+    stride-1 block here) skips the leading BN-ReLU because its input was just normalised; the
+    shortcut is a 1×1 conv (with stride) when the shape changes; convs keep Keras' bias.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, preact: bool = True) -> None:
         super().__init__()
+        lead: list[nn.Module] = [nn.BatchNorm2d(cin), nn.ReLU(inplace=True)] if preact else []
         self.body = nn.Sequential(
-            nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-            nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            *lead, nn.Conv2d(cin, cout, 3, stride=stride, padding=1),
+            nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, padding=1),
         )
-        self.shortcut = nn.Identity() if cin == cout and stride == 1 else nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+        self.shortcut = nn.Identity() if cin == cout and stride == 1 else nn.Conv2d(cin, cout, 1, stride=stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x) + self.shortcut(x)
 
 
+def _first(cin: int, cout: int) -> PreActBlock:
+    return PreActBlock(cin, cout, preact=False)
+
+
+def _down(c: int) -> PreActBlock:
+    return PreActBlock(c, c, stride=2)
+
+
 class UpStep(nn.Module):
-    """Keras-style decoder step: nearest up×2 → conv2×2 ('same') + ReLU → concat skip → residual block."""
+    """Keras-style decoder step: nearest up×2 → conv2×2 ('same') + ReLU → concat [skip, up] → residual block."""
 
     def __init__(self, cin: int, skip: int, cout: int) -> None:
         super().__init__()
         # TF 'same' for a 2×2 kernel pads one row/column at the bottom/right only
         self.conv = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(cin, cout, 2), nn.ReLU(inplace=True))
-        self.block = PreActBlock(cout + skip, cout)
+        self.block = _first(skip + cout, cout)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.block(torch.cat([self.conv(x), skip], dim=1))
+        return self.block(torch.cat([skip, self.conv(x)], dim=1))
 
 
 def _side(cin: int, width: int, scale: int) -> nn.Sequential:
@@ -71,22 +86,20 @@ class FocusNet(SegmentationNet):
         f = [width * 2**i for i in range(5)]  # 32, 64, 128, 256, 512
         # branch A: the focus (gating) encoder-decoder
         self.a_stem = nn.Sequential(nn.Conv2d(in_channels, f[0], 3, padding=1, bias=False), nn.BatchNorm2d(f[0]), nn.LeakyReLU(0.3, inplace=True))
-        self.a_down = nn.ModuleList(
-            nn.Sequential(PreActBlock(c, c, stride=2), PreActBlock(c, 2 * c)) for c in f[:3]
-        )
+        self.a_down = nn.ModuleList(nn.Sequential(_down(c), _first(c, 2 * c)) for c in f[:3])
         self.a_drop = nn.Dropout(dropout)
         self.a_up = nn.ModuleList([UpStep(f[3], f[2], f[3]), UpStep(f[3], f[1], f[2]), UpStep(f[2], f[0], f[1])])
         # branch B: the segmentation encoder, gated by σ(D_l) at levels 1..3
         self.b_stem = nn.Sequential(nn.Conv2d(in_channels, f[1], 7, padding=3), nn.BatchNorm2d(f[1]), nn.ReLU(inplace=True))
         se = lambda c: SqueezeExcitation(c, se_reduction, bias=False)  # noqa: E731
-        b_in = [f[1], f[1], f[2], f[3]]
-        b_out = [f[1], f[2], f[3], f[4]]
-        self.b_res = nn.ModuleList(PreActBlock(i, o) for i, o in zip(b_in, b_out))
+        b_out = f[1:]
+        self.b_res = nn.ModuleList(_first(i, o) for i, o in zip([f[1], *b_out[:-1]], b_out))
         self.b_se_in = nn.ModuleList(se(o) for o in b_out)
         self.b_se_out = nn.ModuleList(se(o) for o in b_out[:3])
-        self.b_down = nn.ModuleList(PreActBlock(o, o, stride=2) for o in b_out)
-        self.b_up = nn.ModuleList([UpStep(f[4], f[4], f[3]), UpStep(f[3], f[3], f[2]), UpStep(f[2], f[2], f[1]), UpStep(f[1], f[1], f[0])])
-        self.b_tail = nn.Sequential(PreActBlock(f[0], f[0] // 2), PreActBlock(f[0] // 2, max(1, f[0] // 8)))
+        self.b_down = nn.ModuleList(_down(o) for o in b_out)
+        # skips are the stem and each level's down-sampled output (as coded), not the level-4 features
+        self.b_up = nn.ModuleList([UpStep(f[4], f[3], f[3]), UpStep(f[3], f[2], f[2]), UpStep(f[2], f[1], f[1]), UpStep(f[1], f[1], f[0])])
+        self.b_tail = nn.Sequential(_first(f[0], f[0] // 2), _first(f[0] // 2, max(1, f[0] // 8)))
         self.sides = nn.ModuleList([_side(f[3], f[0], 8), _side(f[2], f[0], 4), _side(f[1], f[0], 2)])
         self.side_full = nn.Sequential(nn.Conv2d(max(1, f[0] // 8), 1, 1), nn.Sigmoid())
         self.fuse = nn.Sequential(nn.Conv2d(4, f[0], 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(f[0], 1, 1))
@@ -105,13 +118,14 @@ class FocusNet(SegmentationNet):
         gates.reverse()  # D_1, D_2, D_3
 
         b = self.b_stem(x)
-        skips = []
+        skips = [b]
         for level, (res, se_in, down) in enumerate(zip(self.b_res, self.b_se_in, self.b_down)):
             b = se_in(res(b))
             if level < 3:
                 b = self.b_se_out[level](b * torch.sigmoid(gates[level]))  # eq. 3: A_l = F_l(x)·σ(D_l)
-            skips.append(b)
             b = down(b)
+            skips.append(b)
+        b = skips.pop()
         side_maps = []
         for step, (up, skip) in enumerate(zip(self.b_up, reversed(skips))):
             b = up(b, skip)
@@ -119,4 +133,3 @@ class FocusNet(SegmentationNet):
                 side_maps.append(self.sides[step](b))
         side_maps.append(self.side_full(self.b_tail(b)))
         return self.fuse(torch.cat(side_maps, dim=1))
-

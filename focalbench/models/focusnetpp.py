@@ -4,8 +4,9 @@ Kaul et al. 2021, "FocusNet++: attentive aggregated transformations for efficien
 medical image segmentation" (ISBI), §2 and spec §7. Paper widths 32 → 64 → 128 → 192 → 256 →
 192 → 128 → 64 → 32 (scaled by width/32), 4 filter groups, first conv 5×5, max-pool
 down-sampling, nearest up-sampling followed by a conv, skips by *addition*, dropout 0.5 in the
-bottleneck, and per-scale side outputs ``Conv-BN-LReLU-Conv-σ`` up-sampled to full size,
-concatenated and fused by ``Conv-BN-LReLU-Conv`` (the final σ is left to the loss).
+bottleneck, and per-scale side outputs ``Conv-BN-LReLU-Conv-σ`` at full size (up-sampled first,
+as coded), concatenated and fused by ``Conv-BN-LReLU-Conv`` (the final σ is left to the loss).
+Topology details the paper leaves open follow the public code (``TheFocusNetSeries/focusnetpp.py``).
 """
 
 from __future__ import annotations
@@ -78,8 +79,18 @@ def _stage(cin: int, cout: int, n: int, se_reduction: int) -> nn.Sequential:
 
 
 class FocusNetPP(SegmentationNet):
-    """FocusNet++; ``width`` = first-level filters (32), ``blocks`` = ResGANet blocks per encoder
-    level and bottleneck (the paper does not say; default the public code's 1, 3, 3, 3, 2)."""
+    """FocusNet++ with the paper's widths (× width/32; ``widths`` overrides all five) and the
+    public code's topology::
+
+        stem conv5×5(F0); encoder level l: ``blocks[l]`` ResGANet(F_l) → skip_l → maxpool
+        bottleneck: ``blocks[4]`` ResGANet(F4) → dropout
+        decoder l = 3..0: nearest up×2 → ResGANet(F_{l+1} → F_l) → + skip_l → conv3×3(F_l) + ReLU
+        side l: nearest up to full size → conv1×1(S_l)-BN-LReLU → conv1×1(1) → σ,  S = 128k, 64k, 32k, 16k
+        fuse: concat of the 4 side maps → conv1×1(F0)-BN-LReLU → conv1×1(1)  (logit)
+
+    ``blocks`` (ResGANet blocks per encoder level and bottleneck) is not in the paper; the
+    default is the code's 1, 3, 3, 3, 2.
+    """
 
     size_multiple = 16
 
@@ -88,7 +99,6 @@ class FocusNetPP(SegmentationNet):
         in_channels: int = 3,
         width: int = 32,
         blocks: Sequence[int] = (1, 3, 3, 3, 2),
-        decoder_blocks: int = 1,
         dropout: float = 0.5,
         widths: Sequence[int] | None = None,
         se_reduction: int = 16,
@@ -97,21 +107,24 @@ class FocusNetPP(SegmentationNet):
         if len(blocks) != 5 or min(blocks) < 1:
             raise FocalbenchError(f"blocks needs 5 counts >= 1 (4 encoder levels + bottleneck), got {list(blocks)}")
         f = list(widths) if widths else [width * m // 32 for m in (32, 64, 128, 192, 256)]
-        self.stem = _conv_bn_act(in_channels, f[0], 5)
+        if len(f) != 5:
+            raise FocalbenchError(f"widths needs 5 values (4 encoder levels + bottleneck), got {f}")
+        self.stem = nn.Conv2d(in_channels, f[0], 5, padding=2)
         self.encoder = nn.ModuleList(_stage(cin, cout, n, se_reduction) for cin, cout, n in zip([f[0], *f[:3]], f[:4], blocks[:4]))
         self.pool = nn.MaxPool2d(2)
         self.bottleneck = nn.Sequential(_stage(f[3], f[4], blocks[4], se_reduction), nn.Dropout(dropout))
-        # up: repeat values ×2 then let a conv3×3 learn them; the skip is added, then ResGANet
+        # "repeat the values ... and let convolutions learn them": nearest ×2, then a ResGANet
         self.up = nn.ModuleList(
-            nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), _conv_bn_act(cin, cout, 3))
+            nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), ResGANet(cin, cout, se_reduction))
             for cin, cout in zip(f[:0:-1], f[-2::-1])
         )
-        self.decoder = nn.ModuleList(_stage(c, c, decoder_blocks, se_reduction) for c in f[-2::-1])
+        self.merge = nn.ModuleList(nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True)) for c in f[-2::-1])
+        side_widths = [max(1, width * m // 32) for m in (128, 64, 32, 16)]
         self.sides = nn.ModuleList(
-            nn.Sequential(_conv_bn_act(c, f[0], 3), nn.Conv2d(f[0], 1, 1), nn.Sigmoid(), nn.Upsample(scale_factor=2**i, mode="nearest"))
-            for i, c in zip(range(3, -1, -1), f[-2::-1])
+            nn.Sequential(nn.Upsample(scale_factor=2**i, mode="nearest"), _conv_bn_act(c, s), nn.Conv2d(s, 1, 1), nn.Sigmoid())
+            for i, c, s in zip(range(3, -1, -1), f[-2::-1], side_widths)
         )
-        self.fuse = nn.Sequential(_conv_bn_act(4, f[0], 3), nn.Conv2d(f[0], 1, 1))
+        self.fuse = nn.Sequential(_conv_bn_act(4, f[0]), nn.Conv2d(f[0], 1, 1))
         init_weights_(self, InitScheme.XAVIER_UNIFORM)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,7 +136,7 @@ class FocusNetPP(SegmentationNet):
             skips.append(x)
         x = self.bottleneck(self.pool(x))
         side_maps = []
-        for up, stage, side, skip in zip(self.up, self.decoder, self.sides, reversed(skips)):
-            x = stage(up(x) + skip)
+        for up, merge, side, skip in zip(self.up, self.merge, self.sides, reversed(skips)):
+            x = merge(up(x) + skip)
             side_maps.append(side(x))
         return self.fuse(torch.cat(side_maps, dim=1))
