@@ -77,7 +77,7 @@ for _suffix, _width, _note in (("", 32, "filters 32→512"), ("-small", 16, "hal
     MODELS.add(f"focusnetpp{_suffix}", ModelSpec(
         FocusNetPP, f"FocusNet++: ResGANet blocks, 4 filter groups, additive skips, fused side outputs ({_note.replace('512', '256')})",
         PAPER_002, defaults={"width": _width, "blocks": [1, 3, 3, 3, 2], "dropout": 0.5, "widths": None,
-                             "se_reduction": 16}, tiny_params={"width": 8}))
+                             "se_reduction": 16}, tiny_params={"width": 8, "blocks": [1, 1, 1, 1, 1]}))
 
 _SMP_TINY = {"encoder": "resnet18"}
 for _arch, _extra, _label in (
