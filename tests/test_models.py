@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from focalbench.errors import FocalbenchError
-from focalbench.models import build_model, check_input_size, list_models, model_info
+import focalbench
+from focalbench.models import build_model, check_input_size, list_models, model_info, model_summary
 
 NAMES = list_models()
 # smp's U-Net decoder builds an scSE module for the skip of its last block, which has no skip
@@ -92,4 +93,14 @@ def test_model_info_describes_every_network():
     for name in NAMES:
         info = model_info(name)
         assert info["name"] == name and info["description"] and info["paper"]
-        assert set(info["tiny_params"]) <= set(info["defaults"]) | {"encoder"}
+        assert set(info["tiny_params"]) <= set(info["defaults"])
+
+
+def test_summary_keeps_the_parameter_count_when_the_size_does_not_fit():
+    fits, misfit = model_summary("unet", (64, 64), width=8), model_summary("unet", (72, 64), width=8)
+    assert misfit["params"] == fits["params"] and fits["gflops"] > 0
+    assert misfit["gflops"] is None and "nearest valid sizes: 64x64, 80x64" in misfit["error"]
+
+
+def test_the_package_exposes_build_model():
+    assert type(focalbench.build_model("unet", width=8)).__name__ == "UNet"

@@ -30,6 +30,8 @@ class SegmentationNet(nn.Module):
 
 
 def _nearest_multiples(n: int, m: int) -> list[int]:
+    if n >= m and n % m == 0:  # this side already fits: keep it
+        return [n]
     below = (n // m) * m
     return sorted({v for v in (below, below + m) if v > 0})
 
