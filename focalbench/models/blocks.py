@@ -157,7 +157,9 @@ class AttentionGate(nn.Module):
             gate_out = inter_channels if form is GateForm.MISCNN else g_channels
             self.gating = nn.Sequential(nn.Conv2d(g_channels, gate_out, 1), make_norm(norm, gate_out), nn.ReLU(inplace=True))
             if form is GateForm.MISCNN:
-                self.theta = nn.Conv2d(x_channels, inter_channels, 3, stride=2, padding=1)
+                # TF 'same' with stride 2 pads only bottom/right, so θ's pixel i is centred on
+                # skip pixels 2i..2i+1, the two pixels the nearest up-sampling gives α_i back to
+                self.theta = nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(x_channels, inter_channels, 3, stride=2))
             else:
                 self.theta = nn.Conv2d(x_channels, inter_channels, 2, stride=2)
             phi_in = gate_out
