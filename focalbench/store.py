@@ -62,6 +62,13 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(handle)
 
 
+def results_root(explicit: str | os.PathLike | None = None) -> Path:
+    """The results folder: ``explicit``, else ``$FOCALBENCH_RESULTS``, else ``./results``."""
+    if explicit is not None:
+        return Path(explicit)
+    return Path(os.environ.get("FOCALBENCH_RESULTS", "results"))
+
+
 def ensure_writable_dir(path: str | os.PathLike, flag: str = "--results") -> Path:
     """Create ``path`` if needed and prove it is writable, or raise a one-line error naming ``flag``."""
     path = Path(path)

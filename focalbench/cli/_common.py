@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -58,10 +56,6 @@ def print_json(obj: Any) -> None:
     from focalbench.store import _json_default
 
     typer.echo(json.dumps(obj, indent=2, default=_json_default))
-
-
-def default_results_dir() -> Path:
-    return Path(os.environ.get("FOCALBENCH_RESULTS", "results"))
 
 
 DataDirOption = typer.Option(

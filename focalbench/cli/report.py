@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from focalbench.cli._common import JsonOption, ResultsOption, command, default_results_dir, print_json
+from focalbench.store import results_root
+from focalbench.cli._common import JsonOption, ResultsOption, command, print_json
 from focalbench.report.formats import Format
 from focalbench.report.layouts import TableName
 
@@ -42,7 +43,7 @@ def report(
     """
     from focalbench.report import build_report
 
-    built = build_report(results if results is not None else default_results_dir(), table, dataset, fmt, out,
+    built = build_report(results_root(results), table, dataset, fmt, out,
                          plots, vs_paper, baseline, ci)
     if json_out:
         print_json(built.records)

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from focalbench.cli._common import (
+    DataDirOption,
     DeviceOption,
     JsonOption,
     ParamOption,
@@ -33,6 +34,7 @@ def train(
     epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (default: the protocol's).", show_default=False),
     device: str = DeviceOption,
     results: Path | None = ResultsOption,
+    data_dir: Path | None = DataDirOption,
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from last.pt (or return a finished cell's result); --no-resume starts over."),
     param: list[str] = ParamOption,
     json_out: bool = JsonOption,
@@ -51,7 +53,10 @@ def train(
         dataset=dataset, model=model, loss=loss, protocol=protocol, seed=seed, fold=fold, epochs=epochs,
         model_params=model_params, loss_params=loss_params, overrides=overrides,
     )
-    summary = run_train(config, results=results, device=device, resume=resume, progress=not json_out, compile=compile)
+    summary = run_train(
+        config, results=results, device=device, resume=resume, progress=not json_out, compile=compile,
+        data_dir=data_dir,
+    )
     if json_out:
         print_json(summary)
     else:

@@ -36,10 +36,10 @@ from focalbench.engine.device import describe, resolve_device
 from focalbench.engine.progress import Display, Quiet
 from focalbench.engine.run_folder import PER_IMAGE_METRICS, RunFolder, State, now
 from focalbench.errors import FocalbenchError
-from focalbench.losses import build_loss
+from focalbench.losses import build_loss, loss_preset
 from focalbench.losses.boundary import distance_map
 from focalbench.protocols import Checkpoint, Init, Optimizer, Precision, Protocol, Schedule, get_protocol, resolve
-from focalbench.store import ensure_writable_dir
+from focalbench.store import ensure_writable_dir, results_root
 
 N_SAMPLES = 4  # test images kept in test_samples.npz for figures
 
@@ -79,6 +79,7 @@ def train(
     resume: bool = True,
     progress: bool = True,
     compile: bool = False,
+    data_dir: str | Path | None = None,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train and test one cell; return its summary.
@@ -91,19 +92,18 @@ def train(
     ``resume=True``: a finished cell returns its stored summary without training, and an
     interrupted one continues from ``last.pt``; ``resume=False`` starts over. ``compile`` wraps
     the network in ``torch.compile`` (CUDA graphs on CUDA). ``on_epoch_end(epoch, row)`` is called
-    after each epoch's checkpoint is on disk.
+    after each epoch's checkpoint is on disk. ``data_dir`` is the prepared-datasets folder
+    (default ``$FOCALBENCH_DATA`` or ``./data``); like ``device``, it is not part of the cell's key.
     """
-    from focalbench.cli._common import default_results_dir
-
     get_protocol(config.protocol)  # an unknown protocol fails before any work
-    folder = RunFolder(ensure_writable_dir(Path(results) if results is not None else default_results_dir()) / "runs" / config.key)
+    folder = RunFolder(ensure_writable_dir(results_root(results)) / "runs" / config.key)
     if resume:
         stored = stored_summary(folder)
         if stored is not None:
             return stored
     else:
         folder.clear()
-    run = setup(config, resolve_device(device), folder, compile)
+    run = setup(config, resolve_device(device), folder, compile, data_dir)
     try:
         return fit_and_test(run, resume, progress, on_epoch_end)
     except torch.OutOfMemoryError:
@@ -158,10 +158,12 @@ def _epoch_of(folder: RunFolder) -> int:
 # ----------------------------------------------------------------------------- set-up
 
 
-def setup(config: RunConfig, device: torch.device, folder: RunFolder, compile: bool) -> Run:
+def setup(
+    config: RunConfig, device: torch.device, folder: RunFolder, compile: bool, data_dir: str | Path | None = None
+) -> Run:
     settings = datasets.paper_settings(config.dataset, config.protocol)
     recipe = resolve(config, settings)
-    data = datasets.load(config.dataset, size=recipe.size)
+    data = datasets.load(config.dataset, size=recipe.size, data_dir=data_dir)
     size = tuple(int(s) for s in data.masks.shape[1:])
     split = datasets.get_split(data, recipe.split, seed=recipe.split_seed, fold=config.fold)
 
@@ -170,7 +172,7 @@ def setup(config: RunConfig, device: torch.device, folder: RunFolder, compile: b
     model = models.build_model(config.model, in_channels=data.images.shape[1], **model_params)
     models.check_input_size(model, size)
     initialise_(model, recipe.init)
-    loss = build_loss(config.loss, **config.loss_params)
+    loss = build_loss(config.loss, preset=loss_preset(config.protocol, settings), **config.loss_params)
     on_cuda = device.type == "cuda"
     memory_format = torch.channels_last if on_cuda else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
@@ -196,6 +198,7 @@ def setup(config: RunConfig, device: torch.device, folder: RunFolder, compile: b
             "size": list(size),
             "loss": config.loss,
             "loss_params": config.loss_params,
+            "loss_resolved": loss.params(),
             "model": config.model,
             "model_params": model_params,
             "in_channels": int(data.images.shape[1]),
