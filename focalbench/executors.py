@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import multiprocessing
 import os
 import queue
 import signal
@@ -309,7 +310,7 @@ class LocalExecutor:
     def __init__(self, slots: list[str]) -> None:
         self.slots = slots
         self.capacity = len(slots)
-        self._ctx = __import__("multiprocessing").get_context("spawn")
+        self._ctx = multiprocessing.get_context("spawn")
         self._results = self._ctx.Queue()
         self._procs: list[Any] = [None] * len(slots)
         self._inboxes: list[Any] = [None] * len(slots)
@@ -385,7 +386,7 @@ class RayExecutor:
     """
 
     def __init__(self, address: str | None = None, use_gpus: bool = False, jobs_per_gpu: int = 1,
-                 device: str = "auto", max_in_flight: int | None = None) -> None:
+                 device: str = "auto") -> None:
         try:
             import ray
         except ImportError:
@@ -397,7 +398,7 @@ class RayExecutor:
         self.device = "cuda" if use_gpus else device
         self._refs: dict[Any, CellTask] = {}
         self._owns_ray = False
-        self.capacity = max_in_flight or 0
+        self.capacity = 0
 
     def start(self) -> None:
         ray = self._ray
@@ -407,11 +408,12 @@ class RayExecutor:
             except ConnectionError as exc:
                 raise FocalbenchError(f"cannot reach the Ray cluster at {self.address!r} ({exc}); check --ray-address") from None
             self._owns_ray = True
-        if not self.capacity:
-            resources = ray.cluster_resources()
-            per_cell = 1 / self.jobs_per_gpu if self.use_gpus else 1.0
-            pool = resources.get("GPU", 0) if self.use_gpus else resources.get("CPU", 1)
-            self.capacity = max(1, int(pool / per_cell))
+        # Keep only as many tasks in flight as the cluster can run, so the progress display's
+        # "running" lines are true and a rerun's order follows the plan.
+        resources = ray.cluster_resources()
+        per_cell = 1 / self.jobs_per_gpu if self.use_gpus else 1.0
+        pool = resources.get("GPU", 0) if self.use_gpus else resources.get("CPU", 1)
+        self.capacity = max(1, int(pool / per_cell))
         options: dict[str, Any] = {"max_retries": 0, "num_cpus": 1}
         if self.use_gpus:
             options["num_gpus"] = 1 / self.jobs_per_gpu

@@ -397,14 +397,36 @@ def ablate(
         runner = RayExecutor(ray_address, use_gpus=bool(gpu_list), jobs_per_gpu=jobs_per_gpu, device=device)
     grid_dir = results_dir / "grids" / grid.name
     started = time.perf_counter()
-    _write_grid(grid_dir, grid, threshold)
-    runner.start()
+    runner.start()  # workers come up while the driver checks the names below
     try:
+        if train_fn is None:  # a stand-in train (tests) decides itself what names mean
+            check_names(grid)
+        _write_grid(grid_dir, grid, threshold)
         _drive(grid, runner, str(results_dir), retry_failed, threshold, train_fn, grid_dir, progress)
     finally:
         runner.close()
     _write_grid(grid_dir, grid, threshold)
     return GridResult(grid.name, grid_dir, grid.cells, time.perf_counter() - started)
+
+
+def check_names(grid: GridPlan) -> None:
+    """Refuse unknown protocols, networks and loss specs before any cell runs.
+
+    Otherwise one typo in ``--models`` would leave a failed run folder per cell. Networks are
+    checked by name only (building full-width ones costs seconds); losses are built, which also
+    checks ``loss.KEY`` parameters.
+    """
+    from focalbench.losses import build_loss
+    from focalbench.models import MODELS
+    from focalbench.protocols import get_protocol
+
+    configs = [c.config for c in grid.cells if c.config is not None]
+    for protocol in sorted({c.protocol for c in configs}):
+        get_protocol(protocol)
+    for model in sorted({c.model for c in configs}):
+        MODELS.get(model)
+    for loss, params in {(c.loss, json.dumps(c.loss_params, sort_keys=True)) for c in configs}:
+        build_loss(loss, **json.loads(params))
 
 
 def _write_grid(grid_dir: Path, grid: GridPlan, threshold: float) -> None:

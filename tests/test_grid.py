@@ -103,3 +103,13 @@ def test_cli_help_lists_each_study_with_its_table_and_dry_run_lists_cells():
     assert [c["key"] is None for c in cells] == [False, False, False, False, True]
     unknown = runner.invoke(app, ["ablate", "--dataset", "sample", "--study", "lossses"])
     assert unknown.exit_code == 2
+
+
+def test_a_typo_fails_before_any_cell_runs(tmp_path):
+    from focalbench.grid import ablate
+
+    with pytest.raises(FocalbenchError, match="did you mean 'unet'"):
+        ablate("sample", models="unte", losses="dice", protocol="smoke", results=tmp_path, progress=False)
+    with pytest.raises(FocalbenchError, match="loss"):
+        ablate("sample", models="unet", losses="dcie", protocol="smoke", results=tmp_path, progress=False)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "grids").exists()
