@@ -490,6 +490,8 @@ def _drive(grid: GridPlan, runner: LocalExecutor | RayExecutor, results: str, re
                 _write_grid(grid_dir, grid, threshold)
                 if display:
                     display.advance(cells[i])
+                    display.update(in_flight, runner.running(),
+                                   eta_seconds(durations, len(ready) + len(in_flight), runner.capacity), force=True)
     finally:
         if display:
             display.stop()
@@ -513,19 +515,21 @@ class GridProgress:
         self._last = 0.0
 
     def advance(self, cell: Cell) -> None:
+        """Print one line for a finished cell above the live display."""
         result = cell.result
         mark = {"trained": "✓", "resumed": "✓", "skipped": "·", "failed": "✗", "busy": "…", "blocked": "…"}
+        fold = "" if cell.fold is None else f" · fold {cell.fold}"
         extra = f" — {result.error}" if result.error else ""
-        self.live.console.print(f"{mark[result.outcome.value]} {cell.row} · {cell.dataset} · seed {cell.seed}"
-                                f"{'' if cell.fold is None else f' · fold {cell.fold}'}: {result.outcome.value}"
-                                f" ({result.seconds:.0f}s){extra}")
+        line = (f"{mark[result.outcome.value]} {cell.row} · {cell.dataset} · seed {cell.seed}{fold}: "
+                f"{result.outcome.value} ({result.seconds:.0f}s){extra}")
+        self.live.console.print(line, highlight=False, markup=False)
 
-    def update(self, in_flight: set[int], devices: dict[int, str], eta: float | None) -> None:
+    def update(self, in_flight: set[int], devices: dict[int, str], eta: float | None, force: bool = False) -> None:
         from rich.console import Group
         from rich.text import Text
 
         now = time.monotonic()
-        if now - self._last < 0.5:
+        if now - self._last < 0.5 and not force:  # the epoch lines read files: twice a second is enough
             return
         self._last = now
         done = sum(1 for c in self.grid.cells if c.result)
