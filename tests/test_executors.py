@@ -40,7 +40,8 @@ def fake_train(config: RunConfig, results, device="auto", resume=True, progress=
     """A stand-in for ``engine.train`` with the same run-folder protocol.
 
     Loss names steer it: ``boom`` raises, ``die`` SIGKILLs its own process, ``slow`` sleeps
-    1 s per epoch. Every call appends ``<key> <start|resume> <pid>`` to ``results/calls.log``.
+    1 s per epoch (so does the model ``unet`` when ``$FAKE_SLOW_UNET`` is set). Focal networks log their weights as ``focal_se<k>`` = ``focal_init`` (they do
+    not move). Every call appends ``<key> <start|resume> <pid>`` to ``results/calls.log``.
     """
     run_dir = run_dir_of(results, config.key)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -56,9 +57,15 @@ def fake_train(config: RunConfig, results, device="auto", resume=True, progress=
         raise RuntimeError("loss exploded at epoch 1")
     if config.loss == "die":
         os.kill(os.getpid(), signal.SIGKILL)
+    slow = config.loss == "slow" or (config.model == "unet" and os.environ.get("FAKE_SLOW_UNET"))
+    focal = config.model_params.get("focal_init")
+    focal_columns = [f"focal_se{k}" for k in range(1, 10)] if config.model.startswith("focal-") else []
+    history = [",".join(["epoch", "train_loss", *focal_columns])]
     for epoch in (1, 2):
-        time.sleep(1.0 if config.loss == "slow" else 0.01)
+        time.sleep(1.0 if slow else 0.01)
         (run_dir / "last.pt").write_text(str(epoch))
+        history.append(",".join([str(epoch), "0.5", *[str(focal)] * len(focal_columns)]))
+        (run_dir / "history.csv").write_text("\n".join(history) + "\n")
         atomic_write_json(run_dir / "status.json", {**status, "epoch": epoch, "updated": time.time()})
     atomic_write_json(run_dir / "metrics.json", {"test": {"dsc": 0.5}})
     atomic_write_json(run_dir / "status.json", {**status, "state": "done", "epoch": 2, "finished": time.time()})
@@ -252,3 +259,15 @@ def test_killed_driver_takes_its_workers_down_and_a_rerun_resumes(tmp_path):
     assert all(by_key[k] is Outcome.skipped for k in done_before)
     assert all(by_key[k] is Outcome.resumed for k in partial)
     assert all(read_status(run_dir_of(tmp_path, k))["state"] == "done" for k in by_key)
+
+
+def test_a_fully_pruned_cell_waits_for_the_unet_row_instead_of_racing_it(tmp_path, monkeypatch):
+    """Every focal weight ≤ τ makes the pruned row the U-Net row's very cell: train it once."""
+    monkeypatch.setenv("FAKE_SLOW_UNET", "1")  # the U-Net row is still running when pruning happens
+    result = ablate("sample", attention="se", protocol="smoke", results=tmp_path, jobs=4, progress=False,
+                    train_fn=fake_train)
+    unet, pruned = result.cells[0], result.cells[4]
+    assert pruned.config == unet.config and pruned.pruned_from == result.cells[3].config.key
+    assert pruned.note == "no module above τ = 0.2: plain U-Net"
+    assert (unet.result.outcome, pruned.result.outcome) == (Outcome.trained, Outcome.skipped)
+    assert [call[0] for call in _calls(tmp_path)].count(unet.config.key) == 1
