@@ -8,7 +8,6 @@ in ``test_ablate.py``.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import socket
@@ -23,7 +22,6 @@ import pytest
 from focalbench.config import RunConfig
 from focalbench.errors import FocalbenchError
 from focalbench.executors import (
-    LocalExecutor,
     Outcome,
     cell_lock,
     local_slots,
