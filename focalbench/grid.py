@@ -386,6 +386,8 @@ def ablate(
     """
     grid = plan(dataset, attention=attention, study=study, models=models, losses=losses, seeds=seeds,
                 folds=folds, protocol=protocol, epochs=epochs, params=params, name=name)
+    if not threshold >= 0.0:  # found now, not when the first source run has finished
+        raise FocalbenchError(f"--threshold {threshold} must be ≥ 0 (the paper uses 0.2)")
     # The CLI's default ($FOCALBENCH_RESULTS or ./results), without importing the CLI package
     # (its command modules pull in torch: 1.5 s of a smoke grid's start).
     results_dir = ensure_writable_dir(results if results is not None else os.environ.get("FOCALBENCH_RESULTS", "results"))

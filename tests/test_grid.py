@@ -112,4 +112,6 @@ def test_a_typo_fails_before_any_cell_runs(tmp_path):
         ablate("sample", models="unte", losses="dice", protocol="smoke", results=tmp_path, progress=False)
     with pytest.raises(FocalbenchError, match="loss"):
         ablate("sample", models="unet", losses="dcie", protocol="smoke", results=tmp_path, progress=False)
+    with pytest.raises(FocalbenchError, match="--threshold -0.1 must be ≥ 0"):
+        ablate("sample", attention="se", protocol="smoke", threshold=-0.1, results=tmp_path, progress=False)
     assert not (tmp_path / "runs").exists() and not (tmp_path / "grids").exists()
