@@ -52,7 +52,7 @@ from focalbench.executors import (
     read_status,
     run_dir_of,
 )
-from focalbench.store import atomic_write_json, ensure_writable_dir, read_json
+from focalbench.store import atomic_write_json, ensure_writable_dir, read_json, results_root
 
 
 class Study(str, Enum):
@@ -388,9 +388,7 @@ def ablate(
                 folds=folds, protocol=protocol, epochs=epochs, params=params, name=name)
     if not threshold >= 0.0:  # found now, not when the first source run has finished
         raise FocalbenchError(f"--threshold {threshold} must be ≥ 0 (the paper uses 0.2)")
-    # The CLI's default ($FOCALBENCH_RESULTS or ./results), without importing the CLI package
-    # (its command modules pull in torch: 1.5 s of a smoke grid's start).
-    results_dir = ensure_writable_dir(results if results is not None else os.environ.get("FOCALBENCH_RESULTS", "results"))
+    results_dir = ensure_writable_dir(results_root(results))
     gpu_list = _ints(gpus, "--gpus")
     kind = ExecutorKind(executor)
     if kind is ExecutorKind.local:
