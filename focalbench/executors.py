@@ -341,24 +341,31 @@ class LocalExecutor:
         return {task_id: self.slots[slot] for slot, (task_id, _) in self._busy.items()}
 
     def poll(self, timeout: float) -> list[tuple[int, CellResult]]:
-        out = []
+        received = []
         with contextlib.suppress(queue.Empty):
-            out.append(self._results.get(timeout=timeout))
+            received.append(self._results.get(timeout=timeout))
             while True:
-                out.append(self._results.get_nowait())
-        for task_id, _ in out:
-            slot = next(s for s, (t, _) in self._busy.items() if t == task_id)
-            del self._busy[slot]
-        for slot, (task_id, task) in list(self._busy.items()):
-            proc = self._procs[slot]
-            if not proc.is_alive():
-                code = proc.exitcode
-                error = f"worker process died (exit code {code}) while training; rerun with --retry-failed to resume it"
+                received.append(self._results.get_nowait())
+        # A result can only arrive late for a cell already settled because its worker died.
+        busy = {task_id for task_id, _ in self._busy.values()}
+        out = [(task_id, result) for task_id, result in received if task_id in busy]
+        done = {task_id for task_id, _ in out}
+        self._busy = {slot: entry for slot, entry in self._busy.items() if entry[0] not in done}
+        for slot, proc in enumerate(self._procs):
+            if proc.is_alive():
+                continue
+            if slot in self._busy:  # it died mid-cell: that cell failed, unless it had just finished
+                task_id, task = self._busy.pop(slot)
                 key = RunConfig.from_dict(task.config).key
-                record_failure(run_dir_of(task.results, key), error)
-                out.append((task_id, CellResult(key, Outcome.failed, error=error)))
-                del self._busy[slot]
-                self._spawn(slot)
+                run_dir = run_dir_of(task.results, key)
+                if (read_status(run_dir) or {}).get("state") == "done":
+                    out.append((task_id, CellResult(key, Outcome.trained, summary=_stored_summary(run_dir))))
+                else:
+                    error = (f"worker process died (exit code {proc.exitcode}) while training; "
+                             "rerun with --retry-failed to resume it")
+                    record_failure(run_dir, error)
+                    out.append((task_id, CellResult(key, Outcome.failed, error=error)))
+            self._spawn(slot)  # idle or not, a dead slot must not receive the next cell
         return out
 
     def close(self) -> None:

@@ -269,3 +269,26 @@ def test_a_fully_pruned_cell_waits_for_the_unet_row_instead_of_racing_it(tmp_pat
     assert pruned.note == "no module above τ = 0.2: plain U-Net"
     assert (unet.result.outcome, pruned.result.outcome) == (Outcome.trained, Outcome.skipped)
     assert [call[0] for call in _calls(tmp_path)].count(unet.config.key) == 1
+
+
+def test_an_idle_worker_that_died_is_replaced_before_it_gets_a_cell(tmp_path):
+    from focalbench.executors import CellTask, LocalExecutor
+
+    pool = LocalExecutor(["cpu"])
+    pool.start()
+    try:
+        def run(task_id: int, loss: str) -> list:
+            pool.submit(CellTask(task_id, _config(loss).to_dict(), str(tmp_path), False, fake_train))
+            deadline, got = time.time() + 60, []
+            while not got and time.time() < deadline:
+                got = pool.poll(0.1)
+            return got
+
+        assert [r.outcome for _, r in run(0, "dice")] == [Outcome.trained]
+        first = pool._procs[0]
+        os.kill(first.pid, signal.SIGKILL)  # dies while idle, between two cells
+        first.join(10)
+        assert pool.poll(0.01) == [] and pool._procs[0] is not first
+        assert [r.outcome for _, r in run(1, "ce")] == [Outcome.trained]
+    finally:
+        pool.close()
