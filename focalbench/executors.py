@@ -141,10 +141,13 @@ def _zombie(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
-def record_failure(run_dir: Path, error: str) -> None:
-    """Mark the cell ``failed`` with ``error`` in its status.json, keeping what train wrote."""
+def record_failure(run_dir: Path, error: str, trace: str | None = None) -> None:
+    """Mark the cell ``failed`` with ``error`` (and the ``traceback``, when one is known) in its
+    status.json, keeping what train wrote."""
     status = read_status(run_dir) or {}
     now = time.time()
+    if trace:
+        status["traceback"] = trace
     status.update(
         state="failed",
         error=error,
@@ -197,11 +200,8 @@ def run_cell(
             )
         except Exception as exc:  # one bad cell must not stop the grid: record it and go on
             error = f"{type(exc).__name__}: {exc}"
-            record_failure(run_dir, error)
-            return CellResult(
-                cfg.key, Outcome.failed, time.perf_counter() - start, error,
-                summary={"traceback": traceback.format_exc(limit=8)},
-            )
+            record_failure(run_dir, error, traceback.format_exc(limit=12))
+            return CellResult(cfg.key, Outcome.failed, time.perf_counter() - start, error)
         seconds = time.perf_counter() - start
         final = read_status(run_dir) or {}
         if final.get("state") != "done":

@@ -127,6 +127,7 @@ def test_failure_is_recorded_and_retried_only_when_asked(tmp_path):
     assert first.error == "RuntimeError: loss exploded at epoch 1"
     status = read_status(run_dir_of(tmp_path, config.key))
     assert (status["state"], status["error"]) == ("failed", "RuntimeError: loss exploded at epoch 1")
+    assert 'raise RuntimeError("loss exploded at epoch 1")' in status["traceback"]
     again = run_cell(config.to_dict(), str(tmp_path), train_fn=fake_train)
     assert (again.outcome, again.previously_failed) == (Outcome.failed, True)
     assert len(_calls(tmp_path)) == 1  # not retried
