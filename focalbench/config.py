@@ -26,6 +26,11 @@ class RunConfig:
     ``"ufl(gamma=0.1)+fdpt(eps=0.1)"``. ``model_params`` reach ``build_model``, ``loss_params``
     reach ``build_loss`` (applied to every term that takes them), and ``overrides`` replace
     protocol fields (``batch_size``, ``lr``, ``size``, ...). ``epochs=None`` keeps the protocol's.
+
+    ``pruned_from`` is the key of the zero-initialised Focal run whose weights chose this
+    network's attention positions (paper 000 §2.2). It is part of the key on purpose: a pruned
+    network that kept no module is a plain U-Net, retrained as the pruned cell of its study, and
+    a run folder says by itself which study step produced it.
     """
 
     dataset: str
@@ -38,6 +43,7 @@ class RunConfig:
     model_params: dict[str, Any] = field(default_factory=dict)
     loss_params: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
+    pruned_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

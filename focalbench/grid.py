@@ -477,12 +477,7 @@ def _drive(grid: GridPlan, runner: LocalExecutor | RayExecutor, results: str, re
                             continue
                         cells[j].config, cells[j].note = decision.config, decision.note
                         cells[j].pruned_from = decision.source
-                        # Everything pruned gives the U-Net row's own cell: wait for it, don't race it.
-                        twin = next((k for k in in_flight | set(ready) if cells[k].config.key == decision.config.key), None)
-                        if twin is None:
-                            ready.append(j)
-                        else:
-                            dependents.setdefault(twin, []).append(j)
+                        ready.append(j)
                     else:
                         cells[j].result = CellResult(
                             "", Outcome.blocked,

@@ -9,10 +9,10 @@ of the run's ``history.csv`` (columns ``focal_se1``…``focal_se9`` / ``focal_ag
 
 The paper does not say how the kept modules' weights start in the retraining; we use ``w₀ = 1``
 (the paper's standard Focal-module initialisation, models spec §4). Removing every module gives
-the plain ``unet`` (the paper's DRIVE + attention-gate case) — the very cell of the study's
-U-Net row. The provenance (source key, τ, every weight, kept positions) is written to
-``pruned.json`` in the pruned run's folder; it is not part of the config (the protocol layer
-refuses unknown override keys), so the same pruned network reached from two sources is one cell.
+the plain ``unet`` (the paper's DRIVE + attention-gate case). The pruned config carries
+``pruned_from`` = the source run's key, so every pruned network — the plain U-Net one included —
+is its own cell, retrained as the paper's pruned column; the decision (τ, every weight, kept
+positions) is also written to ``pruned.json`` in the pruned run's folder.
 """
 
 from __future__ import annotations
@@ -124,9 +124,9 @@ def decide(run_dir: str | os.PathLike, threshold: float = DEFAULT_THRESHOLD) -> 
     kept = [w.position for w in weights if w.kept]
     params = {k: v for k, v in source.model_params.items() if k not in _ATTENTION_PARAMS}
     if kept:
-        config = source.replace(model_params={**params, "positions": kept, "focal_init": 1.0})
+        config = source.replace(model_params={**params, "positions": kept, "focal_init": 1.0}, pruned_from=source.key)
     else:
-        config = source.replace(model="unet", model_params=params)
+        config = source.replace(model="unet", model_params=params, pruned_from=source.key)
     return Decision(source.key, threshold, weights, config)
 
 

@@ -68,13 +68,13 @@ def test_attention_se_study_end_to_end_with_prune_and_retrain(tmp_path):
     for cell in cells:
         assert 0.0 <= cell_dsc(tmp_path, cell["key"]) <= 1.0
 
-    # focalbench prune at the paper's τ = 0.2: smoke weights stay far below it → plain U-Net,
-    # i.e. the study's own U-Net cell, which --retrain finds finished instead of training again
+    # focalbench prune at the paper's τ = 0.2: smoke weights stay far below it → a plain U-Net,
+    # retrained as its own cell that names its source
     pruned_cli = runner.invoke(app, ["prune", str(zero_dir), "--retrain", "--json"])
     assert pruned_cli.exit_code == 0, pruned_cli.output
     result = json.loads(pruned_cli.output)
     assert result["kept"] == [] and result["config"]["model"] == "unet"
-    assert result["key"] == cells[0]["key"]
+    assert result["config"]["pruned_from"] == zero["key"] and result["key"] != cells[0]["key"]
     assert result["run"]["state"] == "done"
 
     # rerunning the grid trains nothing

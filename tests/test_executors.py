@@ -38,7 +38,7 @@ def fake_train(config: RunConfig, results, device="auto", resume=True, progress=
     """A stand-in for ``engine.train`` with the same run-folder protocol.
 
     Loss names steer it: ``boom`` raises, ``die`` SIGKILLs its own process, ``slow`` sleeps
-    1 s per epoch (so does the model ``unet`` when ``$FAKE_SLOW_UNET`` is set). Focal networks log their weights as ``focal_se<k>`` = ``focal_init`` (they do
+    1 s per epoch. Focal networks log their weights as ``focal_se<k>`` = ``focal_init`` (they do
     not move). Every call appends ``<key> <start|resume> <pid>`` to ``results/calls.log``.
     """
     run_dir = run_dir_of(results, config.key)
@@ -55,7 +55,7 @@ def fake_train(config: RunConfig, results, device="auto", resume=True, progress=
         raise RuntimeError("loss exploded at epoch 1")
     if config.loss == "die":
         os.kill(os.getpid(), signal.SIGKILL)
-    slow = config.loss == "slow" or (config.model == "unet" and os.environ.get("FAKE_SLOW_UNET"))
+    slow = config.loss == "slow"
     focal = config.model_params.get("focal_init")
     focal_columns = [f"focal_se{k}" for k in range(1, 10)] if config.model.startswith("focal-") else []
     history = [",".join(["epoch", "train_loss", *focal_columns])]
@@ -260,16 +260,15 @@ def test_killed_driver_takes_its_workers_down_and_a_rerun_resumes(tmp_path):
     assert all(read_status(run_dir_of(tmp_path, k))["state"] == "done" for k in by_key)
 
 
-def test_a_fully_pruned_cell_waits_for_the_unet_row_instead_of_racing_it(tmp_path, monkeypatch):
-    """Every focal weight ≤ τ makes the pruned row the U-Net row's very cell: train it once."""
-    monkeypatch.setenv("FAKE_SLOW_UNET", "1")  # the U-Net row is still running when pruning happens
-    result = ablate("sample", attention="se", protocol="smoke", results=tmp_path, jobs=4, progress=False,
+def test_a_fully_pruned_cell_is_its_own_cell_beside_the_unet_row(tmp_path):
+    """Every focal weight ≤ τ gives the plain U-Net network, retrained as the pruned row's own cell."""
+    result = ablate("sample", attention="se", protocol="smoke", results=tmp_path, jobs=2, progress=False,
                     train_fn=fake_train)
-    unet, pruned = result.cells[0], result.cells[4]
-    assert pruned.config == unet.config and pruned.pruned_from == result.cells[3].config.key
+    unet, zero, pruned = result.cells[0], result.cells[3], result.cells[4]
+    assert pruned.config == unet.config.replace(pruned_from=zero.config.key)
     assert pruned.note == "no module above τ = 0.2: plain U-Net"
-    assert (unet.result.outcome, pruned.result.outcome) == (Outcome.trained, Outcome.skipped)
-    assert [call[0] for call in _calls(tmp_path)].count(unet.config.key) == 1
+    assert (unet.result.outcome, pruned.result.outcome) == (Outcome.trained, Outcome.trained)
+    assert sorted(call[0] for call in _calls(tmp_path)) == sorted(c.config.key for c in result.cells)
 
 
 def test_an_idle_worker_that_died_is_replaced_before_it_gets_a_cell(tmp_path):

@@ -44,7 +44,9 @@ def test_kept_positions_start_at_one_and_keep_every_other_setting(tmp_path):
     weights = {f"se{i}": w for i, w in enumerate([0.1, 0.35, 0.0, 0.19, 0.2, 0.9, 0.05, 0.01, 0.6], 1)}
     decision = decide(_run_folder(tmp_path, weights), 0.2)
     assert decision.kept == [2, 6, 9]
-    assert decision.config == SOURCE.replace(model_params={"width": 4, "positions": [2, 6, 9], "focal_init": 1.0})
+    assert decision.config == SOURCE.replace(
+        model_params={"width": 4, "positions": [2, 6, 9], "focal_init": 1.0}, pruned_from=SOURCE.key
+    )
     assert decision.source == SOURCE.key
     assert decision.note == "kept se2, se6, se9 of 9 at τ = 0.2"
 
@@ -52,9 +54,12 @@ def test_kept_positions_start_at_one_and_keep_every_other_setting(tmp_path):
 def test_removing_every_module_gives_the_plain_unet(tmp_path):
     decision = decide(_run_folder(tmp_path, {"ag1": 0.0, "ag2": 0.1, "ag3": 0.2, "ag4": 0.15}))
     assert decision.kept == []
-    # exactly the cell of the study's U-Net row: same dataset, loss, protocol, seed and params
-    assert decision.config == RunConfig(dataset="sample", model="unet", loss="ufl(gamma=0.2)", protocol="smoke",
-                                        seed=3, model_params={"width": 4}, overrides={"batch_size": 2})
+    # the U-Net row's network (same dataset, loss, protocol, seed and params), but its own cell:
+    # the pruned column is retrained by the pruning step and its folder names the source
+    unet = RunConfig(dataset="sample", model="unet", loss="ufl(gamma=0.2)", protocol="smoke",
+                     seed=3, model_params={"width": 4}, overrides={"batch_size": 2})
+    assert decision.config == unet.replace(pruned_from=SOURCE.key)
+    assert decision.config.key != unet.key
 
 
 @pytest.mark.parametrize(

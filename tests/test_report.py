@@ -130,7 +130,7 @@ def test_ag_table_shows_dashes_for_missing_runs_and_a_pruning_that_kept_no_gate_
     # `focalbench prune` turns a network that keeps no gate into the plain U-Net, marked pruned_from
     folder = make_run(results, "dsb2018", "unet", "ufl", [0.4, 0.4])
     raw = json.loads((folder / "config.json").read_text())
-    raw["config"]["overrides"] = {"pruned_from": "dsb2018-focal-attention-unet-ufl-s0-0123456789"}
+    raw["config"]["pruned_from"] = "dsb2018-focal-attention-unet-ufl-s0-0123456789"
     (folder / "config.json").write_text(json.dumps(raw))
     rows = table_rows(report(results, table="ag", dataset="dsb2018"))
     assert row_of(rows, "2018 DSB · ufl", "#AG")[2:] == ["—", "4", "4", "—", "0"]

@@ -7,7 +7,7 @@ whole study.
 
 An :class:`Entry` is every run that shares a configuration except ``seed`` and ``fold``; it is
 the unit a table cell aggregates. Pruned runs (``model_params.positions`` shorter than the full
-set, or a ``pruned_from`` field) of one model × loss × dataset form one entry whatever positions
+set, or ``pruned_from`` set in the config) of one model × loss × dataset form one entry whatever positions
 each seed kept: the configuration is the procedure "train, prune at 0.2, retrain".
 """
 
@@ -88,8 +88,7 @@ class Skipped:
 
 def is_pruned(config: dict[str, Any]) -> bool:
     params = config.get("model_params") or {}
-    overrides = config.get("overrides") or {}
-    if "pruned_from" in config or "pruned_from" in overrides or "pruned_from" in params:
+    if config.get("pruned_from"):
         return True
     positions = params.get("positions")
     full = FULL_POSITIONS.get(config.get("model", ""))
@@ -292,10 +291,8 @@ def group_entries(runs: list[Run]) -> list[Entry]:
     for run in runs:
         c = run.config
         pruned = run.pruned
-        model_params = {k: v for k, v in (c.get("model_params") or {}).items()
-                        if not (pruned and k in {"positions", "pruned_from"})}
-        overrides = {k: v for k, v in (c.get("overrides") or {}).items() if k != "pruned_from"}
-        rest = {"model": model_params, "loss": c.get("loss_params") or {}, "overrides": overrides}
+        model_params = {k: v for k, v in (c.get("model_params") or {}).items() if not (pruned and k == "positions")}
+        rest = {"model": model_params, "loss": c.get("loss_params") or {}, "overrides": c.get("overrides") or {}}
         if c.get("epochs") is not None:
             rest["epochs"] = c["epochs"]
         params = _short_params(rest)
