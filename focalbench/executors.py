@@ -411,7 +411,9 @@ class RayExecutor:
         ray = self._ray
         if not ray.is_initialized():
             try:
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+                forwarded = {k: os.environ[k] for k in ("FOCALBENCH_DATA",) if k in os.environ}
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                         runtime_env={"env_vars": forwarded} if forwarded else None)
             except ConnectionError as exc:
                 raise FocalbenchError(f"cannot reach the Ray cluster at {self.address!r} ({exc}); check --ray-address") from None
             self._owns_ray = True

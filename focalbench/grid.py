@@ -377,8 +377,13 @@ def ablate(
     name: str | None = None,
     progress: bool = True,
     train_fn: TrainFn | None = None,
+    data_dir: str | os.PathLike | None = None,
 ) -> GridResult:
     """Run a study's grid; finished cells are skipped, interrupted ones resumed.
+
+    ``data_dir`` (the prepared datasets) reaches the cells as ``$FOCALBENCH_DATA``: worker
+    processes and a local Ray instance inherit the driver's environment, and the Ray executor
+    forwards the variable to the workers of a remote cluster.
 
     ``train_fn`` replaces :func:`focalbench.engine.train` inside each cell (tests of the
     executors); it must be importable by the worker processes. Returns the grid's cells with
@@ -389,6 +394,8 @@ def ablate(
     if not threshold >= 0.0:  # found now, not when the first source run has finished
         raise FocalbenchError(f"--threshold {threshold} must be ≥ 0 (the paper uses 0.2)")
     results_dir = ensure_writable_dir(results_root(results))
+    if data_dir is not None:
+        os.environ["FOCALBENCH_DATA"] = str(Path(data_dir).resolve())
     gpu_list = _ints(gpus, "--gpus")
     kind = ExecutorKind(executor)
     if kind is ExecutorKind.local:
@@ -410,17 +417,22 @@ def ablate(
 
 
 def check_names(grid: GridPlan) -> None:
-    """Refuse unknown protocols, networks and loss specs before any cell runs.
+    """Refuse unknown protocols, networks, loss specs and unprepared datasets before any cell runs.
 
-    Otherwise one typo in ``--models`` would leave a failed run folder per cell. Networks are
+    Otherwise one typo in ``--models`` (or a forgotten ``fetch``) would leave a failed run folder
+    per cell. Networks are
     checked by name only (building full-width ones costs seconds); losses are built, which also
     checks ``loss.KEY`` parameters.
     """
+    from focalbench.datasets.prepared import fetch_hint, read_meta
     from focalbench.losses import build_loss
     from focalbench.models import MODELS
     from focalbench.protocols import get_protocol
 
     configs = [c.config for c in grid.cells if c.config is not None]
+    for dataset in sorted({c.dataset for c in configs}):
+        if read_meta(dataset) is None:
+            raise FocalbenchError(f"dataset {dataset!r} is not prepared; run: {fetch_hint(dataset)}")
     for protocol in sorted({c.protocol for c in configs}):
         get_protocol(protocol)
     for model in sorted({c.model for c in configs}):

@@ -158,6 +158,7 @@ def prune(
     results: str | os.PathLike | None = None,
     device: str = "auto",
     progress: bool = True,
+    data_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Prune a finished zero-initialised Focal run at ``threshold``; optionally retrain the result.
 
@@ -174,5 +175,6 @@ def prune(
     if retrain:
         from focalbench.engine import train
 
-        summary = train(decision.config, results=results, device=device, resume=True, progress=progress)
+        summary = train(decision.config, results=results, device=device, resume=True, progress=progress,
+                        data_dir=data_dir)
     return {**decision.to_dict(), "run": summary}

@@ -152,3 +152,12 @@ def test_ray_executor_runs_a_real_grid_on_a_local_instance(tmp_path):
         run_dir = run_dir_of(tmp_path, cell.config.key)
         assert read_status(run_dir)["state"] == "done"
         assert result.cells[0].result.summary["test"]["dsc"] == cell_dsc(tmp_path, result.cells[0].config.key)
+
+
+def test_an_unprepared_dataset_stops_the_grid_before_any_cell_runs(tmp_path):
+    empty = tmp_path / "no-data"
+    result = CliRunner().invoke(app, ["ablate", "--dataset", "drive", "--models", "unet", "--losses", "dice",
+                                      "--protocol", "smoke", "--data-dir", str(empty), "--results", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "dataset 'drive' is not prepared; run: focalbench fetch drive --from PATH" in result.output
+    assert not (tmp_path / "r" / "runs").exists()

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from focalbench.cli._common import (
+    DataDirOption,
     DeviceOption,
     JsonOption,
     ParamOption,
@@ -44,6 +45,7 @@ def ablate(
     param: list[str] = ParamOption,
     device: str = DeviceOption,
     results: Optional[Path] = ResultsOption,
+    data_dir: Optional[Path] = DataDirOption,
     executor: ExecutorKind = typer.Option(ExecutorKind.local, "--executor", help="local worker processes or a Ray cluster."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local instance)."),
     gpus: Optional[str] = typer.Option(None, "--gpus", help="GPU indices to use, comma-separated. Example: --gpus 0,1"),
@@ -72,7 +74,7 @@ def ablate(
         return
     result = run_grid(dataset, **spec, device=device, results=results, executor=executor, gpus=gpus,
                       jobs_per_gpu=jobs_per_gpu, jobs=jobs, ray_address=ray_address, retry_failed=retry_failed,
-                      threshold=threshold, progress=not json_out)
+                      threshold=threshold, progress=not json_out, data_dir=data_dir)
     if json_out:
         print_json(result.to_dict())
     else:

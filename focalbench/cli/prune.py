@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from focalbench.cli._common import DeviceOption, JsonOption, ResultsOption, command, print_json
+from focalbench.cli._common import DataDirOption, DeviceOption, JsonOption, ResultsOption, command, print_json
 
 
 @command()
@@ -17,6 +17,7 @@ def prune(
     retrain: bool = typer.Option(False, "--retrain", help="Train the pruned network (kept focal weights start at 1)."),
     results: Optional[Path] = ResultsOption,
     device: str = DeviceOption,
+    data_dir: Optional[Path] = DataDirOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Read a zero-initialised Focal run's final focal weights (history.csv), print which modules
@@ -28,7 +29,7 @@ def prune(
     from focalbench.prune import prune as run_prune
 
     out = run_prune(run_dir, threshold=threshold, retrain=retrain, results=results, device=device,
-                    progress=not json_out)
+                    progress=not json_out, data_dir=data_dir)
     if json_out:
         print_json(out)
         return

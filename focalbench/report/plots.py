@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +56,14 @@ def _history(run: Run) -> pd.DataFrame | None:
     return frame if "epoch" in frame and not frame.empty else None
 
 
+def _label(entry: Entry) -> str:
+    """The entry's name with the configuration that tells it apart (e.g. ``focal_init=0``)."""
+    return f"{entry.name} [{entry.params}]" if entry.params else entry.name
+
+
 def _title(entry: Entry, run: Run) -> str:
     extra = f" fold {run.config['fold']}" if run.config.get("fold") is not None else ""
-    return f"{DATASET_NAMES.get(entry.dataset, entry.dataset)} · {entry.name} · seed {run.config.get('seed', 0)}{extra}"
+    return f"{DATASET_NAMES.get(entry.dataset, entry.dataset)} · {_label(entry)} · seed {run.config.get('seed', 0)}{extra}"
 
 
 def focal_weights_plot(entry: Entry, run: Run, history: pd.DataFrame, path: Path) -> Path | None:
@@ -129,7 +135,8 @@ def samples_plot(dataset: str, entries: list[Entry], path: Path) -> Path | None:
         for run in entry.done:
             samples = _samples(run)
             if samples is not None:
-                columns.append((entry.name, samples))
+                # wrapped: several columns of one network differ only in their parameters
+                columns.append(("\n".join(textwrap.wrap(_label(entry), 22)), samples))
                 break
     if not columns:
         return None
