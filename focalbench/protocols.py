@@ -141,6 +141,7 @@ class Protocol:
     size: tuple[int, int] | None = None
     split: str | None = None
     split_seed: int = 0
+    hd95: bool = False  # opt-in final metric: exact EDTs per test image cost more than the counts
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

@@ -122,6 +122,17 @@ def test_no_resume_starts_over(tmp_path):
     assert calls == [1]
 
 
+def test_hd95_is_opt_in_and_its_mean_skips_undefined_images(tmp_path):
+    config = RunConfig(dataset="sample", model="unet", loss="dice", protocol="smoke", epochs=1,
+                       overrides={"hd95": True})
+    summary = focalbench.train(config, results=tmp_path, progress=False)
+    per_image = pd.read_csv(Path(summary["run_dir"]) / "per_image.csv")
+    assert (per_image["hd95"].dropna() >= 0).all()
+    assert summary["test"]["hd95"] == pytest.approx(per_image["hd95"].mean(skipna=True))
+    plain = focalbench.train(config.replace(overrides={}), results=tmp_path, progress=False)
+    assert "hd95" not in pd.read_csv(Path(plain["run_dir"]) / "per_image.csv").columns
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

@@ -310,18 +310,19 @@ class Evaluation:
     loss: float
     counts: torch.Tensor  # (N, 4) tp, fp, fn, tn
     probs: torch.Tensor | None  # (k, H, W) uint8 = 255·p of the first k images, when asked
+    hd95: torch.Tensor | None = None  # (N,) pixels, when asked
 
 
 @torch.no_grad()
-def evaluate(run: Run, split: DeviceSplit, keep: int = 0) -> Evaluation:
+def evaluate(run: Run, split: DeviceSplit, keep: int = 0, with_hd95: bool = False) -> Evaluation:
     """Loss and per-image confusion counts of ``split`` (prediction: p > 0.5, i.e. logit > 0).
 
-    The loss is the image-weighted mean of batch losses; counts are restricted to the field of
-    view where the dataset has one (DRIVE).
+    The loss is the image-weighted mean of batch losses; counts (and HD95, when asked) are
+    restricted to the field of view where the dataset has one (DRIVE).
     """
     run.model.eval()
     total = torch.zeros((), device=run.device)
-    counts, probs = [], []
+    counts, probs, hd95 = [], [], []
     for part in split.ordered_batches(run.recipe.batch_size):
         y = split.masks[part].float()
         with _autocast(run):
@@ -331,10 +332,14 @@ def evaluate(run: Run, split: DeviceSplit, keep: int = 0) -> Evaluation:
         logits = (out[-1] if isinstance(out, (list, tuple)) else out).float()
         valid = None if split.fov is None else split.fov[part].bool()
         counts.append(metrics.confusion_counts(logits > 0, y.bool(), valid=valid))
+        if with_hd95:
+            inside = torch.ones_like(y, dtype=torch.bool) if valid is None else valid
+            hd95.append(metrics.hd95((logits > 0) & inside, y.bool() & inside))
         if keep and sum(p.shape[0] for p in probs) < keep:
             probs.append((torch.sigmoid(logits[:, 0]) * 255).round().to(torch.uint8))
     kept = torch.cat(probs)[:keep] if probs else None
-    return Evaluation(loss=(total / len(split)).item(), counts=torch.cat(counts), probs=kept)
+    return Evaluation(loss=(total / len(split)).item(), counts=torch.cat(counts), probs=kept,
+                      hd95=torch.cat(hd95) if with_hd95 else None)
 
 
 def score_means(counts: torch.Tensor) -> dict[str, float]:
@@ -451,16 +456,19 @@ def test(run: Run, state: dict[str, Any]) -> dict[str, Any]:
     if run.recipe.test_checkpoint is Checkpoint.best and folder.best_pt.exists():
         run.model.load_state_dict(checkpoint.load(folder.best_pt)["model"])
     val = evaluate(run, run.val)
-    result = evaluate(run, run.test, keep=N_SAMPLES)
+    result = evaluate(run, run.test, keep=N_SAMPLES, with_hd95=run.recipe.hd95)
     per_image = metrics.scores(result.counts)
+    if result.hd95 is not None:
+        per_image["hd95"] = result.hd95
+    extra = ["hd95"] if result.hd95 is not None else []
     counts = result.counts.cpu().numpy()
     rows = []
     for i, image_id in enumerate(run.test.ids):
         tp, fp, fn, tn = (int(c) for c in counts[i])
         rows.append({"image_id": image_id, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-                     **{m: float(per_image[m][i]) for m in PER_IMAGE_METRICS}})
-    folder.write_per_image(rows)
-    summary = metrics.summarize(result.counts)
+                     **{m: float(per_image[m][i]) for m in [*PER_IMAGE_METRICS, *extra]}})
+    folder.write_per_image(rows, extra=extra)
+    summary = metrics.summarize(result.counts, extra={"hd95": result.hd95} if extra else None)
     k = min(N_SAMPLES, len(run.test))
     folder.write_samples(
         ids=np.array(run.test.ids[:k]),
