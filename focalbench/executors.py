@@ -7,7 +7,8 @@ A *cell* is one :class:`~focalbench.config.RunConfig` trained into ``<results>/r
    the lock when its process dies — even by ``kill -9`` — so a lock never outlives its owner, and
    two ``ablate`` processes (or two Ray workers on a shared filesystem with flock support, e.g.
    NFSv4) never train one cell at once. A cell whose lock is held is reported ``busy``;
-2. read ``status.json``: ``done`` → skipped; ``failed`` → skipped unless ``retry_failed``;
+2. read ``status.json``: ``done`` → skipped; ``failed`` → skipped unless ``retry_failed`` (a
+   run stopped by Ctrl-C is not failed: it is resumed);
    ``running`` while we hold the lock → its owner is gone, so the run is resumed from
    ``last.pt`` (unless the recorded owner is a live process on this host that trains without the
    lock, e.g. a plain ``focalbench train`` — then ``busy``);
@@ -141,6 +142,11 @@ def _zombie(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
+def interrupted(status: dict[str, Any]) -> bool:
+    """A run stopped by Ctrl-C (``engine.run_folder.INTERRUPTED``): resumable, not failed."""
+    return str(status.get("error") or "").startswith("interrupted;")
+
+
 def record_failure(run_dir: Path, error: str, trace: str | None = None) -> None:
     """Mark the cell ``failed`` with ``error`` (and the ``traceback``, when one is known) in its
     status.json, keeping what train wrote."""
@@ -191,7 +197,7 @@ def run_cell(
         state = status.get("state") if status else None
         if state == "done":
             return CellResult(cfg.key, Outcome.skipped, summary=_stored_summary(run_dir))
-        if state == "failed" and not retry_failed:
+        if state == "failed" and not retry_failed and not interrupted(status):
             return CellResult(cfg.key, Outcome.failed, error=status.get("error"), previously_failed=True)
         resumed = (run_dir / "last.pt").exists()
         try:

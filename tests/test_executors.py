@@ -292,3 +292,24 @@ def test_an_idle_worker_that_died_is_replaced_before_it_gets_a_cell(tmp_path):
         assert [r.outcome for _, r in run(1, "ce")] == [Outcome.trained]
     finally:
         pool.close()
+
+
+def test_a_cell_stopped_by_ctrl_c_is_resumed_by_the_next_grid_without_retry_failed(tmp_path):
+    """Ctrl-C reaches the workers too: the engine marks their cells failed with its INTERRUPTED
+    message, and a rerun must resume them (issue 7: interrupted cells resume; only real failures
+    wait for --retry-failed)."""
+    import focalbench
+
+    config = RunConfig(dataset="sample", model="unet", loss="dice", protocol="smoke", epochs=2)
+
+    def ctrl_c(epoch, row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        focalbench.train(config, results=tmp_path, progress=False, on_epoch_end=ctrl_c)
+    run_dir = run_dir_of(tmp_path, config.key)
+    assert read_status(run_dir)["state"] == "failed"
+    result = run_cell(config.to_dict(), str(tmp_path), device="cpu")
+    assert result.outcome is Outcome.resumed, result.error
+    status = read_status(run_dir)
+    assert (status["state"], status["epoch"]) == ("done", 2)

@@ -34,7 +34,7 @@ from focalbench.engine.augment import augment, normalize
 from focalbench.engine.data import DeviceSplit
 from focalbench.engine.device import describe, resolve_device
 from focalbench.engine.progress import Display, Quiet
-from focalbench.engine.run_folder import PER_IMAGE_METRICS, RunFolder, State, now
+from focalbench.engine.run_folder import INTERRUPTED, PER_IMAGE_METRICS, RunFolder, State, now
 from focalbench.errors import FocalbenchError
 from focalbench.losses import build_loss, loss_preset
 from focalbench.losses.boundary import distance_map
@@ -114,7 +114,7 @@ def train(
         folder.write_status(State.failed, _epoch_of(folder), error=message)
         raise FocalbenchError(message) from None
     except KeyboardInterrupt:
-        folder.write_status(State.failed, _epoch_of(folder), error="interrupted; rerun the same command to resume")
+        folder.write_status(State.failed, _epoch_of(folder), error=INTERRUPTED)
         raise
     except BaseException as exc:
         folder.write_status(State.failed, _epoch_of(folder), error=f"{type(exc).__name__}: {exc}")

@@ -22,6 +22,9 @@ from focalbench.store import atomic_write_bytes, atomic_write_json, atomic_write
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_dsc", "val_precision", "val_recall", "lr", "seconds"]
 PER_IMAGE_METRICS = ["dsc", "precision", "recall", "jaccard", "accuracy", "sensitivity", "specificity"]
+# status.json's error after Ctrl-C: not a failure of the cell, so ablate resumes it without
+# --retry-failed (focalbench.executors recognises this prefix without importing the engine).
+INTERRUPTED = "interrupted; rerun the same command to resume"
 
 
 class State:
