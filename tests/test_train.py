@@ -212,3 +212,25 @@ def test_out_of_memory_names_batch_size_and_size(tmp_path, monkeypatch):
         focalbench.train(config, results=tmp_path, progress=False)
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert json.loads((run_dir / "status.json").read_text())["state"] == "failed"
+
+
+def test_a_crash_between_last_pt_and_history_of_the_final_epoch_is_repaired_on_resume(tmp_path, monkeypatch):
+    config = RunConfig(dataset="sample", model="unet", loss="dice", protocol="smoke", epochs=2)
+    write_history = loop.RunFolder.write_history
+
+    def crash_on_epoch_2(self, rows):
+        if len(rows) == 2:  # last.pt of epoch 2 is on disk, history.csv still holds epoch 1
+            raise KeyboardInterrupt
+        write_history(self, rows)
+
+    monkeypatch.setattr(loop.RunFolder, "write_history", crash_on_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        focalbench.train(config, results=tmp_path, progress=False)
+    monkeypatch.setattr(loop.RunFolder, "write_history", write_history)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert len(pd.read_csv(run_dir / "history.csv")) == 1
+    focalbench.train(config, results=tmp_path, progress=False)
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["epoch"].tolist() == [1, 2]
+    saved = torch.load(run_dir / "last.pt", weights_only=False)["history"]
+    assert history["val_loss"].tolist() == [row["val_loss"] for row in saved]

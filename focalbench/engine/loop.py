@@ -358,6 +358,9 @@ def fit_and_test(
              "history": [], "wall_seconds": 0.0}
     if resume and folder.last_pt.exists():
         state = restore(run, checkpoint.load(folder.last_pt))
+        # A crash between last.pt and history.csv leaves the file an epoch short; when that was
+        # the final epoch no later epoch would rewrite it, so write it from the checkpoint now.
+        folder.write_history(state["history"])
     folder.write_status(State.running, state["epoch"], started=now() if state["epoch"] == 0 else None)
     steps = math.ceil(len(run.train) / recipe.batch_size)
     display = Display(run.config.key, recipe.epochs, steps, state["epoch"] + 1) if progress else Quiet()
