@@ -462,6 +462,27 @@ def test_download_gives_up_after_retries_and_keeps_the_part(served_dsb, tmp_path
     assert not part.exists()
 
 
+def test_disk_full_while_downloading_is_final_not_a_network_retry(served_dsb, tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    server, payload, digest, with_source = served_dsb
+    with_source(digest)
+
+    class Full(io.BytesIO):
+        def write(self, data):  # type: ignore[override]
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fake_open(path, mode="r", *args, **kwargs):
+        return Full() if str(path).endswith(".part") else builtins.open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(download_mod, "open", fake_open, raising=False)
+    with pytest.raises(FocalbenchError, match="disk full while downloading to .*dsb2018; free space or pass --data-dir"):
+        fetch(["dsb2018"], progress=False)
+    assert server.requests == [None]  # one request: no retries of a local failure
+    assert not (tmp_path / "data" / "dsb2018").exists()
+
+
 def test_checksum_mismatch_keeps_the_file_aside_and_prepares_nothing(served_dsb, tmp_path):
     server, payload, digest, with_source = served_dsb
     with_source("0" * 64)

@@ -11,6 +11,7 @@ time-outs, 5xx, a short body) are retried ``RETRIES`` times with exponential bac
 
 from __future__ import annotations
 
+import errno
 import http.client
 import os
 import socket
@@ -53,6 +54,17 @@ class _Retry(Exception):
     """A transient failure: keep the ``.part`` file and try again."""
 
 
+def _local_failure(exc: OSError, part: Path) -> FocalbenchError:
+    """A failure to write the ``.part`` file is final: retrying cannot free disk space."""
+    have = part.stat().st_size if part.exists() else 0
+    if exc.errno == errno.ENOSPC:
+        return FocalbenchError(
+            f"disk full while downloading to {part.parent}; free space or pass --data-dir DIR, "
+            f"then rerun the same command to resume from byte {have}"
+        )
+    return FocalbenchError(f"cannot write {part} ({exc.strerror or type(exc).__name__}); pass a writable --data-dir DIR")
+
+
 def _attempt(url: str, part: Path, progress: Progress | None, task: int | None) -> None:
     have = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": f"focalbench/{focalbench.__version__}"}
@@ -77,15 +89,21 @@ def _attempt(url: str, part: Path, progress: Progress | None, task: int | None) 
         if progress is not None and task is not None:
             progress.update(task, total=total, completed=start)
         received = start
-        with open(part, mode) as handle:
-            try:
-                while block := response.read(CHUNK):
+        try:
+            with open(part, mode) as handle:
+                while True:
+                    try:  # only the network side is transient
+                        block = response.read(CHUNK)
+                    except (http.client.IncompleteRead, socket.timeout, ConnectionError, OSError) as exc:
+                        raise _Retry(f"connection broke after {received} bytes ({type(exc).__name__})") from None
+                    if not block:
+                        break
                     handle.write(block)
                     received += len(block)
                     if progress is not None and task is not None:
                         progress.update(task, completed=received)
-            except (http.client.IncompleteRead, socket.timeout, ConnectionError, OSError) as exc:
-                raise _Retry(f"connection broke after {received} bytes ({type(exc).__name__})") from None
+        except OSError as exc:  # opening, writing or flushing the part file
+            raise _local_failure(exc, part) from None
         if total is not None and received < total:
             raise _Retry(f"connection closed after {received} of {total} bytes")
 
