@@ -313,8 +313,9 @@ def test_corrupt_zip_and_unreadable_image(tmp_path):
         fetch(["dsb2018"], from_path=tmp_path / "cut.zip", progress=False)
     files = dsb_files(2)
     files["01abc/images/01abc.png"] = b"\x89PNG not really"
-    with pytest.raises(FocalbenchError, match="cannot read image '.*01abc.png'"):
+    with pytest.raises(FocalbenchError, match="cannot read image '.*01abc.png'") as info:
         fetch(["dsb2018"], from_path=write_zip(tmp_path / "bad.zip", files), progress=False)
+    assert "BytesIO" not in str(info.value) and "not an image" in str(info.value)
     assert not (tmp_path / "data" / "dsb2018").exists()
 
 

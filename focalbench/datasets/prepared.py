@@ -90,6 +90,13 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
 
 
+def _reason(exc: BaseException) -> str:
+    """PIL names the in-memory stream (``<_io.BytesIO object at 0x…>``), not the file: say what it means."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image in a format PIL can read"
+    return str(exc) or type(exc).__name__
+
+
 def _open(data: bytes, draft: tuple[int, int] | None = None) -> Image.Image:
     """Decode ``data``; a JPEG with ``draft`` = (H, W) decodes at the smallest 1/2, 1/4 or 1/8
     DCT scale still at least that large (ISIC originals are ~7 Mpx; paper 003 works at 192×256)."""
@@ -99,7 +106,7 @@ def _open(data: bytes, draft: tuple[int, int] | None = None) -> Image.Image:
             img.draft(img.mode, (draft[1], draft[0]))
         img.load()
     except _DECODE_ERRORS as exc:
-        raise UnreadableImage(str(exc) or type(exc).__name__) from None
+        raise UnreadableImage(_reason(exc)) from None
     return img
 
 
@@ -110,7 +117,7 @@ def probe_image(data: bytes) -> tuple[int, int]:
         with Image.open(io.BytesIO(data)) as head:
             width, height = head.size
     except _DECODE_ERRORS as exc:
-        raise UnreadableImage(str(exc) or type(exc).__name__) from None
+        raise UnreadableImage(_reason(exc)) from None
     _open(data, draft=(1, 1))
     return height, width
 
