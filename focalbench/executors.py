@@ -37,6 +37,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,11 @@ def cell_lock(run_dir: str | os.PathLike) -> Iterator[bool]:
 
 
 def owner_alive(status: dict[str, Any]) -> bool:
-    """True if ``status`` names a live process on this host other than us (a lock-less owner)."""
+    """True if ``status`` names a live process on this host other than us (a lock-less owner).
+
+    A live process that started after ``status.json`` was last written cannot be its writer:
+    the owner died and its pid was reused (after a reboot, or a wrap of the pid counter).
+    """
     pid, host = status.get("pid"), status.get("host")
     if not isinstance(pid, int) or host != socket.gethostname() or pid == os.getpid():
         return False
@@ -129,17 +134,43 @@ def owner_alive(status: dict[str, Any]) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by another user
+        pass
+    stat = _proc_stat(pid)
+    if stat is None:  # no procfs: trust os.kill
         return True
-    return not _zombie(pid)
+    if stat[0] == "Z":  # dead, not yet reaped (a killed driver's worker where init never reaps)
+        return False
+    updated, started = _timestamp(status.get("updated")), _start_time(stat)
+    # 2 s: status times are whole seconds, and boot time is too.
+    return updated is None or started is None or started <= updated + 2.0
 
 
-def _zombie(pid: int) -> bool:
-    """A dead process not yet reaped (a killed driver's worker in a container whose init never reaps)."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields 3… of ``/proc/<pid>/stat`` (state first), or ``None`` without procfs."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return False  # no procfs: trust os.kill
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+        return None
+
+
+def _start_time(stat: list[str]) -> float | None:
+    """Epoch seconds at which the process of ``stat`` started (field 22: ticks since boot)."""
+    try:
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + int(stat[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, IndexError, ValueError):
+        return None
+
+
+def _timestamp(value: Any) -> float | None:
+    """A status time as epoch seconds: the engine's ISO text or ``record_failure``'s float."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    return None
 
 
 def interrupted(status: dict[str, Any]) -> bool:

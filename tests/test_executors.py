@@ -313,3 +313,26 @@ def test_a_cell_stopped_by_ctrl_c_is_resumed_by_the_next_grid_without_retry_fail
     assert result.outcome is Outcome.resumed, result.error
     status = read_status(run_dir)
     assert (status["state"], status["epoch"]) == ("done", 2)
+
+
+@pytest.mark.parametrize("updated", [time.time() - 3600, time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - 3600))],
+                         ids=["float", "iso"])
+def test_a_live_process_younger_than_the_status_is_a_reused_pid_not_the_owner(tmp_path, updated):
+    """After a reboot (or a pid wrap) the dead owner's pid can belong to an unrelated process;
+    it started after status.json was last written, so it cannot be the writer: resume the cell."""
+    config = _config()
+    run_dir = run_dir_of(tmp_path, config.key)
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run_dir.mkdir(parents=True)
+        (run_dir / "last.pt").write_text("1")
+        status = {"state": "running", "epoch": 1, "pid": stranger.pid, "host": socket.gethostname(),
+                  "updated": updated}
+        atomic_write_json(run_dir / "status.json", status)
+        assert owner_alive({**status, "updated": time.time() + 1})  # written after it started: the owner
+        assert not owner_alive(status)
+        result = run_cell(config.to_dict(), str(tmp_path), train_fn=fake_train)
+        assert result.outcome is Outcome.resumed
+    finally:
+        stranger.kill()
+        stranger.wait()
