@@ -104,3 +104,23 @@ def test_summary_keeps_the_parameter_count_when_the_size_does_not_fit():
 
 def test_the_package_exposes_build_model():
     assert type(focalbench.build_model("unet", width=8)).__name__ == "UNet"
+
+
+@pytest.mark.parametrize(
+    "name,params,message",
+    [
+        ("use-net", {"positions": 2}, r"positions=2 is not a list of integers; write e.g. --param model.positions=\[2,6,9\]"),
+        ("use-net", {"positions": ["a"]}, r"positions=\['a'\] is not a list of integers"),
+        ("focusnetpp", {"blocks": 3}, r"blocks=3 is not a list of integers; write e.g. --param model.blocks="),
+        ("unet", {"norm": "bn"}, r"norm='bn' is not one of instance, batch"),
+        ("use-net", {"se_reduction": 0}, r"se_reduction=0 must be an integer >= 1"),
+        ("unet", {"depth": "4"}, r"depth='4' must be an integer >= 1"),
+        ("focusnet", {"width": 0}, r"width=0 must be an integer >= 1"),
+        ("focal-use-net", {"focal_init": -1.0}, r"focal_init=-1.0 must be a number >= 0"),
+        ("focusnet", {"dropout": 1.5}, r"dropout=1.5 must be a number in \[0, 1\)"),
+    ],
+)
+def test_a_wrong_parameter_value_is_a_one_line_user_error(name, params, message):
+    with pytest.raises(FocalbenchError, match=message):
+        build_model(name, **params)
+    assert type(build_model("unet", width=8, norm="batch").down[0][0][2]).__name__ == "BatchNorm2d"

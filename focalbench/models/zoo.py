@@ -119,14 +119,36 @@ def model_info(name: str) -> dict[str, Any]:
     }
 
 
+#: Parameters that take a list of integers, with the example a user error shows.
+_INT_LISTS = {"positions": "[2,6,9]", "blocks": "[1,3,3,3,2]", "widths": "[32,64,128,192,256]"}
+#: Integer parameters that must be at least 1.
+_POSITIVE_INTS = ("width", "depth", "se_reduction", "out_channels")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _coerce(name: str, key: str, value: Any, default: Any) -> Any:
-    """Turn CLI strings into the enum a default has, with an error that lists the choices."""
+    """Check a user's value and turn CLI strings into the enum the factory's default has.
+
+    A wrong value is a :class:`FocalbenchError` naming the fix, not a ``TypeError`` or a
+    ``ZeroDivisionError`` from deep inside the network's constructor.
+    """
     if isinstance(default, Enum) and not isinstance(value, Enum):
         try:
             return type(default)(value)
         except ValueError:
             choices = ", ".join(m.value for m in type(default))
             raise FocalbenchError(f"model {name!r}: {key}={value!r} is not one of {choices}") from None
+    if key in _INT_LISTS and value is not None and not (isinstance(value, (list, tuple)) and all(_is_int(v) for v in value)):
+        raise FocalbenchError(f"model {name!r}: {key}={value!r} is not a list of integers; write e.g. --param model.{key}={_INT_LISTS[key]}")
+    if key in _POSITIVE_INTS and not (_is_int(value) and value >= 1):
+        raise FocalbenchError(f"model {name!r}: {key}={value!r} must be an integer >= 1")
+    if key == "focal_init" and value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0):
+        raise FocalbenchError(f"model {name!r}: focal_init={value!r} must be a number >= 0 (the Focal weight w >= 0), or None for plain modules")
+    if key == "dropout" and not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1):
+        raise FocalbenchError(f"model {name!r}: dropout={value!r} must be a number in [0, 1)")
     return value
 
 
@@ -142,7 +164,8 @@ def build_model(name: str, in_channels: int = 3, **params: Any) -> nn.Module:
     if unknown:
         raise FocalbenchError(f"model {name!r} takes no parameter {', '.join(unknown)}; valid: {', '.join(allowed)}")
     merged = {**spec.defaults, **params}
-    merged = {k: _coerce(name, k, v, spec.defaults.get(k)) for k, v in merged.items()}
+    factory_defaults = {p.name: p.default for p in inspect.signature(spec.factory).parameters.values()}
+    merged = {k: _coerce(name, k, v, spec.defaults.get(k, factory_defaults.get(k))) for k, v in merged.items()}
     return spec.factory(in_channels=in_channels, **spec.fixed, **merged)
 
 
