@@ -101,7 +101,8 @@ def summarize(
     "n_both_empty", "n_undefined": {name: int}}``. ``image`` averages the per-image scores that
     are defined; ``pooled`` scores the summed counts. Images whose target and prediction are both
     empty (tp = fp = fn = 0) have 0/0 DSC, Jaccard, precision and recall: ``exclude`` leaves them
-    out of those means (and counts them in ``n_both_empty``), ``one`` scores them 1. Any other
+    out of those means (and counts them in ``n_both_empty``), ``one`` scores them 1 (``pooled``: the
+    summed counts, both-empty only when every image is). Any other
     undefined score (e.g. recall of an image with an empty target but false positives) is left
     out of the mean and counted in ``n_undefined``. ``extra`` per-image metrics (e.g. ``hd95``)
     are averaged the same way (NaN excluded, counted).
@@ -111,12 +112,12 @@ def summarize(
     counts = counts.long()
     tp, fp, fn, _ = counts.unbind(-1)
     both_empty = (tp + fp + fn) == 0
-    if aggregation is Aggregation.POOLED:
-        per_metric = scores(counts.sum(0, keepdim=True))
-    else:
-        per_metric = scores(counts)
-        if empty_policy is EmptyPolicy.ONE:
-            per_metric = {k: torch.where(both_empty & v.isnan(), torch.ones_like(v), v) for k, v in per_metric.items()}
+    # pooled scores one big image, which is both-empty only when every image is
+    rows = counts.sum(0, keepdim=True) if aggregation is Aggregation.POOLED else counts
+    per_metric = scores(rows)
+    if empty_policy is EmptyPolicy.ONE:
+        rows_empty = rows[:, :3].sum(-1) == 0
+        per_metric = {k: torch.where(rows_empty & v.isnan(), torch.ones_like(v), v) for k, v in per_metric.items()}
     per_metric.update({k: v.double() for k, v in (extra or {}).items()})
     metrics, undefined = {}, {}
     for name, values in per_metric.items():

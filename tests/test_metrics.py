@@ -71,6 +71,16 @@ def test_summary_pooled_scores_the_summed_counts():
     assert out["metrics"]["precision"] == pytest.approx(6 / 11)
 
 
+def test_summary_pooled_over_only_both_empty_images_follows_the_policy():
+    empty = torch.tensor([[0, 0, 0, 16], [0, 0, 0, 9]])
+    one = summarize(empty, aggregation="pooled", empty_policy="one")["metrics"]
+    assert one["dsc"] == 1.0 and one["precision"] == 1.0 and one["recall"] == 1.0 and one["specificity"] == 1.0
+    assert math.isnan(summarize(empty, aggregation="pooled")["metrics"]["dsc"])
+    # one non-empty image makes the pooled counts defined: the policy changes nothing
+    mixed = torch.tensor([[3, 1, 2, 10], [0, 0, 0, 16]])
+    assert summarize(mixed, aggregation="pooled", empty_policy="one")["metrics"]["dsc"] == pytest.approx(6 / 9)
+
+
 def test_summary_rejects_an_unknown_policy():
     with pytest.raises(FocalbenchError, match="choose from: exclude, one"):
         summarize(COUNTS, empty_policy="zero")
