@@ -129,3 +129,25 @@ def test_draws_follow_the_probabilities_and_ranges():
     assert p.angle.abs().max() <= math.radians(15) + 1e-6
     bright = p.brightness[p.brightness != 1]
     assert bright.min() >= 0.5 and bright.max() <= 2.0
+
+
+def test_elastic_grid_is_the_affine_grid_plus_displacement_in_normalised_units_without_host_copies(monkeypatch):
+    """grid = affine grid + (2u_x / W, 2u_y / H), built with no torch.tensor of host data (on CUDA
+    that is a blocking copy, i.e. a host synchronisation in every step)."""
+    from focalbench.engine.augment import elastic_displacement, sampling_grid
+
+    aug = dataclasses.replace(MISCNN_AUGMENTATION, p_per_sample=1.0)
+    params = _params(2, alpha=torch.tensor([300.0, 900.0]), sigma=torch.tensor([9.0, 12.0]))
+    height, width = 24, 40
+    g = torch.Generator().manual_seed(5)
+    disp = elastic_displacement(params, height, width, aug.elastic_sigma[1], g)
+    expected = F.affine_grid(affine_theta(params, height, width), [2, 1, height, width], align_corners=False)
+    expected[..., 0] += disp[:, 0] * 2 / width
+    expected[..., 1] += disp[:, 1] * 2 / height
+
+    def no_host_tensor(*args, **kwargs):
+        raise AssertionError("torch.tensor inside the augmentation step")
+
+    monkeypatch.setattr(torch, "tensor", no_host_tensor)
+    grid = sampling_grid(aug, params, height, width, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(grid, expected)

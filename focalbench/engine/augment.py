@@ -145,8 +145,9 @@ def sampling_grid(
     grid = F.affine_grid(theta, [theta.shape[0], 1, height, width], align_corners=False)
     if aug.elastic_alpha is not None:
         disp = elastic_displacement(params, height, width, aug.elastic_sigma[1], generator)
-        scale = torch.tensor([2.0 / width, 2.0 / height], device=grid.device)
-        grid = grid + disp.permute(0, 2, 3, 1) * scale
+        # Pixels → normalised units with Python scalars: a torch.tensor([...], device=cuda) here
+        # would be a blocking host→device copy, a host synchronisation every step.
+        grid = grid + torch.stack((disp[:, 0] * (2.0 / width), disp[:, 1] * (2.0 / height)), dim=-1)
     return grid
 
 
