@@ -286,6 +286,18 @@ def test_unknown_or_ambiguous_baseline_is_a_one_line_error(results):
         build_report(results, baseline="unet")
 
 
+def test_baseline_shared_by_a_pruned_row_is_named_by_its_column(results):
+    make_run(results, "dsb2018", "unet", "ufl", [0.5, 0.6])
+    folder = make_run(results, "dsb2018", "unet", "ufl", [0.4, 0.4], seed=1)
+    raw = json.loads((folder / "config.json").read_text())
+    raw["config"]["pruned_from"] = "dsb2018-focal-use-net-ufl-s0-0123456789"
+    (folder / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(FocalbenchError, match="matches several rows .*; name one by its column: 'U-Net', 'Focal USE-Net"):
+        build_report(results, table="se", dataset="dsb2018", baseline="unet:ufl")
+    built = build_report(results, table="se", dataset="dsb2018", baseline="U-Net")  # the advice works
+    assert "unet:ufl (pruned) vs unet:ufl" in built.text
+
+
 def test_ci_adds_bootstrap_intervals_to_every_per_image_cell(results):
     make_run(results, "drive", "unet", "dice", [0.0, 1.0])
     built = build_report(results, ci=True)

@@ -202,9 +202,14 @@ def significance(table: Table, baseline: str) -> list[TestResult]:
     for block, entries in by_block.items():
         bases = [e for e in entries if wanted in _names(table, e)]
         if len(bases) > 1:
+            names = [e.name for e in bases]
+            # a pruned network can share MODEL:LOSS with its source's row; its column label cannot
+            columns = [next(" ".join(p.labels) for p in table.placements if p.entry is e) for e in bases]
+            distinct = len({f"{e.model}:{e.family}" for e in bases}) == len(bases)
+            hint = ("name one as MODEL:LOSS" if distinct
+                    else f"name one by its column: {', '.join(repr(c) for c in columns)}")
             raise FocalbenchError(
-                f"--baseline {baseline!r} matches several rows in {block_title(block)}: "
-                f"{', '.join(e.name for e in bases)}; name one as MODEL:LOSS"
+                f"--baseline {baseline!r} matches several rows in {block_title(block)}: {', '.join(names)}; {hint}"
             )
         if bases:
             pairs += [(block, e, bases[0]) for e in entries if e is not bases[0]]
