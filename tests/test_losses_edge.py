@@ -85,3 +85,23 @@ def test_deep_supervision_edge_cases_are_finite():
     value = build_loss("deep_supervision")(outs, target)
     value.backward()
     assert torch.isfinite(value) and all(torch.isfinite(o.grad).all() for o in outs)
+
+
+def test_no_tensor_is_built_from_host_data_per_call(monkeypatch):
+    """On a GPU, ``torch.tensor(list, device=cuda)`` is a blocking host-to-device copy: once per
+    loss term and step it would stall the training loop. The maths must use Python scalars."""
+    from focalbench.losses import boundary
+
+    target = _targets()
+    logits = torch.randn(target.shape, generator=torch.Generator().manual_seed(1)).requires_grad_()
+    losses = {spec: build_loss(spec) for spec in SPECS}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a tensor built from host data inside the loss")
+
+    monkeypatch.setattr(torch, "tensor", refuse)
+    monkeypatch.setattr(torch, "as_tensor", refuse)
+    distance = boundary.distance_map(target, backend="torch")
+    for spec, loss in losses.items():
+        loss(logits, target, distance).backward()
+    assert torch.isfinite(logits.grad).all()

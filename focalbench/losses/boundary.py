@@ -37,7 +37,7 @@ def _column_distances(background: Tensor) -> Tensor:
     """
     height = background.shape[-2]
     rows = torch.arange(height, device=background.device, dtype=torch.float32).view(1, height, 1)
-    inf = torch.tensor(float("inf"), device=background.device)
+    inf = float("inf")  # a Python scalar: a device tensor built from it would be a blocking copy
     above = torch.where(background, rows, -inf).cummax(dim=1).values
     below = torch.where(background, rows, inf).flip(1).cummin(dim=1).values.flip(1)
     return torch.minimum(rows - above, below - rows)

@@ -141,19 +141,22 @@ def tversky_index(
     return (tp + smooth) / (tp + w_fn * fn + w_fp * fp + smooth)
 
 
-def focal_power(x: Tensor, exponent: Tensor | float) -> Tensor:
+def focal_power(x: Tensor, exponent: float) -> Tensor:
     """``x^a`` for ``x > 0``; at ``x ≤ 0`` the limit ``0^a`` (``x`` itself when ``a = 1``).
 
     ``d/dx x^a`` is unbounded at 0 when a < 1 (spec §3 "gradient hazard"), and a negative base
     (``1 − TI < 0``, possible with ``fdpt_mode=replace_gt``, spec §8.2) has no real fractional
     power: both give the clamped limit with zero gradient, as the reference clamps
     ``1 − mTI ≥ 0``. A linear term (a = 1) is left unclamped, as in the reference code.
+    ``a`` is a Python float: a tensor built from it per call would be a blocking host-to-device
+    copy on every training step.
     """
-    exponent = torch.as_tensor(exponent, dtype=x.dtype, device=x.device)
+    exponent = float(exponent)
+    if exponent == 1.0:
+        return x
     positive = x > 0
     safe = torch.where(positive, x, torch.ones_like(x))
-    at_or_below_zero = torch.where(exponent == 1, x, torch.zeros_like(x).pow(exponent))
-    return torch.where(positive, safe.pow(exponent), at_or_below_zero)
+    return torch.where(positive, safe.pow(exponent), torch.zeros_like(x).pow(exponent))
 
 
 def focal_tversky_loss(
@@ -179,8 +182,7 @@ def focal_tversky_loss(
       ``w_fp = 1 − δ``, probabilities clipped, ``s = 1e-7``: linear background, enhanced rare class.
     """
     ti = tversky_index(probs, targets, w_fn=w_fn, w_fp=w_fp, smooth=smooth, reduction=reduction, weight=weight)
-    exps = torch.tensor(exponent, dtype=ti.dtype, device=ti.device)
-    terms = select_classes(focal_power(1.0 - ti, exps), classes)
+    terms = select_classes(torch.stack([focal_power(1.0 - ti[:, c], exponent[c]) for c in (0, 1)], dim=1), classes)
     per_set = terms.sum(1) if ClassAgg(class_agg) is ClassAgg.SUM else terms.mean(1)
     return per_set.mean()
 
@@ -205,12 +207,13 @@ def focal_cross_entropy(
     * asymmetric focal AF (§5, paper 000 eq. 2): a = (1 − δ, δ), γ = (γ, 0) — only the
       background is focally suppressed; δ = 0.5, γ = 0 gives CE/2.
     """
-    a = torch.tensor(class_weight, dtype=log_probs.dtype, device=log_probs.device).view(1, 2, 1, 1)
-    per_class = -targets * log_probs * a
-    if any(g != 0 for g in gamma):
-        g = torch.tensor(gamma, dtype=log_probs.dtype, device=log_probs.device).view(1, 2, 1, 1)
-        per_class = per_class * torch.exp(g * log_probs.flip(1))
-    return _weighted(per_class.sum(1, keepdim=True), weight).mean()
+    per_pixel = None
+    for c in (0, 1):  # the two classes, with Python-float weights (no host-to-device copy per call)
+        term = -targets[:, c : c + 1] * log_probs[:, c : c + 1] * class_weight[c]
+        if gamma[c] != 0:
+            term = term * torch.exp(gamma[c] * log_probs[:, 1 - c : 2 - c])
+        per_pixel = term if per_pixel is None else per_pixel + term
+    return _weighted(per_pixel, weight).mean()
 
 
 def adaptive_log(x: Tensor, *, threshold: float, scale: float, epsilon: float) -> Tensor:
