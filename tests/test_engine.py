@@ -92,8 +92,8 @@ def test_rng_snapshot_replays_every_stream():
 def test_early_stopping_ends_the_run_after_patience_epochs_without_improvement(tmp_path, monkeypatch):
     real = loop.evaluate
 
-    def flat_validation(run, split, keep=0):
-        result = real(run, split, keep)
+    def flat_validation(run, split, keep=0, **options):
+        result = real(run, split, keep, **options)
         return dataclasses.replace(result, loss=1.0)
 
     monkeypatch.setattr(loop, "evaluate", flat_validation)
