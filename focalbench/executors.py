@@ -174,7 +174,8 @@ def _timestamp(value: Any) -> float | None:
 
 
 def interrupted(status: dict[str, Any]) -> bool:
-    """A run stopped by Ctrl-C (``engine.run_folder.INTERRUPTED``): resumable, not failed."""
+    """A run stopped by Ctrl-C (``engine.run_folder.INTERRUPTED``) or whose worker process died:
+    resumable, not failed."""
     return str(status.get("error") or "").startswith("interrupted;")
 
 
@@ -398,8 +399,10 @@ class LocalExecutor:
                 if (read_status(run_dir) or {}).get("state") == "done":
                     out.append((task_id, CellResult(key, Outcome.trained, summary=_stored_summary(run_dir))))
                 else:
-                    error = (f"worker process died (exit code {proc.exitcode}) while training; "
-                             "rerun with --retry-failed to resume it")
+                    # The owner is gone, not the cell's fault as far as anyone knows: the next run
+                    # of the grid resumes it from last.pt like a Ctrl-C'd cell (see interrupted()).
+                    error = (f"interrupted; worker process died (exit code {proc.exitcode}) while training; "
+                             "rerun the same command to resume")
                     record_failure(run_dir, error)
                     out.append((task_id, CellResult(key, Outcome.failed, error=error)))
             self._spawn(slot)  # idle or not, a dead slot must not receive the next cell

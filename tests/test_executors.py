@@ -204,6 +204,13 @@ def test_killed_worker_fails_its_cell_and_the_pool_goes_on(tmp_path):
     dead = next(c for c in result.cells if c.config.loss == "die")
     assert "worker process died (exit code -9)" in dead.result.error
     assert read_status(run_dir_of(tmp_path, dead.config.key))["state"] == "failed"
+    # its owner is gone, so the next run takes it up again without --retry-failed (and it dies
+    # again: it died before its first checkpoint), while the finished cells are skipped
+    again = ablate("sample", models="unet", losses="die,dice,ce", protocol="smoke", results=tmp_path,
+                   jobs=1, progress=False, train_fn=fake_train)
+    assert [call[0] for call in _calls(tmp_path)].count(dead.config.key) == 2
+    assert {c.config.loss: c.result.outcome for c in again.cells} == {
+        "die": Outcome.failed, "dice": Outcome.skipped, "ce": Outcome.skipped}
 
 
 def test_two_grids_on_one_results_folder_never_train_a_cell_twice(tmp_path):

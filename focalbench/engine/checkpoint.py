@@ -25,7 +25,8 @@ def rng_state(generator: torch.Generator) -> dict[str, Any]:
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        # only the current device's stream: a resume may land on a node with other GPUs
+        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
         "generator": generator.get_state(),
     }
 
@@ -35,7 +36,7 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"])
     generator.set_state(state["generator"])
 
 
