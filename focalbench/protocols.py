@@ -55,9 +55,12 @@ class Schedule(str, Enum):
 
 
 class Normalization(str, Enum):
-    """Input scaling. ``zscore``: per image and channel, (x − mean) / std; ``unit``: x / 255."""
+    """Input scaling, per image: ``zscore`` (x − mean) / std per channel; ``zscore_image`` the same
+    over all channels together (MIScnn's z-score, which paper 000 used: it keeps the colour
+    balance between channels); ``unit`` x / 255."""
 
     zscore = "zscore"
+    zscore_image = "zscore_image"
     unit = "unit"
 
 
@@ -163,7 +166,7 @@ _register(Protocol(
     early_stopping=50,
     # The paper gives no epoch cap (training ends by early stopping); 500 bounds a run.
     batch_size=1, epochs=500,
-    normalization=Normalization.zscore, augmentation=MISCNN_AUGMENTATION,
+    normalization=Normalization.zscore_image, augmentation=MISCNN_AUGMENTATION,
     init=Init.xavier_uniform,
 ))
 _register(Protocol(

@@ -42,6 +42,13 @@ def test_zscore_matches_float64_reference_per_image_and_channel():
     np.testing.assert_allclose(out.numpy(), ref, rtol=1e-5, atol=1e-5)
 
 
+def test_zscore_image_pools_all_channels_like_miscnn():
+    images = torch.tensor([[[[0, 2]], [[4, 6]]]], dtype=torch.uint8)  # one 1×2 image, two channels
+    # mean 3, population std sqrt(5) over all four values
+    expected = torch.tensor([[[[-3, -1]], [[1, 3]]]], dtype=torch.float32) / 5 ** 0.5
+    torch.testing.assert_close(normalize(images, Normalization.zscore_image), expected)
+
+
 def test_zscore_of_a_constant_channel_is_zero_and_unit_divides_by_255():
     images = torch.full((1, 1, 4, 4), 77, dtype=torch.uint8)
     assert torch.equal(normalize(images, Normalization.zscore), torch.zeros(1, 1, 4, 4))

@@ -28,7 +28,7 @@ def test_paper000_is_section_2_4():
     p = get_protocol("paper000")
     assert (p.optimizer, p.lr, p.batch_size) == (Optimizer.adam, 1e-3, 1)
     assert (p.schedule, p.plateau_factor, p.plateau_patience, p.early_stopping) == (Schedule.plateau, 0.1, 25, 50)
-    assert (p.normalization, p.init) == (Normalization.zscore, Init.xavier_uniform)
+    assert (p.normalization, p.init) == (Normalization.zscore_image, Init.xavier_uniform)  # MIScnn z-score
     a = p.augmentation
     assert a.scale and a.rotation_deg and a.mirror and a.elastic_alpha and a.brightness
 

@@ -23,13 +23,15 @@ def normalize(images: torch.Tensor, mode: Normalization) -> torch.Tensor:
     """uint8 ``(B, C, H, W)`` → float32.
 
     ``zscore``: x̂ = (x − μ) / σ with μ, σ over each image's channel (σ population; a constant
-    channel maps to 0). ``unit``: x̂ = x / 255.
+    channel maps to 0); ``zscore_image``: μ, σ over each image's channels together (MIScnn).
+    ``unit``: x̂ = x / 255.
     """
     x = images.float()
     if mode is Normalization.unit:
         return x / 255.0
-    mean = x.mean(dim=(2, 3), keepdim=True)
-    std = x.std(dim=(2, 3), keepdim=True, correction=0)
+    dims = (2, 3) if mode is Normalization.zscore else (1, 2, 3)
+    mean = x.mean(dim=dims, keepdim=True)
+    std = x.std(dim=dims, keepdim=True, correction=0)
     return (x - mean) / std.clamp_min(1e-6)
 
 
