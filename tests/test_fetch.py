@@ -533,3 +533,13 @@ def test_all_lists_what_manual_datasets_need(served_dsb, monkeypatch):
     assert results["dsb2018"]["images"] == 2
     assert results["drive"]["status"] == "needs a manual download" and "--from PATH" in results["drive"]["hint"]
     assert [r["status"] for r in dataset_status() if r["name"] == "dsb2018"] == ["prepared"]
+
+
+def test_one_failing_dataset_does_not_stop_the_others(served_dsb, tmp_path):
+    server, payload, digest, with_source = served_dsb
+    with_source(digest)
+    out = CliRunner().invoke(app, ["fetch", "drive", "dsb2018"])
+    assert out.exit_code == 2
+    assert "drive: failed" in out.output and "--from PATH" in out.output  # what drive needs
+    assert "dsb2018: prepared" in out.output  # fetched after drive failed
+    assert out.output.strip().splitlines()[-1] == "error: drive failed (see above); fix the cause and rerun the same command"

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from focalbench.cli._common import DataDirOption, JsonOption, command, print_json
+from focalbench.errors import FocalbenchError
 
 
 @command()
@@ -37,14 +38,18 @@ def fetch(
     results = fetch_api(names or [], all=all_, from_path=from_path, data_dir=data_dir, force=force, progress=not json_)
     if json_:
         print_json(results)
-        return
-    for r in results:
-        line = f"{r['name']}: {r['status']}"
-        if r.get("path"):
-            line += f", {r['images']} images in {r['path']}"
-        typer.echo(line)
-        if r.get("hint"):
-            typer.echo(f"  {r['hint']}")
+    else:
+        for r in results:
+            line = f"{r['name']}: {r['status']}"
+            if r.get("path"):
+                line += f", {r['images']} images in {r['path']}"
+            typer.echo(line)
+            for detail in (r.get("hint"), r.get("error")):
+                if detail:
+                    typer.echo(f"  {detail}")
+    failed = [r["name"] for r in results if r["status"] == "failed"]
+    if failed:
+        raise FocalbenchError(f"{', '.join(failed)} failed (see above); fix the cause and rerun the same command")
 
 
 def _sizes(sizes: list[list[int]]) -> str:

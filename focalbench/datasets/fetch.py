@@ -200,7 +200,8 @@ def fetch(
     """Download (or take ``from_path``), verify, convert and split each dataset in ``names``.
 
     ``all=True`` fetches every dataset that can be downloaded and lists what the others need.
-    A prepared dataset is left alone unless ``force``. Returns one result dict per dataset."""
+    A prepared dataset is left alone unless ``force``. Returns one result dict per dataset; with
+    several datasets, one that fails is recorded (``status: failed``, ``error``) and the rest go on."""
     if isinstance(names, str):
         names = [names]
     if all:
@@ -216,7 +217,13 @@ def fetch(
             results.append({"name": spec.name, "status": "needs a manual download", "images": 0, "path": None,
                             "hint": how_to_get(spec, data_dir)})
             continue
-        results.append(fetch_one(spec.name, from_path, data_dir, force, progress))
+        try:
+            results.append(fetch_one(spec.name, from_path, data_dir, force, progress))
+        except FocalbenchError as exc:
+            if len(specs) == 1:
+                raise
+            # one dataset's broken download must not stop the others
+            results.append({"name": spec.name, "status": "failed", "error": str(exc), "images": 0, "path": None})
     return results
 
 
