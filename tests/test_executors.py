@@ -244,9 +244,11 @@ def test_killed_driver_takes_its_workers_down_and_a_rerun_resumes(tmp_path):
     driver = subprocess.Popen([sys.executable, "-c", script, str(tmp_path), str(Path(__file__).parent)],
                               env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 60
-    def half_trained() -> bool:  # a cell of the second wave has just finished epoch 1 of 2
-        return len(_calls(tmp_path)) >= 3 and any(
-            (read_status(d) or {}).get("epoch") == 1 for d in (tmp_path / "runs").iterdir())
+    def half_trained() -> bool:
+        # a cell of the second wave has just finished epoch 1 of 2; a first-wave cell seen at
+        # epoch 1 may finish before the kill lands, so it does not count
+        second_wave = [call[0] for call in _calls(tmp_path)[2:]]
+        return any((read_status(run_dir_of(tmp_path, key)) or {}).get("epoch") == 1 for key in second_wave)
 
     while not half_trained() and time.time() < deadline:
         time.sleep(0.02)
