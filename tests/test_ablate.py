@@ -103,10 +103,12 @@ def test_killed_driver_then_rerun_equals_an_uninterrupted_grid(tmp_path):
         return {k: v for k, v in found.items() if v}
 
     deadline = time.time() + 240
-    while time.time() < deadline:  # kill once one cell is done and the next has a checkpoint
+    # kill once one cell is done and the next has finished epoch 1 of 3: two epochs to go
+    # leave the kill ample time to land before that cell is done too
+    while time.time() < deadline:
         now = states()
         if any(s["state"] == "done" for s in now.values()) and any(
-                s["state"] == "running" and (s.get("epoch") or 0) >= 1 for s in now.values()):
+                s["state"] == "running" and s.get("epoch") == 1 for s in now.values()):
             break
         time.sleep(0.1)
     driver.send_signal(signal.SIGKILL)
