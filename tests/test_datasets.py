@@ -20,8 +20,8 @@ def test_registry_lists_the_seven_datasets_and_the_sample():
         ("drive", "paper000", (512, 512), "official", 0.1),
         ("dsb2018", "paper000", (256, 256), "random-64-16-20", 0.2),
         ("cvc-clinicdb", "paper000", (288, 384), "random-64-16-20", 0.3),
-        ("isic2018", "paper003", (192, 256), "kfold-5", None),
-        ("bus", "paper003", (128, 128), "kfold-5", None),
+        ("isic2018", "paper003", (192, 256), "holdout-25-kfold-5", None),
+        ("bus", "paper003", (128, 128), "holdout-25-kfold-5", None),
         ("isic2018", "paper002", (256, 256), "fixed-1815-259-520", None),
         ("lung", "paper001", (256, 256), "random-80-10-10", None),
     ],
@@ -84,6 +84,19 @@ def test_kfold_test_sets_partition_the_data_for_one_seed():
     assert len(folds[0]["train"]) == (163 - 33) * 80 // 100
 
 
+@pytest.mark.parametrize("n, n_test", [(163, 41), (2594, 649)])  # round(0.25 n) half up; paper 003 prints 40, 649
+def test_holdout_kfold_keeps_one_test_set_and_cross_validates_the_rest(n, n_test):
+    folds = [split_indices(n, "holdout-25-kfold-5", seed=7, fold=f) for f in range(5)]
+    assert all(f["test"].tolist() == folds[0]["test"].tolist() for f in folds)
+    assert len(folds[0]["test"]) == n_test
+    vals = np.concatenate([f["val"] for f in folds])
+    assert sorted(vals.tolist()) == sorted(set(range(n)) - set(folds[0]["test"].tolist()))  # folds partition the rest
+    dev = n - n_test
+    assert [len(f["val"]) for f in folds] == [dev // 5 + (i < dev % 5) for i in range(5)]
+    for f in folds:
+        assert len(f["train"]) + len(f["val"]) == dev and not set(f["train"]) & set(f["val"])
+
+
 def test_splits_are_deterministic_per_seed():
     a, b = split_indices(100, "random-64-16-20", seed=5), split_indices(100, "random-64-16-20", seed=5)
     assert all((a[k] == b[k]).all() for k in a)
@@ -95,6 +108,8 @@ def test_splits_are_deterministic_per_seed():
     "rule, fold, message",
     [
         ("kfold-5", None, "needs a fold between 0 and 4"),
+        ("holdout-25-kfold-5", 5, "needs a fold between 0 and 4"),
+        ("holdout-99-kfold-5", 0, "must leave at least K images"),
         ("random-64-16-20", 1, "has no folds"),
         ("random-60-10-10", None, "sum to 100"),
         ("fixed-50-50-50", None, "needs 150 images"),

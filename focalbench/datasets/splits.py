@@ -19,6 +19,13 @@ indices (images are stored sorted by id, so a split depends only on the ids, the
     of K near-equal chunks of the permutation (``numpy.array_split``); the rest is cut 80:20 into
     train/validation as above. The permutation depends on the seed only, so the K folds of one
     seed partition the data.
+``holdout-P-kfold-K``
+    a fixed held-out test set with K-fold cross-validation on the rest (paper 003: "75-25
+    train-test split" and "5-fold cross validation", ``holdout-25-kfold-5``): ``test =
+    round(N·P/100)`` (half up) images, the same for every fold of a seed; the development rest is
+    cut into K ``array_split`` chunks, fold ``f``'s chunk is the validation set and the other
+    K − 1 chunks train. Paper 003 prints 40 BUS and 649 ISIC 2018 test images; this gives 41 of
+    163 and 649 of 2594 (no single rounding of 25 % gives both printed counts).
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import numpy as np
 
 from focalbench.errors import FocalbenchError
 
-RULES = ("official", "random-A-B-C", "fixed-T-V-S", "kfold-K")
+RULES = ("official", "random-A-B-C", "fixed-T-V-S", "kfold-K", "holdout-P-kfold-K")
 # Validation share of a development set where the rule does not name one (paper 000: 80:20).
 DEV_TRAIN, DEV_VAL = 80, 20
 
@@ -53,9 +60,14 @@ def split_indices(
     ``official`` maps ``"train"``/``"test"`` to index lists (only the ``official`` rule reads it).
     """
     rng = np.random.default_rng(seed)
-    kfold = re.fullmatch(r"kfold-(\d+)", rule)
-    if kfold is None and fold is not None:
+    k = n_folds(rule)
+    if k is None and fold is not None:
         raise FocalbenchError(f"split {rule!r} has no folds; drop --fold or use a kfold-K split")
+    if k is not None:
+        if k < 2 or k > n:
+            raise FocalbenchError(f"split {rule!r}: K must be between 2 and the number of images ({n})")
+        if fold is None or not 0 <= fold < k:
+            raise FocalbenchError(f"split {rule!r} needs a fold between 0 and {k - 1}; pass --fold F")
 
     if rule == "official":
         if not official:
@@ -70,7 +82,7 @@ def split_indices(
         a, b, c = map(int, random.groups())
         if a + b + c != 100 or a == 0:
             raise FocalbenchError(f"split {rule!r}: percentages must sum to 100 with train > 0, e.g. random-64-16-20")
-        n_test = (2 * n * c + 100) // 200  # round half up, in integers
+        n_test = _percent_of(n, c)
         train, val = _cut_dev(perm[n_test:], a, b)
         return _result(train, val, perm[:n_test])
 
@@ -81,21 +93,34 @@ def split_indices(
             raise FocalbenchError(f"split {rule!r} needs {t + v + s} images but the dataset has {n}")
         return _result(perm[:t], perm[t : t + v], perm[t + v : t + v + s])
 
-    if kfold:
-        k = int(kfold.group(1))
-        if k < 2 or k > n:
-            raise FocalbenchError(f"split {rule!r}: K must be between 2 and the number of images ({n})")
-        if fold is None or not 0 <= fold < k:
-            raise FocalbenchError(f"split {rule!r} needs a fold between 0 and {k - 1}; pass --fold F")
+    if re.fullmatch(r"kfold-\d+", rule):
         chunks = np.array_split(perm, k)
-        dev = np.concatenate([c for i, c in enumerate(chunks) if i != fold])
-        train, val = _cut_dev(dev, DEV_TRAIN, DEV_VAL)
+        train, val = _cut_dev(_without(chunks, fold), DEV_TRAIN, DEV_VAL)
         return _result(train, val, chunks[fold])
+
+    holdout = re.fullmatch(r"holdout-(\d+)-kfold-\d+", rule)
+    if holdout:
+        p = int(holdout.group(1))
+        n_test = _percent_of(n, p)
+        if not 0 < p < 100 or n - n_test < k:
+            raise FocalbenchError(f"split {rule!r}: the held-out percentage must leave at least K images "
+                                  "for the folds, e.g. holdout-25-kfold-5")
+        chunks = np.array_split(perm[n_test:], k)
+        return _result(_without(chunks, fold), chunks[fold], perm[:n_test])
 
     raise FocalbenchError(f"unknown split rule {rule!r}; choose from: {', '.join(RULES)}")
 
 
+def _percent_of(n: int, percent: int) -> int:
+    """``round(n·percent/100)``, half up, in integers."""
+    return (2 * n * percent + 100) // 200
+
+
+def _without(chunks: list[np.ndarray], fold: int) -> np.ndarray:
+    return np.concatenate([c for i, c in enumerate(chunks) if i != fold])
+
+
 def n_folds(rule: str) -> int | None:
-    """K for a ``kfold-K`` rule, else ``None``."""
-    match = re.fullmatch(r"kfold-(\d+)", rule)
+    """K for a ``kfold-K`` or ``holdout-P-kfold-K`` rule, else ``None``."""
+    match = re.fullmatch(r"(?:holdout-\d+-)?kfold-(\d+)", rule)
     return int(match.group(1)) if match else None
