@@ -277,6 +277,20 @@ def test_baseline_tests_are_paired_wilcoxon_holm_corrected_and_marked(results):
     assert f"p = {p_better:.4g}, p_Holm = {adjusted[0]:.4g} †" in built.text
 
 
+def test_held_out_folds_pair_each_test_image_once_averaged_over_the_folds(results):
+    """holdout-P-kfold-K: every fold scores the same test images, so an image is one pair, not K."""
+    ids = list("abcdef")
+    base = np.array([[0.50, 0.52, 0.55, 0.49, 0.51, 0.53], [0.54, 0.50, 0.53, 0.51, 0.49, 0.55]])
+    ours = base + np.array([[0.10, 0.20, 0.05, 0.15, 0.12, 0.08], [0.06, 0.10, 0.09, 0.11, 0.14, 0.02]])
+    for fold in (0, 1):
+        make_run(results, "bus", "unet", "dice", base[fold].tolist(), fold=fold, ids=ids)
+        make_run(results, "bus", "unet", "tversky", ours[fold].tolist(), fold=fold, ids=ids)
+    built = build_report(results, table="focal-tversky", dataset="bus", baseline="unet:dice")
+    record = next(r for r in built.records if r["loss"] == "tversky" and r["metric"] == "dsc")
+    assert record["p"] == pytest.approx(sps.wilcoxon(ours.mean(axis=0), base.mean(axis=0)).pvalue)
+    assert record["p"] == pytest.approx(2 / 2**6)  # 6 images all better, not 12 pairs (2 / 2^12)
+
+
 def test_unknown_or_ambiguous_baseline_is_a_one_line_error(results):
     make_run(results, "bus", "unet", "dice", [0.5, 0.6])
     make_run(results, "bus", "unet", "tversky", [0.5, 0.6])

@@ -264,17 +264,17 @@ class Entry:
         return scores[np.isfinite(scores)]
 
     def per_image(self, metric: str) -> pd.Series:
-        """Per-image scores keyed by ``fold/image_id``, averaged over seeds of the same image.
+        """Per-image scores keyed by ``image_id``, averaged over every run that tested the image.
 
-        Folds hold different test images, so they concatenate; seeds repeat the same images, so
-        they average — every test image then counts once in tests and bootstrap intervals.
+        ``kfold-K`` folds hold different test images, so they concatenate; seeds, and the folds
+        of ``holdout-P-kfold-K``, repeat the same images, so they average — every test image
+        then counts once in tests and bootstrap intervals.
         """
         pieces = []
         for run in self.done:
             if run.per_image is None or metric not in run.per_image:
                 continue
-            fold = run.config.get("fold")
-            index = [f"{'' if fold is None else fold}/{i}" for i in run.per_image["image_id"]]
+            index = run.per_image["image_id"].astype(str).to_numpy()
             pieces.append(pd.Series(run.per_image[metric].to_numpy(dtype=float), index=index))
         if not pieces:
             return pd.Series(dtype=float)
