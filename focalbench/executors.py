@@ -8,7 +8,9 @@ A *cell* is one :class:`~focalbench.config.RunConfig` trained into ``<results>/r
    two ``ablate`` processes (or two Ray workers on a shared filesystem with flock support, e.g.
    NFSv4) never train one cell at once. A cell whose lock is held is reported ``busy``;
 2. read ``status.json``: ``done`` → skipped; ``failed`` → skipped unless ``retry_failed`` (a
-   run stopped by Ctrl-C is not failed: it is resumed);
+   run stopped by Ctrl-C is not failed: it is resumed; a run stopped by a non-finite loss is
+   failed, and ``retry_failed`` trains it again from scratch, since resuming its last finite
+   epoch would diverge again);
    ``running`` while we hold the lock → its owner is gone, so the run is resumed from
    ``last.pt`` (unless the recorded owner is a live process on this host that trains without the
    lock, e.g. a plain ``focalbench train`` — then ``busy``);
@@ -179,6 +181,12 @@ def interrupted(status: dict[str, Any]) -> bool:
     return str(status.get("error") or "").startswith("interrupted;")
 
 
+def diverged(status: dict[str, Any]) -> bool:
+    """A run stopped on a NaN/inf loss (``engine.run_folder.DIVERGED``): failed, and retried from
+    scratch, because train resuming it returns its stored failed summary."""
+    return status.get("state") == "failed" and str(status.get("error") or "").startswith("non-finite loss")
+
+
 def record_failure(run_dir: Path, error: str, trace: str | None = None) -> None:
     """Mark the cell ``failed`` with ``error`` (and the ``traceback``, when one is known) in its
     status.json, keeping what train wrote."""
@@ -231,10 +239,11 @@ def run_cell(
             return CellResult(cfg.key, Outcome.skipped, summary=_stored_summary(run_dir))
         if state == "failed" and not retry_failed and not interrupted(status):
             return CellResult(cfg.key, Outcome.failed, error=status.get("error"), previously_failed=True)
-        resumed = (run_dir / "last.pt").exists()
+        restart = bool(status) and diverged(status)  # only reached with retry_failed
+        resumed = not restart and (run_dir / "last.pt").exists()
         try:
             summary = (train_fn or _default_train)(
-                cfg, results=results, device=device, resume=True, progress=False
+                cfg, results=results, device=device, resume=not restart, progress=False
             )
         except Exception as exc:  # one bad cell must not stop the grid: record it and go on
             error = f"{type(exc).__name__}: {exc}"

@@ -38,11 +38,19 @@ def fake_train(config: RunConfig, results, device="auto", resume=True, progress=
     """A stand-in for ``engine.train`` with the same run-folder protocol.
 
     Loss names steer it: ``boom`` raises, ``die`` SIGKILLs its own process, ``slow`` sleeps
-    1 s per epoch. Focal networks log their weights as ``focal_se<k>`` = ``focal_init`` (they do
-    not move). Every call appends ``<key> <start|resume> <pid>`` to ``results/calls.log``.
+    1 s per epoch, ``nan`` diverges at epoch 2 (and, like the engine, a resumed call on a diverged
+    folder returns the stored failed summary without training; ``resume=False`` clears the folder).
+    Focal networks log their weights as ``focal_se<k>`` = ``focal_init`` (they do not move). Every
+    call that trains appends ``<key> <start|resume> <pid>`` to ``results/calls.log``.
     """
     run_dir = run_dir_of(results, config.key)
     run_dir.mkdir(parents=True, exist_ok=True)
+    previous = read_status(run_dir)
+    if not resume:
+        for name in ("status.json", "history.csv", "metrics.json", "last.pt"):
+            (run_dir / name).unlink(missing_ok=True)
+    elif previous and previous["state"] == "failed" and previous["error"].startswith("non-finite loss"):
+        return {"state": "failed", "error": previous["error"], "run_dir": run_dir, "test": {}}
     resumed = (run_dir / "last.pt").exists()
     with open(Path(results) / "calls.log", "a") as log:
         log.write(f"{config.key} {'resume' if resumed else 'start'} {os.getpid()}\n")
@@ -64,6 +72,11 @@ def fake_train(config: RunConfig, results, device="auto", resume=True, progress=
         (run_dir / "last.pt").write_text(str(epoch))
         history.append(",".join([str(epoch), "0.5", *[str(focal)] * len(focal_columns)]))
         (run_dir / "history.csv").write_text("\n".join(history) + "\n")
+        if config.loss == "nan" and epoch == 2:
+            error = "non-finite loss at epoch 2 (train_loss=nan, val_loss=nan); last finite: epoch 1"
+            atomic_write_json(run_dir / "metrics.json", {"test": {}, "error": error})
+            atomic_write_json(run_dir / "status.json", {**status, "state": "failed", "error": error, "epoch": 2})
+            return {"state": "failed", "error": error, "run_dir": run_dir, "test": {}}
         atomic_write_json(run_dir / "status.json", {**status, "epoch": epoch, "updated": time.time()})
     atomic_write_json(run_dir / "metrics.json", {"test": {"dsc": 0.5}})
     atomic_write_json(run_dir / "status.json", {**status, "state": "done", "epoch": 2, "finished": time.time()})
@@ -133,6 +146,51 @@ def test_failure_is_recorded_and_retried_only_when_asked(tmp_path):
     assert len(_calls(tmp_path)) == 1  # not retried
     run_cell(config.to_dict(), str(tmp_path), retry_failed=True, train_fn=fake_train)
     assert len(_calls(tmp_path)) == 2
+
+
+def test_a_diverged_cell_is_a_failure_skipped_until_retry_failed_retrains_it_from_scratch(tmp_path):
+    """A NaN/inf loss ends a cell failed: listed among the failures with its reason, skipped by a
+    plain rerun, and trained again from scratch (not resumed into the same NaN) with --retry-failed."""
+    grid = dict(models="unet", losses="nan,dice", protocol="smoke", results=tmp_path, jobs=1, progress=False,
+                train_fn=fake_train)
+    first = ablate("sample", **grid)
+    (failure,) = first.failures()
+    assert failure["error"].startswith("non-finite loss at epoch 2") and not failure["previously_failed"]
+    key = failure["key"]
+    again = ablate("sample", **grid)
+    assert again.failures() == [{**failure, "previously_failed": True}]
+    assert [call[:2] for call in _calls(tmp_path) if call[0] == key] == [[key, "start"]]  # not trained again
+    retried = ablate("sample", **grid, retry_failed=True)
+    assert [call[:2] for call in _calls(tmp_path) if call[0] == key] == [[key, "start"], [key, "start"]]
+    (failure,) = retried.failures()  # it diverged again, and says so
+    assert failure["error"].startswith("non-finite loss at epoch 2") and not failure["previously_failed"]
+    assert {c.config.loss: c.result.outcome for c in retried.cells} == {"nan": Outcome.failed, "dice": Outcome.skipped}
+
+
+def test_retry_failed_retrains_a_diverged_cell_with_the_real_engine(tmp_path, monkeypatch):
+    """The engine's own diverged run (NaN at epoch 2): --retry-failed, once the cause is gone,
+    trains the cell from scratch to done instead of returning its stored failed summary."""
+    from focalbench.engine import loop
+
+    config = RunConfig(dataset="sample", model="unet", loss="dice", protocol="smoke", epochs=2)
+    real, calls = loop.train_epoch, []
+
+    def nan_in_second_epoch(run, display):
+        calls.append(1)
+        loss = real(run, display)
+        return loss * float("nan") if len(calls) == 2 else loss
+
+    monkeypatch.setattr(loop, "train_epoch", nan_in_second_epoch)
+    first = run_cell(config.to_dict(), str(tmp_path), device="cpu")
+    assert first.outcome is Outcome.failed and first.error.startswith("non-finite loss at epoch 2")
+    monkeypatch.setattr(loop, "train_epoch", real)
+    skipped = run_cell(config.to_dict(), str(tmp_path), device="cpu")
+    assert (skipped.outcome, skipped.previously_failed, skipped.error) == (Outcome.failed, True, first.error)
+    retried = run_cell(config.to_dict(), str(tmp_path), device="cpu", retry_failed=True)
+    assert retried.outcome is Outcome.trained, retried.error
+    run_dir = run_dir_of(tmp_path, config.key)
+    assert (read_status(run_dir)["state"], read_status(run_dir)["error"]) == ("done", None)
+    assert (run_dir / "history.csv").read_text().count("\n") == 3  # header + epochs 1, 2 of the new run
 
 
 def test_running_cell_whose_owner_is_gone_is_resumed(tmp_path):

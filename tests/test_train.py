@@ -176,6 +176,13 @@ def test_a_diverging_run_exits_1_marked_failed(tmp_path):
     assert summary["state"] == "failed" and summary["error"].startswith("non-finite loss at epoch 1")
     status = json.loads((Path(summary["run_dir"]) / "status.json").read_text())
     assert status["state"] == "failed" and status["error"] == summary["error"]
+    # The rerun returns the stored result and says, in one line, that it diverged and how to retrain.
+    again = _cli(*SMOKE, "--results", str(tmp_path), "--param", "lr=1e30", "--param", "schedule=constant")
+    assert again.exit_code == 1, again.output
+    assert again.stderr.splitlines() == [
+        f"run diverged: {summary['error']}; rerun with --no-resume to train it again from scratch",
+        f"run folder: {summary['run_dir']}",
+    ]
 
 
 def test_a_nan_in_epoch_2_names_the_last_finite_epoch_and_keeps_its_checkpoint(tmp_path, monkeypatch):

@@ -51,7 +51,7 @@ def ablate(
     gpus: Optional[str] = typer.Option(None, "--gpus", help="GPU indices to use, comma-separated. Example: --gpus 0,1"),
     jobs_per_gpu: int = typer.Option(1, "--jobs-per-gpu", help="Cells sharing one GPU at a time."),
     jobs: int = typer.Option(1, "--jobs", help="Parallel cells without --gpus (CPU or --device)."),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="Train cells that failed before again (resuming from last.pt)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Train cells that failed before again: from last.pt, or from scratch for one that diverged (NaN/inf loss)."),
     threshold: float = typer.Option(0.2, "--threshold", help="Pruning threshold τ: keep modules whose final focal weight > τ."),
     name: Optional[str] = typer.Option(None, "--name", help="Grid name under results/grids/ (default: study-datasets-protocol-hash)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells and their run keys; train nothing."),

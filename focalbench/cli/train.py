@@ -66,8 +66,16 @@ def train(
 
 
 def _print_summary(summary: dict) -> None:
+    from focalbench.engine.run_folder import DIVERGED
+
     if summary["state"] != "done":
-        typer.echo(f"run failed: {summary['error']}\nrun folder: {summary['run_dir']}", err=True)
+        error = summary["error"] or ""
+        if error.startswith(DIVERGED):
+            # a rerun returns this stored result (it would diverge again); say how to train anew
+            line = f"run diverged: {error}; rerun with --no-resume to train it again from scratch"
+        else:
+            line = f"run failed: {error}"
+        typer.echo(f"{line}\nrun folder: {summary['run_dir']}", err=True)
         return
     test = summary["test"]
     scores = "  ".join(f"{k} {v:.4f}" for k, v in test.items())

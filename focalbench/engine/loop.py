@@ -34,7 +34,7 @@ from focalbench.engine.augment import augment, normalize
 from focalbench.engine.data import DeviceSplit
 from focalbench.engine.device import describe, resolve_device
 from focalbench.engine.progress import Display, Quiet
-from focalbench.engine.run_folder import INTERRUPTED, PER_IMAGE_METRICS, RunFolder, State, now
+from focalbench.engine.run_folder import DIVERGED, INTERRUPTED, PER_IMAGE_METRICS, RunFolder, State, now
 from focalbench.errors import FocalbenchError
 from focalbench.losses import build_loss, loss_preset
 from focalbench.losses.boundary import distance_map
@@ -126,7 +126,7 @@ def stored_summary(folder: RunFolder) -> dict[str, Any] | None:
     status = folder.status()
     if status is None or not folder.metrics_json.exists():
         return None
-    if status["state"] == State.done or (status["state"] == State.failed and status.get("error", "").startswith("non-finite")):
+    if status["state"] == State.done or (status["state"] == State.failed and str(status.get("error") or "").startswith(DIVERGED)):
         return summarize_folder(folder)
     return None
 
@@ -443,7 +443,7 @@ def diverged(run: Run, state: dict[str, Any], epoch: int, train_loss: float, val
         f"last finite: epoch {last['epoch']} train_loss={last['train_loss']:.6g} val_loss={last['val_loss']:.6g}"
         if last else "no finite epoch"
     )
-    error = f"non-finite loss at epoch {epoch} (train_loss={train_loss}, val_loss={val_loss}); {finite}"
+    error = f"{DIVERGED} at epoch {epoch} (train_loss={train_loss}, val_loss={val_loss}); {finite}"
     run.folder.write_metrics({
         "test": {}, "val": {}, "best_epoch": state["best_epoch"] or None, "epochs_run": state["epoch"],
         "wall_seconds": state["wall_seconds"], "device": describe(run.device), "error": error,

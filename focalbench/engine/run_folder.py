@@ -25,6 +25,10 @@ PER_IMAGE_METRICS = ["dsc", "precision", "recall", "jaccard", "accuracy", "sensi
 # status.json's error after Ctrl-C: not a failure of the cell, so ablate resumes it without
 # --retry-failed (focalbench.executors recognises this prefix without importing the engine).
 INTERRUPTED = "interrupted; rerun the same command to resume"
+# status.json's error after a NaN/inf loss begins with this: a failed cell whose stored summary a
+# resumed train returns (it would diverge again), retrained from scratch by `train --no-resume` and
+# `ablate --retry-failed` (focalbench.executors recognises this prefix too).
+DIVERGED = "non-finite loss"
 
 
 class State:
