@@ -39,14 +39,13 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from focalbench.config import RunConfig
 from focalbench.errors import FocalbenchError
-from focalbench.store import atomic_write_json, read_json
+from focalbench.store import atomic_write_json, parse_time, read_json, utc_now
 
 TrainFn = Callable[..., dict]
 
@@ -142,7 +141,7 @@ def owner_alive(status: dict[str, Any]) -> bool:
         return True
     if stat[0] == "Z":  # dead, not yet reaped (a killed driver's worker where init never reaps)
         return False
-    updated, started = _timestamp(status.get("updated")), _start_time(stat)
+    updated, started = parse_time(status.get("updated")), _start_time(stat)
     # 2 s: status times are whole seconds, and boot time is too.
     return updated is None or started is None or started <= updated + 2.0
 
@@ -165,16 +164,6 @@ def _start_time(stat: list[str]) -> float | None:
         return None
 
 
-def _timestamp(value: Any) -> float | None:
-    """A status time as epoch seconds: the engine's ISO text or ``record_failure``'s float."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z").timestamp()
-    return None
-
-
 def interrupted(status: dict[str, Any]) -> bool:
     """A run stopped by Ctrl-C (``engine.run_folder.INTERRUPTED``) or whose worker process died:
     resumable, not failed."""
@@ -191,7 +180,7 @@ def record_failure(run_dir: Path, error: str, trace: str | None = None) -> None:
     """Mark the cell ``failed`` with ``error`` (and the ``traceback``, when one is known) in its
     status.json, keeping what train wrote."""
     status = read_status(run_dir) or {}
-    now = time.time()
+    now = utc_now()
     if trace:
         status["traceback"] = trace
     status.update(

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -60,6 +61,29 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def utc_now() -> str:
+    """Now as ISO 8601 UTC to the second, e.g. ``2025-01-31T17:04:05Z``: the one format of the
+    times in ``status.json`` (``started``, ``updated``, ``finished``)."""
+    return datetime.now(timezone.utc).strftime(TIME_FORMAT)
+
+
+def parse_time(value: Any) -> float | None:
+    """A ``status.json`` time as epoch seconds, or ``None`` when it is missing or unreadable.
+
+    Reads :func:`utc_now`'s text and what older versions wrote: ISO text with a numeric offset
+    (the engine's local ``…+0100``) and float epoch seconds (``ablate``'s failure records).
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z").timestamp()  # %z also takes "Z"
+    return None
 
 
 def results_root(explicit: str | os.PathLike | None = None) -> Path:

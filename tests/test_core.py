@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -10,7 +11,7 @@ from focalbench.cli import app
 from focalbench.config import RunConfig, parse_value, split_params
 from focalbench.errors import FocalbenchError
 from focalbench.registry import Registry
-from focalbench.store import atomic_open, atomic_write_json, ensure_writable_dir
+from focalbench.store import atomic_open, atomic_write_json, ensure_writable_dir, parse_time, utc_now
 
 
 def test_registry_unknown_name_suggests_the_closest_and_lists_all():
@@ -37,6 +38,22 @@ def test_atomic_write_leaves_the_old_file_when_the_writer_dies(tmp_path):
             raise RuntimeError("killed mid-write")
     assert json.loads(target.read_text()) == {"dsc": 0.8}
     assert os.listdir(tmp_path) == ["metrics.json"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("value, seconds", [
+    ("2025-01-31T17:04:05Z", 1738343045.0),  # what utc_now writes
+    ("2025-01-31T18:04:05+0100", 1738343045.0),  # older engine: local time with its offset
+    (1738343045.5, 1738343045.5),  # older ablate failure records: float epoch seconds
+    (None, None), ("yesterday", None), (True, None),
+])
+def test_status_times_read_as_epoch_seconds(value, seconds):
+    assert parse_time(value) == seconds
+
+
+def test_utc_now_is_iso_8601_utc_to_the_second():
+    text = utc_now()
+    assert len(text) == 20 and text[10] == "T" and text.endswith("Z")
+    assert abs(parse_time(text) - time.time()) < 2
 
 
 def test_unwritable_results_folder_is_a_one_line_error(tmp_path):

@@ -9,6 +9,7 @@ in ``test_ablate.py``.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,7 +32,9 @@ from focalbench.executors import (
     run_dir_of,
 )
 from focalbench.grid import ablate
-from focalbench.store import atomic_write_json, read_json
+from focalbench.store import atomic_write_json, read_json, utc_now
+
+UTC_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")  # status.json's one time format
 
 
 def fake_train(config: RunConfig, results, device="auto", resume=True, progress=True) -> dict:
@@ -55,7 +58,7 @@ def fake_train(config: RunConfig, results, device="auto", resume=True, progress=
     with open(Path(results) / "calls.log", "a") as log:
         log.write(f"{config.key} {'resume' if resumed else 'start'} {os.getpid()}\n")
     status = {"state": "running", "error": None, "epoch": 0, "pid": os.getpid(),
-              "host": socket.gethostname(), "started": time.time(), "updated": time.time(), "finished": None}
+              "host": socket.gethostname(), "started": utc_now(), "updated": utc_now(), "finished": None}
     atomic_write_json(run_dir / "config.json", {"config": config.to_dict(), "key": config.key,
                                                 "resolved": {"epochs": 2}})
     atomic_write_json(run_dir / "status.json", status)
@@ -75,11 +78,13 @@ def fake_train(config: RunConfig, results, device="auto", resume=True, progress=
         if config.loss == "nan" and epoch == 2:
             error = "non-finite loss at epoch 2 (train_loss=nan, val_loss=nan); last finite: epoch 1"
             atomic_write_json(run_dir / "metrics.json", {"test": {}, "error": error})
-            atomic_write_json(run_dir / "status.json", {**status, "state": "failed", "error": error, "epoch": 2})
+            atomic_write_json(run_dir / "status.json", {**status, "state": "failed", "error": error, "epoch": 2,
+                                                        "updated": utc_now(), "finished": utc_now()})
             return {"state": "failed", "error": error, "run_dir": run_dir, "test": {}}
-        atomic_write_json(run_dir / "status.json", {**status, "epoch": epoch, "updated": time.time()})
+        atomic_write_json(run_dir / "status.json", {**status, "epoch": epoch, "updated": utc_now()})
     atomic_write_json(run_dir / "metrics.json", {"test": {"dsc": 0.5}})
-    atomic_write_json(run_dir / "status.json", {**status, "state": "done", "epoch": 2, "finished": time.time()})
+    atomic_write_json(run_dir / "status.json", {**status, "state": "done", "epoch": 2, "updated": utc_now(),
+                                                "finished": utc_now()})
     return {"state": "done", "run_dir": run_dir, "test": {"dsc": 0.5}}
 
 
@@ -141,6 +146,7 @@ def test_failure_is_recorded_and_retried_only_when_asked(tmp_path):
     status = read_status(run_dir_of(tmp_path, config.key))
     assert (status["state"], status["error"]) == ("failed", "RuntimeError: loss exploded at epoch 1")
     assert 'raise RuntimeError("loss exploded at epoch 1")' in status["traceback"]
+    assert all(UTC_TIME.fullmatch(status[k]) for k in ("started", "updated", "finished")), status
     again = run_cell(config.to_dict(), str(tmp_path), train_fn=fake_train)
     assert (again.outcome, again.previously_failed) == (Outcome.failed, True)
     assert len(_calls(tmp_path)) == 1  # not retried
@@ -261,7 +267,9 @@ def test_killed_worker_fails_its_cell_and_the_pool_goes_on(tmp_path):
     assert outcomes == {"die": Outcome.failed, "dice": Outcome.trained, "ce": Outcome.trained}
     dead = next(c for c in result.cells if c.config.loss == "die")
     assert "worker process died (exit code -9)" in dead.result.error
-    assert read_status(run_dir_of(tmp_path, dead.config.key))["state"] == "failed"
+    status = read_status(run_dir_of(tmp_path, dead.config.key))
+    assert status["state"] == "failed"
+    assert all(UTC_TIME.fullmatch(status[k]) for k in ("started", "updated", "finished")), status
     # its owner is gone, so the next run takes it up again without --retry-failed (and it dies
     # again: it died before its first checkpoint), while the finished cells are skipped
     again = ablate("sample", models="unet", losses="die,dice,ce", protocol="smoke", results=tmp_path,
@@ -382,8 +390,11 @@ def test_a_cell_stopped_by_ctrl_c_is_resumed_by_the_next_grid_without_retry_fail
     assert (status["state"], status["epoch"]) == ("done", 2)
 
 
-@pytest.mark.parametrize("updated", [time.time() - 3600, time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - 3600))],
-                         ids=["float", "iso"])
+@pytest.mark.parametrize("updated", [
+    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600)),  # the format written now
+    time.time() - 3600,  # older ablate failure records: float epoch seconds
+    time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - 3600)),  # older engine: local offset
+], ids=["utc", "float", "iso-offset"])
 def test_a_live_process_younger_than_the_status_is_a_reused_pid_not_the_owner(tmp_path, updated):
     """After a reboot (or a pid wrap) the dead owner's pid can belong to an unrelated process;
     it started after status.json was last written, so it cannot be the writer: resume the cell."""
@@ -396,7 +407,8 @@ def test_a_live_process_younger_than_the_status_is_a_reused_pid_not_the_owner(tm
         status = {"state": "running", "epoch": 1, "pid": stranger.pid, "host": socket.gethostname(),
                   "updated": updated}
         atomic_write_json(run_dir / "status.json", status)
-        assert owner_alive({**status, "updated": time.time() + 1})  # written after it started: the owner
+        assert owner_alive({**status, "updated": utc_now()})  # written after it started: the owner
+        assert owner_alive({**status, "updated": time.time() + 1})
         assert not owner_alive(status)
         result = run_cell(config.to_dict(), str(tmp_path), train_fn=fake_train)
         assert result.outcome is Outcome.resumed

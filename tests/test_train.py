@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,8 @@ def test_run_folder_is_complete_and_named_by_the_config_key(smoke_run):
     assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "done" and status["error"] is None and status["epoch"] == 5
+    times = [status[k] for k in ("started", "updated", "finished")]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in times), times  # ISO 8601 UTC
     config = json.loads((run_dir / "config.json").read_text())
     assert config["key"] == key and config["resolved"]["size"] == [64, 64]
     assert config["resolved"]["model_params"] == focalbench.models.model_info("unet")["tiny_params"]

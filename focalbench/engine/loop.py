@@ -34,12 +34,12 @@ from focalbench.engine.augment import augment, normalize
 from focalbench.engine.data import DeviceSplit
 from focalbench.engine.device import describe, resolve_device
 from focalbench.engine.progress import Display, Quiet
-from focalbench.engine.run_folder import DIVERGED, INTERRUPTED, PER_IMAGE_METRICS, RunFolder, State, now
+from focalbench.engine.run_folder import DIVERGED, INTERRUPTED, PER_IMAGE_METRICS, RunFolder, State
 from focalbench.errors import FocalbenchError
 from focalbench.losses import build_loss, loss_preset
 from focalbench.losses.boundary import distance_map
 from focalbench.protocols import Checkpoint, Init, Optimizer, Precision, Protocol, Schedule, get_protocol, resolve
-from focalbench.store import ensure_writable_dir, results_root
+from focalbench.store import ensure_writable_dir, results_root, utc_now
 
 N_SAMPLES = 4  # test images kept in test_samples.npz for figures
 
@@ -361,7 +361,7 @@ def fit_and_test(
         # A crash between last.pt and history.csv leaves the file an epoch short; when that was
         # the final epoch no later epoch would rewrite it, so write it from the checkpoint now.
         folder.write_history(state["history"])
-    folder.write_status(State.running, state["epoch"], started=now() if state["epoch"] == 0 else None)
+    folder.write_status(State.running, state["epoch"], started=utc_now() if state["epoch"] == 0 else None)
     steps = math.ceil(len(run.train) / recipe.batch_size)
     display = Display(run.config.key, recipe.epochs, steps, state["epoch"] + 1) if progress else Quiet()
     with display:

@@ -11,14 +11,13 @@ import csv
 import io
 import os
 import socket
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from focalbench.store import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from focalbench.store import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, utc_now
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_dsc", "val_precision", "val_recall", "lr", "seconds"]
 PER_IMAGE_METRICS = ["dsc", "precision", "recall", "jaccard", "accuracy", "sensitivity", "specificity"]
@@ -35,10 +34,6 @@ class State:
     running = "running"
     done = "done"
     failed = "failed"
-
-
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -72,16 +67,16 @@ class RunFolder:
         return read_json(self.status_json) if self.status_json.exists() else None
 
     def write_status(self, state: str, epoch: int, *, error: str | None = None, started: str | None = None) -> None:
-        previous = self.status() or {}
+        previous, now = self.status() or {}, utc_now()
         atomic_write_json(self.status_json, {
             "state": state,
             "error": error,
             "epoch": epoch,
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "started": started or previous.get("started") or now(),
-            "updated": now(),
-            "finished": now() if state != State.running else None,
+            "started": started or previous.get("started") or now,
+            "updated": now,
+            "finished": now if state != State.running else None,
         })
 
     def write_config(self, payload: dict[str, Any]) -> None:
