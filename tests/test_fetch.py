@@ -11,6 +11,8 @@ import http.server
 import io
 import json
 import struct
+import subprocess
+import sys
 import threading
 import zipfile
 import zlib
@@ -26,6 +28,7 @@ from focalbench.cli import app
 from focalbench.datasets import dataset_status, fetch, get_split, load
 from focalbench.datasets import catalog, download as download_mod
 from focalbench.datasets.catalog import DatasetSpec, Source, SourceKind
+from focalbench.datasets.fetch import remove_stale_staging
 from focalbench.errors import FocalbenchError
 
 RNG = np.random.default_rng(0)
@@ -360,6 +363,59 @@ def test_failed_force_keeps_the_old_prepared_dataset(tmp_path):
         fetch(["dsb2018"], from_path=write_zip(tmp_path / "b.zip", broken), force=True, progress=False)
     assert len(load("dsb2018").ids) == 2
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["dsb2018"]
+
+
+def test_the_next_fetch_removes_staging_left_by_a_killed_fetch_but_not_a_running_ones(tmp_path):
+    """``kill -9`` leaves ``.<name>.tmp-<pid>/`` behind. The next fetch of that dataset deletes the
+    ones whose pid is dead and keeps one whose pid is alive (another fetch at work; a subprocess
+    here, since this process's own pid names the fetch's own staging folder), other datasets'
+    leftovers and partial downloads (resumed with Range); ``datasets`` ignores all of them."""
+    data = tmp_path / "data"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead, live = data / f".dsb2018.tmp-{gone.pid}", data / f".dsb2018.tmp-{running.pid}"
+        other = data / f".drive.tmp-{gone.pid}"
+        part = data / "downloads" / "dsb2018" / "stage1_train.zip.part"
+        for folder in (dead, live, other):
+            folder.mkdir(parents=True)
+            (folder / "meta.json").write_text('{"n_images": 99}')  # complete, killed before the rename
+        part.parent.mkdir(parents=True)
+        part.write_bytes(b"first half")
+        listing = CliRunner().invoke(app, ["datasets", "--json"])
+        assert listing.exit_code == 0, listing.output
+        rows = {r["name"]: r for r in json.loads(listing.output)}
+        assert list(rows) == catalog.dataset_names() and ".tmp" not in listing.output
+        assert rows["dsb2018"]["status"] == rows["drive"]["status"] == "missing"
+
+        archive = write_zip(tmp_path / "stage1_train.zip", dsb_files(2))
+        assert fetch(["dsb2018"], from_path=archive, progress=False)[0]["images"] == 2
+        assert not dead.exists() and live.is_dir() and other.is_dir()
+        assert part.read_bytes() == b"first half"
+        # killed while deleting the replaced dataset: removed by the next fetch, even an idle one
+        old = data / f".dsb2018.old-{gone.pid}"
+        old.mkdir()
+        assert fetch(["dsb2018"], from_path=archive, progress=False)[0]["status"] == "already prepared"
+        assert not old.exists() and live.is_dir()
+        assert sorted(p.name for p in data.iterdir()) == sorted([live.name, other.name, "downloads", "dsb2018"])
+        assert {r["name"]: r["images"] for r in dataset_status()}["dsb2018"] == 2
+    finally:
+        running.kill()
+        running.wait()
+
+
+def test_an_old_dataset_left_between_the_two_renames_is_kept(tmp_path):
+    """Killed after moving ``dsb2018/`` aside but before the new one took its place: the
+    ``.old-<pid>`` folder is the only prepared copy, so the next fetch leaves it alone."""
+    data = tmp_path / "data"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale, old = data / f".dsb2018.tmp-{gone.pid}", data / f".dsb2018.old-{gone.pid}"
+    for folder in (stale, old):
+        folder.mkdir(parents=True)
+    assert remove_stale_staging(data, "dsb2018") == [stale]
+    assert old.is_dir()
 
 
 # ----------------------------------------------------------------------------- download

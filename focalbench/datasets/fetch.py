@@ -8,7 +8,9 @@ Data folder layout (``data_root()``)::
 
 Preparation writes into the temporary folder and renames it over the old one only when every
 image has been converted and ``meta.json`` written, so an interrupted or failed fetch leaves the
-old prepared dataset or none.
+old prepared dataset or none. A fetch killed outright (``kill -9``, a power cut) cannot remove its
+temporary folder; the next fetch of that dataset does (:func:`remove_stale_staging`). Partial
+downloads (``.part``) are kept on purpose: the next fetch resumes them.
 """
 
 from __future__ import annotations
@@ -122,6 +124,43 @@ def write_splits(spec: DatasetSpec, folder: Path, meta: dict[str, Any]) -> None:
     atomic_write_json(folder / "splits.json", {"seed": 0, "splits": out})
 
 
+def _pid_alive(pid: int) -> bool:
+    """True if ``pid`` is a running process on this host (an unreaped zombie counts as gone)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        pass
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no procfs: trust os.kill
+        return True
+
+
+def remove_stale_staging(root: Path, name: str) -> list[Path]:
+    """Delete the leftovers of killed fetches of ``name`` in ``root``; return what was deleted.
+
+    ``.<name>.tmp-<pid>/`` (a preparation in progress) is deleted when ``<pid>`` is no longer
+    running; a live pid's folder is another fetch at work and is kept. ``.<name>.old-<pid>/`` (the
+    previous dataset, deleted once the new one is in place) likewise, and only when ``<name>/``
+    exists: otherwise the kill came between the two renames and it is the last prepared copy.
+    The pid is checked on this host: two machines must not fetch into one shared data folder at once.
+    """
+    removed = []
+    for kind in ("tmp", "old"):
+        prefix = f".{name}.{kind}-"
+        for path in sorted(root.iterdir()):
+            pid = path.name[len(prefix):] if path.name.startswith(prefix) else ""
+            if not pid.isdigit() or _pid_alive(int(pid)) or (kind == "old" and not (root / name).is_dir()):
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def _staging(root: Path, name: str) -> Iterator[Path]:
     """A temporary folder that replaces ``root/name`` on success and vanishes on failure."""
@@ -156,6 +195,7 @@ def fetch_one(
     if spec.builtin:
         return {"name": name, "status": "ships with the package", "images": spec.images, "path": None}
     root = ensure_writable_dir(data_root(data_dir), "--data-dir")
+    remove_stale_staging(root, name)
     meta = read_meta(name, data_dir)
     if meta is not None and not force:
         return {"name": name, "status": "already prepared", "images": meta["n_images"], "path": str(root / name)}
