@@ -15,10 +15,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from focalbench.errors import FocalbenchError
 from focalbench.models.base import check_input_size
+from focalbench.models.bcdunet import BCDUNet, ConvLSTMForm
 from focalbench.models.blocks import GateForm
 from focalbench.models.focusnet import FocusNet
 from focalbench.models.focusnetpp import FocusNetPP
 from focalbench.models.pyramid import GateSource, PyramidAttentionUNet
+from focalbench.models.r2unet import R2UNet
 from focalbench.models.smp import SmpArch, SmpNet
 from focalbench.models.unet import Attention, UNet
 from focalbench.registry import Registry
@@ -78,6 +80,19 @@ for _suffix, _width, _note in (("", 32, "filters 32→512"), ("-small", 16, "hal
         FocusNetPP, f"FocusNet++: ResGANet blocks, 4 filter groups, additive skips, fused side outputs ({_note.replace('512', '256')})",
         PAPER_002, defaults={"width": _width, "blocks": [1, 3, 3, 3, 2], "dropout": 0.5, "widths": None,
                              "se_reduction": 16}, tiny_params={"width": 8, "blocks": [1, 1, 1, 1, 1]}))
+# Paper 002's baselines [9] and [10]. R2U-Net has no -small preset: paper 002 Table 3 (2018 DSB)
+# has no R2U-Net row to size it by. bcdu-net-small halves the widths: the public code's network at
+# width 32 has 5.17 M parameters against Table 3's 5.22 M (models/bcdunet.py).
+MODELS.add("r2u-net", ModelSpec(
+    R2UNet, "R2U-Net: U-Net of recurrent residual conv units (RRCNN, t=2), filters 32→512, depth 4",
+    "Alom et al. 2018, R2U-Net (arXiv 1802.06955); baseline [9] of paper 002",
+    defaults={"width": 32, "depth": 4, "recurrence": 2}, tiny_params={"width": 8}))
+for _suffix, _width, _note in (("", 64, "filters 64→512"), ("-small", 32, "half the filters, the reduced 2018 DSB network of paper 002 Table 3")):
+    MODELS.add(f"bcdu-net{_suffix}", ModelSpec(
+        BCDUNet, f"BCDU-Net: U-Net with 3 densely connected bottleneck blocks and bidirectional ConvLSTM skip fusion ({_note})",
+        "Azad et al. 2019, BCDU-Net (ICCV workshops); baseline [10] of paper 002",
+        defaults={"width": _width, "depth": 3, "dense_blocks": 3, "convlstm": ConvLSTMForm.BIDIRECTIONAL, "dropout": 0.5},
+        tiny_params={"width": 8}))
 
 _SMP_TINY = {"encoder": "resnet18"}
 for _arch, _extra, _label in (
@@ -122,7 +137,9 @@ def model_info(name: str) -> dict[str, Any]:
 #: Parameters that take a list of integers, with the example a user error shows.
 _INT_LISTS = {"positions": "[2,6,9]", "blocks": "[1,3,3,3,2]", "widths": "[32,64,128,192,256]"}
 #: Integer parameters that must be at least 1.
-_POSITIVE_INTS = ("width", "depth", "se_reduction", "out_channels")
+_POSITIVE_INTS = ("width", "depth", "se_reduction", "out_channels", "dense_blocks")
+#: Integer parameters that must be at least 0.
+_NON_NEGATIVE_INTS = ("recurrence",)
 
 
 def _is_int(value: Any) -> bool:
@@ -145,6 +162,8 @@ def _coerce(name: str, key: str, value: Any, default: Any) -> Any:
         raise FocalbenchError(f"model {name!r}: {key}={value!r} is not a list of integers; write e.g. --param model.{key}={_INT_LISTS[key]}")
     if key in _POSITIVE_INTS and not (_is_int(value) and value >= 1):
         raise FocalbenchError(f"model {name!r}: {key}={value!r} must be an integer >= 1")
+    if key in _NON_NEGATIVE_INTS and not (_is_int(value) and value >= 0):
+        raise FocalbenchError(f"model {name!r}: {key}={value!r} must be an integer >= 0")
     if key == "focal_init" and value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0):
         raise FocalbenchError(f"model {name!r}: focal_init={value!r} must be a number >= 0 (the Focal weight w >= 0), or None for plain modules")
     if key == "dropout" and not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1):
