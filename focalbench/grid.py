@@ -20,8 +20,8 @@ Studies (paper numbers are the files in ``../shared/papers``):
   DSC+CE+DPT, DSC+CE+FDPT, UFL, UFL+DPT, UFL+FDPT.
 * ``--study focal-tversky`` — paper 003 Tables 1–2 (5-fold): U-Net with DL/TL/FTL, Attention
   U-Net with DL, the input-pyramid Attention U-Net with DL/TL/FTL.
-* ``--study focusnet`` — paper 002 Tables 1–3: U-Net, UNet++, Attention U-Net, FocusNet,
-  FocusNet++ with the hybrid loss ALL-HL.
+* ``--study focusnet`` — paper 002 Tables 1–3: U-Net, R2U-Net, BCDU-Net, UNet++, Attention
+  U-Net, FocusNet, FocusNet++ with the hybrid loss ALL-HL.
 * the general form ``models × losses × seeds × folds``.
 """
 
@@ -152,10 +152,11 @@ def _focal_tversky_rows(dataset: str | None) -> list[Row]:
 
 
 def _focusnet_rows(dataset: str | None) -> list[Row]:
-    # Paper 002 Table 3 (2018 DSB) uses reduced widths for FocusNet/FocusNet++ (the -small
-    # presets). R2U-Net and BCDU-Net of its Table 1 are not in focalbench.
+    # Paper 002 Table 3 (2018 DSB) uses reduced widths for BCDU-Net/FocusNet/FocusNet++ (the
+    # -small presets). Rows in Table 1's order; R2U-Net has no Table 3 row, so no reduced preset.
     small = "-small" if dataset == "dsb2018" else ""
-    models = [("U-Net", "unet"), ("UNet++", "smp-unetplusplus"), ("Attn U-Net", "attention-unet"),
+    models = [("U-Net", "unet"), ("R2U-Net", "r2u-net"), ("BCDU-Net", f"bcdu-net{small}"),
+              ("UNet++", "smp-unetplusplus"), ("Attn U-Net", "attention-unet"),
               ("FocusNet", f"focusnet{small}"), ("FocusNet++", f"focusnetpp{small}")]
     return [Row(label, model, "all_hybrid") for label, model in models]
 

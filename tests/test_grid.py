@@ -54,8 +54,10 @@ def test_focal_tversky_study_is_seven_configurations_times_five_folds():
 def test_focusnet_study_uses_the_reduced_presets_on_dsb():
     isic = [c.config.model for c in plan("isic2018", study="focusnet").cells]
     dsb = [c.config.model for c in plan("dsb2018", study="focusnet").cells]
-    assert isic == ["unet", "smp-unetplusplus", "attention-unet", "focusnet", "focusnetpp"]
-    assert dsb[-2:] == ["focusnet-small", "focusnetpp-small"]
+    assert isic == ["unet", "r2u-net", "bcdu-net", "smp-unetplusplus", "attention-unet", "focusnet", "focusnetpp"]
+    # Table 3's reduced networks; R2U-Net has no Table 3 row, so no reduced preset
+    assert dsb == ["unet", "r2u-net", "bcdu-net-small", "smp-unetplusplus", "attention-unet",
+                   "focusnet-small", "focusnetpp-small"]
 
 
 def test_general_form_is_the_full_product_with_params_on_every_cell():
