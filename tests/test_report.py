@@ -168,6 +168,27 @@ def test_focusnet_table_bolds_the_smallest_model_and_names_di_ji(results):
     assert unet[7] == "—"  # no jaccard in per_image.csv: a dash, never a number
 
 
+def test_focusnet_table_puts_the_baselines_and_the_reduced_presets_on_the_papers_rows(results):
+    make_run(results, "isic2018", "r2u-net", "all_hybrid", [0.8, 0.9], params=8_907_425)
+    make_run(results, "isic2018", "bcdu-net", "all_hybrid", [0.7, 0.9], params=23_026_533)
+    make_run(results, "dsb2018", "bcdu-net-small", "all_hybrid", [0.8, 0.9], params=5_759_413)
+    make_run(results, "dsb2018", "focusnet-small", "all_hybrid", [0.8, 0.9], params=4_774_205)
+    rows = table_rows(report(results, table="focusnet"))
+    # paper 002 Table 1's order; the -small presets (what --study focusnet trains on dsb2018) add no rows
+    methods = ["U-Net", "R2U-Net", "BCDU-Net", "UNet++", "Attn U-Net", "FocusNet", "FocusNet++"]
+    assert [r[1] for r in rows[1:]] == methods * 2
+    assert row_of(rows, "ISIC 2018", "U-Net")[2:] == ["—"] * 6
+    assert row_of(rows, "", "R2U-Net")[2].strip("*") == "8.91"
+    assert row_of(rows, "", "BCDU-Net")[2].strip("*") == "23.03"
+    dsb = rows[1 + len(methods):]
+    assert dsb[0][0] == "2018 DSB"
+    assert row_of(dsb, "", "BCDU-Net")[2].strip("*") == "5.76" and row_of(dsb, "", "FocusNet")[2].strip("*") == "4.77"
+    paper = {(r["paper_table"], r["label"], r["model"]) for r in build_report(results, vs_paper=True).records if r.get("paper")}
+    assert paper == {("Table 1", "R2U-Net [9]", "r2u-net"), ("Table 1", "BCU-Net [10]", "bcdu-net"),
+                     ("Table 2", "BCDU-Net [10]", "bcdu-net"), ("Table 3", "BCU-Net [10]", "bcdu-net-small"),
+                     ("Table 3", "FocusNet [1]", "focusnet-small")}
+
+
 def test_auto_table_lists_every_configuration_grouped_by_dataset(results):
     make_run(results, "drive", "unet", "dice", [0.5, 0.6])
     make_run(results, "sample", "unet", "dice", [0.4, 0.6])

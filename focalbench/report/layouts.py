@@ -125,9 +125,12 @@ _PAPER003_ROWS = (
      ("focal_tversky", "deep_supervision")),
 )
 
+# Table 1's order (FCN and Wide UNet are not in focalbench). The -small presets are Table 3's
+# reduced 2018 DSB networks, the ones ``--study focusnet`` trains on dsb2018: same row.
 _PAPER002_ROWS = (
-    ("U-Net", ("unet",)), ("UNet++", ("smp-unetplusplus", "smp-unet++")), ("Attn U-Net", ("attention-unet",)),
-    ("FocusNet", ("focusnet",)), ("FocusNet++", ("focusnetpp",)),
+    ("U-Net", ("unet",)), ("R2U-Net", ("r2u-net",)), ("BCDU-Net", ("bcdu-net", "bcdu-net-small")),
+    ("UNet++", ("smp-unetplusplus", "smp-unet++")), ("Attn U-Net", ("attention-unet",)),
+    ("FocusNet", ("focusnet", "focusnet-small")), ("FocusNet++", ("focusnetpp", "focusnetpp-small")),
 )
 
 
