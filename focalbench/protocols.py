@@ -55,12 +55,16 @@ class Schedule(str, Enum):
 
 
 class Normalization(str, Enum):
-    """Input scaling, per image: ``zscore`` (x − mean) / std per channel; ``zscore_image`` the same
-    over all channels together (MIScnn's z-score, which paper 000 used: it keeps the colour
-    balance between channels); ``unit`` x / 255."""
+    """Input scaling: ``zscore`` (x − mean) / std per image and channel; ``zscore_image`` the same
+    over all channels of an image together (MIScnn's z-score, which paper 000 used: it keeps the
+    colour balance between channels); ``zscore_dataset`` one mean and std per channel over every
+    pixel of the training split (paper 001: "subtracting the mean pixel value for the respective
+    datasets and dividing by the standard deviation"; the training split only, so validation and
+    test images do not shape the input scaling); ``unit`` x / 255."""
 
     zscore = "zscore"
     zscore_image = "zscore_image"
+    zscore_dataset = "zscore_dataset"
     unit = "unit"
 
 
@@ -175,7 +179,7 @@ _register(Protocol(
     optimizer=Optimizer.adam, lr=1e-3,
     schedule=Schedule.plateau, plateau_factor=0.5, plateau_patience=5, plateau_threshold=1e-3,
     batch_size=8, epochs=80,
-    normalization=Normalization.zscore, augmentation=ZOOM_FLIP_AUGMENTATION,
+    normalization=Normalization.zscore_dataset, augmentation=ZOOM_FLIP_AUGMENTATION,
 ))
 _register(Protocol(
     name="paper002",

@@ -13,6 +13,7 @@ from focalbench.engine.augment import (
     AugmentParams,
     affine_theta,
     augment,
+    channel_stats,
     gaussian_smooth,
     normalize,
     sample_params,
@@ -47,6 +48,19 @@ def test_zscore_image_pools_all_channels_like_miscnn():
     # mean 3, population std sqrt(5) over all four values
     expected = torch.tensor([[[[-3, -1]], [[1, 3]]]], dtype=torch.float32) / 5 ** 0.5
     torch.testing.assert_close(normalize(images, Normalization.zscore_image), expected)
+
+
+def test_dataset_zscore_uses_one_mean_and_std_per_channel_of_the_training_images():
+    train = torch.randint(0, 256, (70, 3, 9, 11), dtype=torch.uint8)  # 70 images: chunks of 64 + 6
+    stats = channel_stats(train)
+    ref = train.numpy().astype(np.float64)
+    mean, std = ref.mean(axis=(0, 2, 3)), ref.std(axis=(0, 2, 3))
+    np.testing.assert_allclose(stats[0].flatten().numpy(), mean, rtol=1e-6)
+    np.testing.assert_allclose(stats[1].flatten().numpy(), std, rtol=1e-6)
+    other = torch.randint(0, 256, (2, 3, 9, 11), dtype=torch.uint8)  # e.g. test images: the training μ, σ
+    expected = (other.numpy().astype(np.float64) - mean[:, None, None]) / std[:, None, None]
+    out = normalize(other, Normalization.zscore_dataset, stats)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_zscore_of_a_constant_channel_is_zero_and_unit_divides_by_255():

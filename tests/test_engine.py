@@ -10,11 +10,13 @@ import torch
 from torch import nn
 
 import focalbench
+from focalbench import datasets
 from focalbench.config import RunConfig
 from focalbench.engine import checkpoint, loop
 from focalbench.engine.device import resolve_device
 from focalbench.errors import FocalbenchError
 from focalbench.protocols import Init, Schedule, get_protocol
+from focalbench.store import read_json
 
 
 def test_auto_is_cpu_without_cuda_and_cuda_requests_fail_loudly():
@@ -103,3 +105,17 @@ def test_early_stopping_ends_the_run_after_patience_epochs_without_improvement(t
     history = pd.read_csv(tmp_path / "runs" / config.key / "history.csv")
     assert history["epoch"].tolist() == [1, 2, 3]  # epoch 1 is best, 2 and 3 are not → stop
     assert (summary["epochs"], summary["best_epoch"], summary["state"]) == (3, 1, "done")
+
+
+def test_dataset_zscore_scales_every_split_by_the_training_images_statistics(tmp_path):
+    """paper 001's input: one μ, σ per channel over the training split, recorded in config.json."""
+    config = RunConfig(dataset="sample", model="unet", loss="dice", protocol="smoke", epochs=1,
+                       overrides={"normalization": "zscore_dataset"})
+    focalbench.train(config, results=tmp_path, progress=False)
+    resolved = read_json(tmp_path / "runs" / config.key / "config.json")["resolved"]
+    data = datasets.load("sample", size=tuple(resolved["size"]))
+    split = datasets.get_split(data, resolved["split"], seed=resolved["split_seed"])
+    train = data.images[split["train"]].astype("float64")
+    assert resolved["normalization"] == "zscore_dataset"
+    assert resolved["input_mean"] == pytest.approx(train.mean(axis=(0, 2, 3)).tolist(), rel=1e-6)
+    assert resolved["input_std"] == pytest.approx(train.std(axis=(0, 2, 3)).tolist(), rel=1e-6)

@@ -19,20 +19,44 @@ import torch.nn.functional as F
 from focalbench.protocols import Augmentation, Normalization
 
 
-def normalize(images: torch.Tensor, mode: Normalization) -> torch.Tensor:
+def normalize(
+    images: torch.Tensor, mode: Normalization, dataset_stats: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> torch.Tensor:
     """uint8 ``(B, C, H, W)`` → float32.
 
     ``zscore``: x̂ = (x − μ) / σ with μ, σ over each image's channel (σ population; a constant
-    channel maps to 0); ``zscore_image``: μ, σ over each image's channels together (MIScnn).
-    ``unit``: x̂ = x / 255.
+    channel maps to 0); ``zscore_image``: μ, σ over each image's channels together (MIScnn);
+    ``zscore_dataset``: μ, σ per channel from ``dataset_stats`` (:func:`channel_stats` of the
+    training split). ``unit``: x̂ = x / 255.
     """
     x = images.float()
     if mode is Normalization.unit:
         return x / 255.0
-    dims = (2, 3) if mode is Normalization.zscore else (1, 2, 3)
-    mean = x.mean(dim=dims, keepdim=True)
-    std = x.std(dim=dims, keepdim=True, correction=0)
+    if mode is Normalization.zscore_dataset:
+        if dataset_stats is None:
+            raise ValueError("zscore_dataset needs the training split's channel_stats")
+        mean, std = dataset_stats
+    else:
+        dims = (2, 3) if mode is Normalization.zscore else (1, 2, 3)
+        mean = x.mean(dim=dims, keepdim=True)
+        std = x.std(dim=dims, keepdim=True, correction=0)
     return (x - mean) / std.clamp_min(1e-6)
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel μ and population σ over every pixel of uint8 ``(N, C, H, W)``, as float32
+    ``(1, C, 1, 1)``: σ² = E[x²] − μ², accumulated in float64 a chunk of images at a time (a
+    float copy of a whole ISIC split would be 2 GB)."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64, device=images.device)
+    squares = torch.zeros_like(total)
+    for part in images.split(chunk):
+        x = part.double()
+        total += x.sum(dim=(0, 2, 3))
+        squares += x.square().sum(dim=(0, 2, 3))
+    n = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / n
+    std = (squares / n - mean.square()).clamp_min(0).sqrt()
+    return mean.float().view(1, -1, 1, 1), std.float().view(1, -1, 1, 1)
 
 
 @dataclass

@@ -30,7 +30,7 @@ import focalbench
 from focalbench import datasets, metrics, models
 from focalbench.config import RunConfig
 from focalbench.engine import checkpoint
-from focalbench.engine.augment import augment, normalize
+from focalbench.engine.augment import augment, channel_stats, normalize
 from focalbench.engine.data import DeviceSplit
 from focalbench.engine.device import describe, resolve_device
 from focalbench.engine.progress import Display, Quiet
@@ -38,7 +38,7 @@ from focalbench.engine.run_folder import DIVERGED, INTERRUPTED, PER_IMAGE_METRIC
 from focalbench.errors import FocalbenchError
 from focalbench.losses import build_loss, loss_preset
 from focalbench.losses.boundary import distance_map
-from focalbench.protocols import Checkpoint, Init, Optimizer, Precision, Protocol, Schedule, get_protocol, resolve
+from focalbench.protocols import Checkpoint, Init, Normalization, Optimizer, Precision, Protocol, Schedule, get_protocol, resolve
 from focalbench.store import ensure_writable_dir, results_root, utc_now
 
 N_SAMPLES = 4  # test images kept in test_samples.npz for figures
@@ -70,6 +70,10 @@ class Run:
     autocast_dtype: torch.dtype | None
     model_params: dict[str, Any]
     size: tuple[int, int]
+    input_stats: tuple[torch.Tensor, torch.Tensor] | None  # training μ, σ for zscore_dataset
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return normalize(images, self.recipe.normalization, self.input_stats)
 
 
 def train(
@@ -189,6 +193,11 @@ def setup(
     if compile:
         forward = torch.compile(model, mode="reduce-overhead" if on_cuda else None)
 
+    parts = {name: DeviceSplit.from_prepared(data, split[name], device) for name in ("train", "val", "test")}
+    input_stats = None
+    if recipe.normalization is Normalization.zscore_dataset:
+        input_stats = channel_stats(parts["train"].images)
+
     folder.write_config({
         "config": config.to_dict(),
         "key": config.key,
@@ -204,16 +213,15 @@ def setup(
             "in_channels": int(data.images.shape[1]),
             "n_images": {k: len(v) for k, v in split.items()},
             "dataset_settings": settings,
+            **({} if input_stats is None else {"input_mean": input_stats[0].flatten().tolist(),
+                                               "input_std": input_stats[1].flatten().tolist()}),
         },
     })
     return Run(
-        config=config, recipe=recipe, device=device, folder=folder,
-        train=DeviceSplit.from_prepared(data, split["train"], device),
-        val=DeviceSplit.from_prepared(data, split["val"], device),
-        test=DeviceSplit.from_prepared(data, split["test"], device),
+        config=config, recipe=recipe, device=device, folder=folder, **parts,
         model=model, forward=forward, loss=loss.to(device), optimizer=optimizer,
         plateau=plateau, per_step=per_step, scaler=scaler, generator=generator,
-        autocast_dtype=autocast_dtype, model_params=model_params, size=size,
+        autocast_dtype=autocast_dtype, model_params=model_params, size=size, input_stats=input_stats,
     )
 
 
@@ -284,7 +292,7 @@ def train_epoch(run: Run, display: Quiet) -> torch.Tensor:
     run.model.train()
     total = torch.zeros((), device=run.device)
     for index in run.train.shuffled_batches(run.recipe.batch_size, run.generator):
-        x = normalize(run.train.images[index], run.recipe.normalization)
+        x = run.normalize(run.train.images[index])
         y = run.train.masks[index].float()
         if run.recipe.augmentation is not None:
             x, y = augment(x, y, run.recipe.augmentation, run.generator)
@@ -326,7 +334,7 @@ def evaluate(run: Run, split: DeviceSplit, keep: int = 0, with_hd95: bool = Fals
     for part in split.ordered_batches(run.recipe.batch_size):
         y = split.masks[part].float()
         with _autocast(run):
-            out = run.forward(_layout(run, normalize(split.images[part], run.recipe.normalization)))
+            out = run.forward(_layout(run, run.normalize(split.images[part])))
         dist = distance_map(y) if run.loss.needs_distance_map else None
         total += run.loss(out, y, distance_map=dist).float() * y.shape[0]
         logits = (out[-1] if isinstance(out, (list, tuple)) else out).float()
