@@ -12,7 +12,7 @@ from focalbench.cli import app
 from focalbench.errors import FocalbenchError
 from focalbench.models import build_model, count_parameters, model_info
 from focalbench.models.bcdunet import BConvLSTM, ConvLSTMCell, convlstm_update
-from focalbench.models.r2unet import R2UNet, RecurrentConv
+from focalbench.models.blocks import RecurrentConv
 
 # ---------------------------------------------------------------------------------------------- ConvLSTM
 
@@ -94,7 +94,7 @@ def test_r2unet_parameter_count_by_hand():
     expected = rrcnn(1, 2) + rrcnn(2, 4) + (4 * 2 * 4 + 2) + rrcnn(4, 2) + (2 + 1)
     assert expected == 88 + 324 + 34 + 94 + 3 == 543
     for t in (0, 1, 2, 5):
-        assert count_parameters(R2UNet(in_channels=1, width=2, depth=1, recurrence=t)) == 543
+        assert count_parameters(build_model("r2u-net", in_channels=1, width=2, depth=1, recurrence=t)) == 543
 
 
 def test_r2unet_recurrence_changes_the_output_but_not_the_parameters():
@@ -172,7 +172,7 @@ def test_non_square_sizes_that_fit_give_logits_of_the_input_size(name, params, s
 
 
 @pytest.mark.parametrize("name,size,message", [
-    ("r2u-net", (50, 80), "input 50x80 does not fit R2UNet: height and width must be multiples of 16; nearest valid sizes: 48x80, 64x80"),
+    ("r2u-net", (50, 80), "input 50x80 does not fit UNet: height and width must be multiples of 16; nearest valid sizes: 48x80, 64x80"),
     ("bcdu-net", (36, 36), "input 36x36 does not fit BCDUNet: height and width must be multiples of 8; nearest valid sizes: 32x32, 32x40, 40x32, 40x40"),
 ])
 def test_a_size_that_does_not_fit_is_a_one_line_error(name, size, message):

@@ -91,6 +91,43 @@ class DoubleConv(nn.Sequential):
         super().__init__(ConvNormAct(cin, cout, norm), ConvNormAct(cout, cout, norm))
 
 
+class RecurrentConv(nn.Module):
+    """Recurrent conv layer (RCL) unrolled for ``t`` steps: ``h_0 = f(x)``, ``h_k = f(x + h_{k−1})``
+    for k = 1..t, output ``h_t``; ``f`` = conv3×3 → BN → ReLU with one set of weights for every step.
+
+    Liang & Hu's RCL, as R2U-Net uses it: t steps unfold to depth t + 1, so ``t`` changes the
+    computation and the receptive field but not the parameter count; ``t = 0`` is a plain
+    conv-BN-ReLU. Shapes: (N, C, H, W) → (N, C, H, W).
+    """
+
+    def __init__(self, channels: int, t: int = 2) -> None:
+        super().__init__()
+        self.t = t
+        self.f = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.f(x)
+        for _ in range(self.t):
+            h = self.f(x + h)
+        return h
+
+
+class RecurrentResidualBlock(nn.Module):
+    """R2U-Net's recurrent residual conv unit (RRCNN): ``u = conv1×1(x)``, ``y = u + RCL_t(RCL_t(u))``.
+
+    The 1×1 conv gives the residual add matching channels; no activation after the add.
+    """
+
+    def __init__(self, cin: int, cout: int, t: int = 2) -> None:
+        super().__init__()
+        self.project = nn.Conv2d(cin, cout, 1)
+        self.body = nn.Sequential(RecurrentConv(cout, t), RecurrentConv(cout, t))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.project(x)
+        return u + self.body(u)
+
+
 class SqueezeExcitation(nn.Module):
     """Squeeze-and-excitation (Hu et al. 2018), optionally with a Focal layer (paper 000).
 

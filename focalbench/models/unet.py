@@ -1,13 +1,19 @@
 """The U-Net of paper 000 (MIScnn "standard") with SE blocks or attention gates at chosen positions.
 
-One parametrised network gives ``unet``, ``use-net``, ``attention-unet``, ``focal-use-net`` and
-``focal-attention-unet`` (spec §1–4)::
+One parametrised network gives ``unet``, ``use-net``, ``attention-unet``, ``focal-use-net``,
+``focal-attention-unet`` (spec §1–4) and, with recurrent residual blocks, ``r2u-net``::
 
-    encoder level l = 0..D-1, F_l = width·2^l:  DoubleConv(F_l) [SE at position l+1] → skip_l → maxpool
-    bottleneck F_D = width·2^D:                 DoubleConv(F_D) [SE at position D+1]
+    encoder level l = 0..D-1, F_l = width·2^l:  Block(F_l) [SE at position l+1] → skip_l → maxpool
+    bottleneck F_D = width·2^D:                 Block(F_D) [SE at position D+1]
     decoder level l = D-1..0:  up = ConvT2×2s2(F_l)(x); skip_l [AG at position D-l, gated by x]
-                               DoubleConv(F_l)(concat[up, skip_l]) [SE at position 2D+1+(D-l)]
+                               Block(F_l)(concat[up, skip_l]) [SE at position 2D+1+(D-l)]
     head: conv1×1 → out_channels logits
+
+Block is ``DoubleConv`` (two conv3×3 → ReLU → norm, MIScnn) or, for R2U-Net (Alom et al. 2018,
+arXiv 1802.06955, paper 002's baseline [9]), ``RecurrentResidualBlock``: u = conv1×1(x),
+u + RCL_t(RCL_t(u)) with t = ``recurrence``. Paper 002 states neither R2U-Net's configuration
+nor its size; ``r2u-net`` takes the U-Net's filters (32→512, depth 4, t = 2, as in the R2U-Net
+paper): 8,907,425 parameters with 3 input channels, 15 % over ``unet`` for the 1×1 convs and BN.
 
 With D = 4: SE positions 1–4 encoder (shallow → deep), 5 bottleneck, 6–9 decoder (deep →
 shallow); AG positions 1 = deepest skip … 4 = shallowest. Modules not listed in ``positions``
@@ -24,13 +30,29 @@ from torch import nn
 
 from focalbench.errors import FocalbenchError
 from focalbench.models.base import SegmentationNet
-from focalbench.models.blocks import AttentionGate, DoubleConv, GateForm, InitScheme, Norm, SqueezeExcitation, init_weights_
+from focalbench.models.blocks import (
+    AttentionGate,
+    DoubleConv,
+    GateForm,
+    InitScheme,
+    Norm,
+    RecurrentResidualBlock,
+    SqueezeExcitation,
+    init_weights_,
+)
 
 
 class Attention(str, Enum):
     NONE = "none"
     SE = "se"
     AG = "ag"
+
+
+class Block(str, Enum):
+    """The conv block of every level: MIScnn's double conv, or R2U-Net's recurrent residual unit."""
+
+    DOUBLE_CONV = "double_conv"
+    RECURRENT_RESIDUAL = "recurrent_residual"
 
 
 def resolve_positions(positions: Sequence[int] | None, count: int, what: str) -> list[int]:
@@ -51,7 +73,9 @@ class UNet(SegmentationNet):
     none | se | ag, ``positions`` (1-based, ``None`` = all), ``focal_init`` (``None`` = plain
     modules, else the Focal layers' initial w), ``se_reduction`` (8), ``gate_form`` (miscnn |
     oktay), ``norm`` (instance), ``out_channels`` (1; 2 only to compare with the 2-channel
-    softmax head of the paper).
+    softmax head of the paper), ``block`` (double_conv | recurrent_residual) and its
+    ``recurrence`` t (2; recurrent blocks have their own batch norm, so ``norm`` then only
+    reaches attention gates).
     """
 
     def __init__(
@@ -66,11 +90,21 @@ class UNet(SegmentationNet):
         gate_form: GateForm = GateForm.MISCNN,
         norm: Norm = Norm.INSTANCE,
         out_channels: int = 1,
+        block: Block = Block.DOUBLE_CONV,
+        recurrence: int = 2,
     ) -> None:
         super().__init__()
-        attention = Attention(attention)
+        attention, block = Attention(attention), Block(block)
         if depth < 1 or width < 1:
             raise FocalbenchError(f"U-Net needs depth >= 1 and width >= 1 (got depth={depth}, width={width})")
+        if isinstance(recurrence, bool) or not isinstance(recurrence, int) or recurrence < 0:
+            raise FocalbenchError(f"recurrence={recurrence!r} must be an integer >= 0 (the RCL's unrolled steps t; R2U-Net uses 2)")
+
+        def make_block(cin: int, cout: int) -> nn.Module:
+            if block is Block.RECURRENT_RESIDUAL:
+                return RecurrentResidualBlock(cin, cout, recurrence)
+            return DoubleConv(cin, cout, norm)
+
         if attention is Attention.NONE and (positions is not None or focal_init is not None):
             raise FocalbenchError("positions/focal_init need an attention network: use use-net, attention-unet or their focal- variants")
         self.depth = depth
@@ -80,15 +114,15 @@ class UNet(SegmentationNet):
         self.down = nn.ModuleList()
         cin = in_channels
         for f in widths[:-1]:
-            self.down.append(DoubleConv(cin, f, norm))
+            self.down.append(make_block(cin, f))
             cin = f
         self.pool = nn.MaxPool2d(2)
-        self.bottom = DoubleConv(widths[-2], widths[-1], norm)
+        self.bottom = make_block(widths[-2], widths[-1])
         self.ups = nn.ModuleList()
         self.up_blocks = nn.ModuleList()
         for level in reversed(range(depth)):
             self.ups.append(nn.ConvTranspose2d(widths[level + 1], widths[level], 2, stride=2))
-            self.up_blocks.append(DoubleConv(2 * widths[level], widths[level], norm))
+            self.up_blocks.append(make_block(2 * widths[level], widths[level]))
         self.head = nn.Conv2d(widths[0], out_channels, 1)
 
         # keys "se<p>" / "ag<p>" are also the focal_weights keys

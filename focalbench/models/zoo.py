@@ -20,9 +20,8 @@ from focalbench.models.blocks import GateForm
 from focalbench.models.focusnet import FocusNet
 from focalbench.models.focusnetpp import FocusNetPP
 from focalbench.models.pyramid import GateSource, PyramidAttentionUNet
-from focalbench.models.r2unet import R2UNet
 from focalbench.models.smp import SmpArch, SmpNet
-from focalbench.models.unet import Attention, UNet
+from focalbench.models.unet import Attention, Block, UNet
 from focalbench.registry import Registry
 
 
@@ -84,9 +83,10 @@ for _suffix, _width, _note in (("", 32, "filters 32→512"), ("-small", 16, "hal
 # has no R2U-Net row to size it by. bcdu-net-small halves the widths: the public code's network at
 # width 32 has 5.17 M parameters against Table 3's 5.22 M (models/bcdunet.py).
 MODELS.add("r2u-net", ModelSpec(
-    R2UNet, "R2U-Net: U-Net of recurrent residual conv units (RRCNN, t=2), filters 32→512, depth 4",
+    UNet, "R2U-Net: U-Net of recurrent residual conv units (RRCNN, t=2), filters 32→512, depth 4",
     "Alom et al. 2018, R2U-Net (arXiv 1802.06955); baseline [9] of paper 002",
-    defaults={"width": 32, "depth": 4, "recurrence": 2}, tiny_params={"width": 8}))
+    defaults={"width": 32, "depth": 4, "recurrence": 2},
+    fixed={"attention": Attention.NONE, "block": Block.RECURRENT_RESIDUAL}, tiny_params=_UNET_TINY))
 for _suffix, _width, _note in (("", 64, "filters 64→512"), ("-small", 32, "half the filters, the reduced 2018 DSB network of paper 002 Table 3")):
     MODELS.add(f"bcdu-net{_suffix}", ModelSpec(
         BCDUNet, f"BCDU-Net: U-Net with 3 densely connected bottleneck blocks and bidirectional ConvLSTM skip fusion ({_note})",
