@@ -29,8 +29,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import multiprocessing
+import multiprocessing.connection
 import os
-import queue
 import signal
 import socket
 import sys
@@ -322,17 +322,18 @@ def _watch_parent(parent_pid: int) -> None:
         time.sleep(0.5)
 
 
-def _slot_main(device: str, tasks: Any, results: Any, parent_pid: int) -> None:
+def _slot_main(device: str, channel: Any, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
     while True:
-        task = tasks.get()
+        try:
+            task = channel.recv()
+        except EOFError:  # the driver is gone
+            task = None
         if task is None:
-            # Flush our results, then skip the interpreter's teardown (torch's takes seconds).
-            results.close()
-            results.join_thread()
+            # Skip the interpreter's teardown (torch's takes seconds); a pipe send is already written.
             os._exit(0)
         result = run_cell(task.config, task.results, device, task.retry_failed, task.train_fn)
-        results.put((task.task_id, result))
+        channel.send((task.task_id, result))
 
 
 class LocalExecutor:
@@ -341,15 +342,19 @@ class LocalExecutor:
     Spawned (not forked) so CUDA is never initialised twice; a worker is reused across cells so
     the ``import torch`` cost is paid once per slot. A worker that dies mid-cell (OOM killer,
     ``kill -9``) is replaced and its cell reported failed; the cell's status then says so.
+
+    Each worker talks to the driver over a pipe of its own, never a queue shared by the pool: a
+    ``multiprocessing.Queue`` guards writes with a lock shared by every writer, and a worker
+    killed between writing a result and releasing that lock would block every other worker's
+    results forever.
     """
 
     def __init__(self, slots: list[str]) -> None:
         self.slots = slots
         self.capacity = len(slots)
         self._ctx = multiprocessing.get_context("spawn")
-        self._results = self._ctx.Queue()
         self._procs: list[Any] = [None] * len(slots)
-        self._inboxes: list[Any] = [None] * len(slots)
+        self._channels: list[Any] = [None] * len(slots)
         self._busy: dict[int, tuple[int, CellTask]] = {}  # slot -> (task id, task)
 
     def start(self) -> None:
@@ -357,17 +362,18 @@ class LocalExecutor:
             self._spawn(slot)
 
     def _spawn(self, slot: int) -> None:
-        inbox = self._ctx.Queue()
-        proc = self._ctx.Process(
-            target=_slot_main, args=(self.slots[slot], inbox, self._results, os.getpid()), daemon=True
-        )
+        if self._channels[slot] is not None:
+            self._channels[slot].close()
+        ours, theirs = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_slot_main, args=(self.slots[slot], theirs, os.getpid()), daemon=True)
         proc.start()
-        self._procs[slot], self._inboxes[slot] = proc, inbox
+        theirs.close()  # only the worker holds its end now, so its death reads as EOF here
+        self._procs[slot], self._channels[slot] = proc, ours
 
     def submit(self, task: CellTask) -> None:
         slot = next(s for s in range(self.capacity) if s not in self._busy)
         self._busy[slot] = (task.task_id, task)
-        self._inboxes[slot].put(task)
+        self._channels[slot].send(task)
 
     @property
     def free(self) -> int:
@@ -378,10 +384,9 @@ class LocalExecutor:
 
     def poll(self, timeout: float) -> list[tuple[int, CellResult]]:
         received = []
-        with contextlib.suppress(queue.Empty):
-            received.append(self._results.get(timeout=timeout))
-            while True:
-                received.append(self._results.get_nowait())
+        for channel in multiprocessing.connection.wait(self._channels, timeout):
+            with contextlib.suppress(EOFError, OSError):  # a dead worker: handled below
+                received.append(channel.recv())
         # A result can only arrive late for a cell already settled because its worker died.
         busy = {task_id for task_id, _ in self._busy.values()}
         out = [(task_id, result) for task_id, result in received if task_id in busy]
@@ -407,14 +412,16 @@ class LocalExecutor:
         return out
 
     def close(self) -> None:
-        for slot, inbox in enumerate(self._inboxes):
-            if inbox is not None and self._procs[slot].is_alive():
-                inbox.put(None)
-        for proc in self._procs:
+        for proc, channel in zip(self._procs, self._channels):
+            if channel is not None and proc.is_alive():
+                with contextlib.suppress(OSError):
+                    channel.send(None)
+        for proc, channel in zip(self._procs, self._channels):
             if proc is not None:
                 proc.join(timeout=10)
                 if proc.is_alive():
                     proc.kill()
+                channel.close()
 
 
 def _ray_cell(task: CellTask, device: str) -> tuple[int, CellResult]:
