@@ -45,6 +45,7 @@ from typing import Any
 
 from focalbench.config import RunConfig
 from focalbench.errors import FocalbenchError
+from focalbench.processes import pid_alive, start_time
 from focalbench.store import atomic_write_json, parse_time, read_json, utc_now
 
 TrainFn = Callable[..., dict]
@@ -130,38 +131,11 @@ def owner_alive(status: dict[str, Any]) -> bool:
     pid, host = status.get("pid"), status.get("host")
     if not isinstance(pid, int) or host != socket.gethostname() or pid == os.getpid():
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return False
-    except PermissionError:  # exists, owned by another user
-        pass
-    stat = _proc_stat(pid)
-    if stat is None:  # no procfs: trust os.kill
-        return True
-    if stat[0] == "Z":  # dead, not yet reaped (a killed driver's worker where init never reaps)
-        return False
-    updated, started = parse_time(status.get("updated")), _start_time(stat)
+    updated, started = parse_time(status.get("updated")), start_time(pid)
     # 2 s: status times are whole seconds, and boot time is too.
     return updated is None or started is None or started <= updated + 2.0
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields 3… of ``/proc/<pid>/stat`` (state first), or ``None`` without procfs."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
-def _start_time(stat: list[str]) -> float | None:
-    """Epoch seconds at which the process of ``stat`` started (field 22: ticks since boot)."""
-    try:
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
-        return boot + int(stat[19]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, StopIteration, IndexError, ValueError):
-        return None
 
 
 def interrupted(status: dict[str, Any]) -> bool:

@@ -33,6 +33,7 @@ from focalbench.datasets.prepared import PreparedWriter, data_root, read_meta
 from focalbench.datasets.sources import SourceTree, is_archive, sha256_file
 from focalbench.datasets.splits import n_folds, split_indices
 from focalbench.errors import FocalbenchError
+from focalbench.processes import pid_alive
 from focalbench.store import atomic_write_json, ensure_writable_dir, read_json
 
 
@@ -124,22 +125,6 @@ def write_splits(spec: DatasetSpec, folder: Path, meta: dict[str, Any]) -> None:
     atomic_write_json(folder / "splits.json", {"seed": 0, "splits": out})
 
 
-def _pid_alive(pid: int) -> bool:
-    """True if ``pid`` is a running process on this host (an unreaped zombie counts as gone)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        pass
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):  # no procfs: trust os.kill
-        return True
-
-
 def remove_stale_staging(root: Path, name: str) -> list[Path]:
     """Delete the leftovers of killed fetches of ``name`` in ``root``; return what was deleted.
 
@@ -154,7 +139,7 @@ def remove_stale_staging(root: Path, name: str) -> list[Path]:
         prefix = f".{name}.{kind}-"
         for path in sorted(root.iterdir()):
             pid = path.name[len(prefix):] if path.name.startswith(prefix) else ""
-            if not pid.isdigit() or _pid_alive(int(pid)) or (kind == "old" and not (root / name).is_dir()):
+            if not pid.isdigit() or pid_alive(int(pid)) or (kind == "old" and not (root / name).is_dir()):
                 continue
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
