@@ -52,7 +52,7 @@ from focalbench.executors import (
     read_status,
     run_dir_of,
 )
-from focalbench.store import atomic_write_json, ensure_writable_dir, read_json, results_root
+from focalbench.store import atomic_write_json, ensure_writable_dir, read_json, results_root, utc_now
 
 
 class Study(str, Enum):
@@ -444,10 +444,10 @@ def check_names(grid: GridPlan) -> None:
 
 def _write_grid(grid_dir: Path, grid: GridPlan, threshold: float) -> None:
     path = grid_dir / "grid.json"
-    created = read_json(path).get("created") if path.exists() else time.time()
+    created = read_json(path).get("created") if path.exists() else utc_now()
     atomic_write_json(path, {
         "name": grid.name, "study": grid.study, "table": grid.table, "prune_threshold": threshold,
-        "created": created, "updated": time.time(), "cells": [c.to_dict() for c in grid.cells],
+        "created": created, "updated": utc_now(), "cells": [c.to_dict() for c in grid.cells],
     })
 
 

@@ -258,6 +258,7 @@ def test_a_raising_cell_does_not_stop_the_grid(tmp_path):
     stored = read_json(result.grid_dir / "grid.json")
     assert [c["outcome"] for c in stored["cells"]].count("failed") == 2
     assert len({c["key"] for c in stored["cells"]}) == 6
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stored[k]) for k in ("created", "updated"))
 
 
 def test_killed_worker_fails_its_cell_and_the_pool_goes_on(tmp_path):
