@@ -15,6 +15,7 @@ from focalbench.cli import app
 from focalbench.config import RunConfig
 from focalbench.errors import FocalbenchError
 from focalbench.report import build_report, report
+from focalbench.report.formats import latex_escape
 from focalbench.report.runs import loss_family, parse_loss
 from focalbench.report.stats import bootstrap_ci, holm, paired_wilcoxon
 from focalbench.store import atomic_write_json, atomic_write_text
@@ -359,6 +360,25 @@ def test_latex_is_booktabs_with_balanced_braces_and_escaped_text(results):
     assert "_" not in body.replace(r"\_", "")  # raw underscores would not compile
     width = len(re.search(r"\\begin\{tabular\}\{(\w+)\}", text).group(1))
     assert all(line.count(" & ") == width - 1 for line in body.splitlines() if line.endswith(r"\\"))
+
+
+def test_latex_is_plain_ascii_so_pdflatex_sets_it_without_extra_packages(results):
+    make_run(results, "bus", "unet", "focal_tversky", [0.5, 0.6])
+    make_run(results, "dsb2018", "unet", "ufl", [0.5, 0.6])
+    tversky = report(results, table="focal-tversky", dataset="bus", fmt="latex")
+    se = report(results, table="se", dataset="dsb2018", fmt="latex")
+    assert tversky.isascii() and se.isascii()  # pdflatex stops at w₀, α, ×, ≤ ("not set up for use with LaTeX")
+    assert r"$\alpha$ = 0.7, $\beta$ = 0.3, $\gamma$ = 4/3" in tversky
+    assert r"Focal USE-Net (w$_{0}$ = 0)" in se
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("λ ≤ 2 × δ", r"$\lambda$ $\leq$ 2 $\times$ $\delta$"),
+    ("Δ ε ο", r"$\Delta$ $\varepsilon$ ?"),  # no \omicron in LaTeX
+    ("a_b & 5% é²", r"a\_b \& 5\% e$^{2}$"),
+])
+def test_latex_escape_spells_non_ascii_in_ascii(text, expected):
+    assert latex_escape(text) == expected
 
 
 def test_csv_is_one_tidy_row_per_configuration_and_metric_and_json_the_same_records(results):

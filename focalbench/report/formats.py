@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -70,13 +71,35 @@ def _md_table(header: list[str], rows: list[list[str]], numeric: list[bool] | No
 
 _LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                   "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
-_LATEX_TEXT = {DASH: "---", "±": r"$\pm$", "·": r"$\cdot$", "α": r"$\alpha$", "β": r"$\beta$",
-               "γ": r"$\gamma$", "ε": r"$\varepsilon$", "Δ": r"$\Delta$", "–": "--", "†": r"$^\dagger$"}
+_LATEX_TEXT = {DASH: "---", "–": "--", "±": r"$\pm$", "·": r"$\cdot$", "×": r"$\times$", "−": "$-$",
+               "≤": r"$\leq$", "≥": r"$\geq$", "→": r"$\to$", "…": r"\ldots{}", "§": r"\S{}",
+               "†": r"$^\dagger$", "ε": r"$\varepsilon$"}
+# Greek capitals that differ from Latin letters have LaTeX commands; \Alpha and the like do not exist.
+_GREEK_CAPITALS = {"GAMMA", "DELTA", "THETA", "LAMDA", "XI", "PI", "SIGMA", "UPSILON", "PHI", "PSI", "OMEGA"}
+
+
+def _latex_char(char: str) -> str:
+    """One non-ASCII character as ASCII LaTeX that pdflatex sets without extra packages:
+    Greek letters as math symbols, sub/superscript digits as math scripts (w₀ → w$_{0}$)."""
+    if char in _LATEX_TEXT:
+        return _LATEX_TEXT[char]
+    name = unicodedata.name(char, "")
+    letter = name.rsplit(" ", 1)[-1].replace("LAMDA", "LAMBDA")
+    if name.startswith("GREEK SMALL LETTER ") and " " not in name[19:] and letter != "OMICRON":
+        return rf"$\{letter.lower()}$"
+    if name.startswith("GREEK CAPITAL LETTER ") and name[21:] in _GREEK_CAPITALS:
+        return rf"$\{letter.capitalize()}$"
+    if name.startswith(("SUBSCRIPT ", "SUPERSCRIPT ")) and unicodedata.digit(char, None) is not None:
+        return f"${'_' if name.startswith('SUB') else '^'}{{{unicodedata.digit(char)}}}$"
+    plain = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode()  # é → e
+    return latex_escape(plain) if plain else "?"
 
 
 def latex_escape(text: str) -> str:
-    pattern = re.compile("|".join(re.escape(k) for k in [*_LATEX_SPECIAL, *_LATEX_TEXT]))
-    return pattern.sub(lambda m: _LATEX_SPECIAL.get(m.group(0)) or _LATEX_TEXT[m.group(0)], text)
+    """``text`` as LaTeX: special characters escaped, every non-ASCII character spelled in ASCII."""
+    specials = "|".join(re.escape(k) for k in _LATEX_SPECIAL)
+    return re.sub(f"{specials}|[^\x00-\x7f]",
+                  lambda m: _LATEX_SPECIAL.get(m.group(0)) or _latex_char(m.group(0)), text)
 
 
 def latex(doc: Document) -> str:
