@@ -25,9 +25,9 @@ IDS = ["a", "b", "c", "d", "e", "f"]
 
 def make_run(results: Path, dataset: str, model: str, loss: str, dsc, *, seed=0, fold=None, precision=None,
              recall=None, ids=IDS, state="done", error=None, model_params=None, params=None, gflops=None,
-             history=None, samples=None) -> Path:
+             history=None, samples=None, protocol="paper000") -> Path:
     """A run folder as the engine writes it (docs/architecture.md), with the given per-image scores."""
-    config = RunConfig(dataset=dataset, model=model, loss=loss, protocol="paper000", seed=seed, fold=fold,
+    config = RunConfig(dataset=dataset, model=model, loss=loss, protocol=protocol, seed=seed, fold=fold,
                        model_params=model_params or {})
     folder = results / "runs" / config.key
     atomic_write_json(folder / "config.json", {"config": config.to_dict(), "key": config.key, "version": "0.1.0",
@@ -311,6 +311,21 @@ def test_held_out_folds_pair_each_test_image_once_averaged_over_the_folds(result
     record = next(r for r in built.records if r["loss"] == "tversky" and r["metric"] == "dsc")
     assert record["p"] == pytest.approx(sps.wilcoxon(ours.mean(axis=0), base.mean(axis=0)).pvalue)
     assert record["p"] == pytest.approx(2 / 2**6)  # 6 images all better, not 12 pairs (2 / 2^12)
+
+
+def test_protocol_option_keeps_one_protocols_runs_and_baseline_tests_stay_within_a_protocol(results):
+    ids = list("abcdef")
+    make_run(results, "bus", "unet", "dice", [0.5, 0.52, 0.55, 0.49, 0.51, 0.53], ids=ids, protocol="paper003")
+    make_run(results, "bus", "unet", "tversky", [0.7, 0.72, 0.75, 0.69, 0.71, 0.73], ids=ids, protocol="paper003")
+    make_run(results, "bus", "unet", "focal_tversky", [0.9] * 6, ids=ids, protocol="smoke")
+    mixed = build_report(results, table="focal-tversky", dataset="bus", baseline="unet:dice")
+    tested = {r["loss"] for r in mixed.records if "p" in r}
+    assert tested == {"tversky"}  # the smoke run trained on another recipe: never paired with paper003's
+    only = table_rows(report(results, table="focal-tversky", dataset="bus", protocol="paper003"))
+    assert row_of(only, "", "U-Net + FTL")[3:] == ["—", "—", "—"]
+    assert row_of(only, "", "U-Net + TL")[3] == "**0.7167**"
+    with pytest.raises(FocalbenchError, match="no runs with protocol 'paper000' .* protocols with runs: paper003, smoke"):
+        build_report(results, protocol="paper000")
 
 
 def test_unknown_or_ambiguous_baseline_is_a_one_line_error(results):

@@ -21,6 +21,9 @@ def report(
         "focusnet (002 Tables 1-3), auto (every configuration found).",
     ),
     dataset: str | None = typer.Option(None, "--dataset", help="Only this dataset, e.g. drive.", show_default=False),
+    protocol: str | None = typer.Option(
+        None, "--protocol", help="Only runs trained with this protocol, e.g. paper003.", show_default=False
+    ),
     fmt: Format = typer.Option(Format.markdown, "--format", help="Text format of the table."),
     out: Path | None = typer.Option(
         None, "--out", help="Write the table here (default: RESULTS/reports/report-<table>[-<dataset>].<ext>).",
@@ -44,7 +47,7 @@ def report(
     from focalbench.report import build_report
 
     built = build_report(results_root(results), table, dataset, fmt, out,
-                         plots, vs_paper, baseline, ci)
+                         plots, vs_paper, baseline, ci, protocol)
     if json_out:
         print_json(built.records)
         return

@@ -51,24 +51,32 @@ class Report:
 def report(results: str | os.PathLike | None = None, table: TableName | str = "auto", dataset: str | None = None,
            fmt: Format | str = "markdown", out: str | os.PathLike | None = None,
            plots: str | os.PathLike | None = None, vs_paper: bool = False, baseline: str | None = None,
-           ci: bool = False) -> str:
+           ci: bool = False, protocol: str | None = None) -> str:
     """The table as text (Markdown, CSV or LaTeX); also written to ``out`` or ``results/reports/``.
 
     See :func:`build_report` for the records (``--json``) and the written paths.
     """
-    return build_report(results, table, dataset, fmt, out, plots, vs_paper, baseline, ci).text
+    return build_report(results, table, dataset, fmt, out, plots, vs_paper, baseline, ci, protocol).text
 
 
 def build_report(results: str | os.PathLike | None = None, table: TableName | str = "auto",
                  dataset: str | None = None, fmt: Format | str = "markdown",
                  out: str | os.PathLike | None = None, plots: str | os.PathLike | None = None,
-                 vs_paper: bool = False, baseline: str | None = None, ci: bool = False) -> Report:
+                 vs_paper: bool = False, baseline: str | None = None, ci: bool = False,
+                 protocol: str | None = None) -> Report:
+    """Build the table; ``protocol`` keeps only the runs trained with that protocol."""
     table_name = _enum(TableName, table, "--table")
     fmt = _enum(Format, fmt, "--format")
     results = Path(results if results is not None else os.environ.get("FOCALBENCH_RESULTS", "results"))
     if not results.is_dir():
         raise FocalbenchError(f"results folder {str(results)!r} not found; pass --results DIR (the folder holding runs/)")
     runs, skipped = load_runs(results)
+    if protocol is not None:
+        found = sorted({str(r.config.get("protocol")) for r in runs})
+        runs = [r for r in runs if r.config.get("protocol") == protocol]
+        if not runs:
+            raise FocalbenchError(f"no runs with protocol {protocol!r} in {results}; protocols with runs: "
+                                  f"{', '.join(found) or 'none'}")
     entries = group_entries(runs)
     layout = LAYOUTS[table_name]
     if dataset is not None and dataset not in {e.dataset for e in entries} | set(layout.datasets):
@@ -191,8 +199,9 @@ def _names(table: Table, entry: Entry) -> set[str]:
 
 
 def significance(table: Table, baseline: str) -> list[TestResult]:
-    """Per block, every other entry against the baseline entry: paired Wilcoxon on per-image DSC,
-    then Holm across every test of the table. Marks the DSC cell of significant rows (†)."""
+    """Per block, every other entry of the baseline entry's protocol against it: paired Wilcoxon on
+    per-image DSC, then Holm across every test of the table. Marks the DSC cell of significant
+    rows (†)."""
     wanted = baseline.lower()
     by_block: dict[tuple[str, str], list[Entry]] = {}
     for p in table.placements:
@@ -212,7 +221,8 @@ def significance(table: Table, baseline: str) -> list[TestResult]:
                 f"--baseline {baseline!r} matches several rows in {block_title(block)}: {', '.join(names)}; {hint}"
             )
         if bases:
-            pairs += [(block, e, bases[0]) for e in entries if e is not bases[0]]
+            # another protocol trains on another recipe and split: not a paired comparison
+            pairs += [(block, e, bases[0]) for e in entries if e is not bases[0] and e.protocol == bases[0].protocol]
     if not any(wanted in _names(table, e) for e in table.entries):
         options = sorted({e.name for e in table.entries})
         raise FocalbenchError(
@@ -262,7 +272,7 @@ def notes(table: Table, tests: list[TestResult], skipped: list[Skipped], baselin
         out.append(
             f"{DAGGER} Holm-adjusted p < {stats.ALPHA} in a two-sided paired Wilcoxon signed-rank test of per-image "
             f"DSC against the baseline ({baseline}) of the same block, over the test images both have "
-            f"({len(tests)} tests corrected together)."
+            f"({len(tests)} test{'s' if len(tests) != 1 else ''} corrected together)."
         )
         out += [
             f"{block_title(t.block)}: {t.entry.name} vs {t.baseline.name}: n = {t.test.n}, W = {t.test.statistic:g}, "
