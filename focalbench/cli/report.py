@@ -38,16 +38,23 @@ def report(
         show_default=False,
     ),
     ci: bool = typer.Option(False, "--ci", help="Add bootstrap 95% intervals (2000 resamples, seed 0) over test images."),
+    claims: bool = typer.Option(
+        False, "--claims",
+        help="Judge every claim of the papers whose rows were run: A - B with a 95% interval, paired tests, "
+        "verdict (holds/reversed/unclear; consistent/smaller/larger) and provenance. With --dataset D, the "
+        "claims are judged on D's runs (flagged when D is not the paper's dataset).",
+    ),
     json_out: bool = JsonOption,
 ) -> None:
     """Tables laid out like the papers', with mean ± std, bold best, statistics and plots.
 
-    Example: focalbench report --table losses --baseline dice --vs-paper --plots results/plots
+    Example: focalbench report --table losses --baseline dice --vs-paper --plots results/plots;
+    focalbench report --claims --dataset sample
     """
     from focalbench.report import build_report
 
     built = build_report(results_root(results), table, dataset, fmt, out,
-                         plots, vs_paper, baseline, ci, protocol)
+                         plots, vs_paper, baseline, ci, protocol, claims)
     if json_out:
         print_json(built.records)
         return

@@ -9,7 +9,7 @@ the prepared-dataset format and :func:`load` / :func:`get_split` / :func:`paper_
 
 from focalbench.datasets.catalog import DatasetSpec, dataset_names, get_spec, paper_settings
 from focalbench.datasets.fetch import dataset_status, fetch
-from focalbench.datasets.prepared import PreparedData, data_root, get_split, load
+from focalbench.datasets.prepared import PreparedData, data_root, fingerprint, get_split, load
 
 __all__ = [
     "DatasetSpec",
@@ -18,6 +18,7 @@ __all__ = [
     "dataset_names",
     "dataset_status",
     "fetch",
+    "fingerprint",
     "get_spec",
     "get_split",
     "load",

@@ -23,6 +23,7 @@ down-sampling"), bilinear when enlarging; masks and FOV with nearest neighbour s
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 from collections.abc import Iterable
@@ -67,6 +68,27 @@ class PreparedData:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+def fingerprint(data: PreparedData) -> dict[str, Any]:
+    """The arrays a run trained on, as a verdict's provenance shows them: ``sha256`` over the ids
+    and the shape and bytes of images, masks (and FOV); the image count; the working size; the
+    range of native sizes (H, W); the mean foreground % of the native masks (``meta.json``)."""
+    digest = hashlib.sha256("\n".join(data.ids).encode())
+    for array in (data.images, data.masks, data.fov):
+        if array is not None:
+            contiguous = np.ascontiguousarray(array)
+            digest.update(repr(contiguous.shape).encode())
+            digest.update(contiguous.data)
+    native = [tuple(s) for s in data.meta.get("native_sizes") or []]
+    return {
+        "sha256": digest.hexdigest(),
+        "n_images": len(data),
+        "size": [int(s) for s in data.masks.shape[1:]],
+        "native_min": [min(h for h, _ in native), min(w for _, w in native)] if native else None,
+        "native_max": [max(h for h, _ in native), max(w for _, w in native)] if native else None,
+        "foreground_pct": data.meta.get("foreground_pct"),
+    }
 
 
 # ----------------------------------------------------------------------------- decoding

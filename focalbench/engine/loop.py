@@ -213,6 +213,7 @@ def setup(
             "in_channels": int(data.images.shape[1]),
             "n_images": {k: len(v) for k, v in split.items()},
             "dataset_settings": settings,
+            "data": datasets.fingerprint(data),
             **({} if input_stats is None else {"input_mean": input_stats[0].flatten().tolist(),
                                                "input_std": input_stats[1].flatten().tolist()}),
         },

@@ -12,6 +12,7 @@ import numpy as np
 
 from focalbench.errors import FocalbenchError
 from focalbench.report import formats, stats
+from focalbench.report.claim_report import document, evaluate
 from focalbench.report.formats import DASH, DAGGER, Document, Format, Text
 from focalbench.report.layouts import (
     LAYOUTS, LOWER_IS_BETTER, NOT_RANKED, Cell, Table, TableName, block_title, build_table,
@@ -51,20 +52,22 @@ class Report:
 def report(results: str | os.PathLike | None = None, table: TableName | str = "auto", dataset: str | None = None,
            fmt: Format | str = "markdown", out: str | os.PathLike | None = None,
            plots: str | os.PathLike | None = None, vs_paper: bool = False, baseline: str | None = None,
-           ci: bool = False, protocol: str | None = None) -> str:
+           ci: bool = False, protocol: str | None = None, claims: bool = False) -> str:
     """The table as text (Markdown, CSV or LaTeX); also written to ``out`` or ``results/reports/``.
 
     See :func:`build_report` for the records (``--json``) and the written paths.
     """
-    return build_report(results, table, dataset, fmt, out, plots, vs_paper, baseline, ci, protocol).text
+    return build_report(results, table, dataset, fmt, out, plots, vs_paper, baseline, ci, protocol, claims).text
 
 
 def build_report(results: str | os.PathLike | None = None, table: TableName | str = "auto",
                  dataset: str | None = None, fmt: Format | str = "markdown",
                  out: str | os.PathLike | None = None, plots: str | os.PathLike | None = None,
                  vs_paper: bool = False, baseline: str | None = None, ci: bool = False,
-                 protocol: str | None = None) -> Report:
-    """Build the table; ``protocol`` keeps only the runs trained with that protocol."""
+                 protocol: str | None = None, claims: bool = False) -> Report:
+    """Build the table; ``protocol`` keeps only the runs trained with that protocol. ``claims``
+    builds the verdict table of the papers' claims instead (:mod:`~focalbench.report.claim_report`);
+    ``dataset`` then names the dataset whose runs every claim is judged on."""
     table_name = _enum(TableName, table, "--table")
     fmt = _enum(Format, fmt, "--format")
     results = Path(results if results is not None else os.environ.get("FOCALBENCH_RESULTS", "results"))
@@ -78,6 +81,8 @@ def build_report(results: str | os.PathLike | None = None, table: TableName | st
             raise FocalbenchError(f"no runs with protocol {protocol!r} in {results}; protocols with runs: "
                                   f"{', '.join(found) or 'none'}")
     entries = group_entries(runs)
+    if claims:
+        return _claims_report(results, entries, dataset, fmt, out, skipped)
     layout = LAYOUTS[table_name]
     if dataset is not None and dataset not in {e.dataset for e in entries} | set(layout.datasets):
         known = sorted({e.dataset for e in entries}) or ["none"]
@@ -104,6 +109,21 @@ def build_report(results: str | os.PathLike | None = None, table: TableName | st
 
         made = make_plots(tab, Path(plots))
     return Report(text, records, path, made, skipped)
+
+
+def _claims_report(results: Path, entries: list[Entry], dataset: str | None, fmt: Format,
+                   out: str | os.PathLike | None, skipped: list[Skipped]) -> Report:
+    if dataset is not None and dataset not in {e.dataset for e in entries}:
+        known = sorted({e.dataset for e in entries}) or ["none"]
+        raise FocalbenchError(f"no runs for dataset {dataset!r} in {results}; datasets with runs: {', '.join(known)}")
+    evidence, not_run = evaluate(entries, dataset)
+    doc, records = document(evidence, not_run)
+    doc.notes += [f"skipped corrupt run folder {s.path}: {s.reason}" for s in skipped]
+    text = {Format.markdown: formats.markdown, Format.latex: formats.latex}.get(fmt, lambda _: formats.csv_text(records))(doc)
+    name = f"report-claims{'-' + dataset if dataset else ''}.{formats.EXTENSIONS[fmt]}"
+    path = Path(out) if out is not None else results / "reports" / name
+    atomic_write_text(path, text)
+    return Report(text, records, path, [], skipped)
 
 
 def _enum(kind: type, value: Any, flag: str) -> Any:

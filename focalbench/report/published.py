@@ -40,8 +40,14 @@ class Comparison:
         return self.ours - self.theirs
 
 
-def _matches(row: dict[str, Any], entry: Entry) -> bool:
-    if row.get("model") != entry.model or row.get("dataset") != entry.dataset:
+def our_metric(column: str) -> tuple[str, float]:
+    """A published column → (our metric, factor from the published unit to ours)."""
+    return _UNITS.get(column, (column, 1.0))
+
+
+def row_matches(row: dict[str, Any], entry: Entry) -> bool:
+    """The entry trains what the published row reports (model, loss family, pruned), on any dataset."""
+    if row.get("model") != entry.model:
         return False
     if bool(row.get("pruned", False)) != entry.pruned:
         return False
@@ -50,6 +56,10 @@ def _matches(row: dict[str, Any], entry: Entry) -> bool:
         return True
     wanted = [losses] if isinstance(losses, str) else losses
     return entry.family in {loss_family(w) for w in wanted}
+
+
+def _matches(row: dict[str, Any], entry: Entry) -> bool:
+    return row.get("dataset") == entry.dataset and row_matches(row, entry)
 
 
 def compare(entries: list[Entry]) -> list[Comparison]:
@@ -65,8 +75,8 @@ def compare(entries: list[Entry]) -> list[Comparison]:
                 if not _matches(row, entry):
                     continue
                 for column, raw in zip(table["columns"], row["values"]):
-                    metric, factor = _UNITS.get(column, (column, 1.0))
-                    theirs, theirs_std = _published_value(raw)
+                    metric, factor = our_metric(column)
+                    theirs, theirs_std = published_value(raw)
                     ours = entry.values(metric)
                     if theirs is None or ours.size == 0:
                         continue
@@ -78,7 +88,7 @@ def compare(entries: list[Entry]) -> list[Comparison]:
     return out
 
 
-def _published_value(raw: Any) -> tuple[float | None, float | None]:
+def published_value(raw: Any) -> tuple[float | None, float | None]:
     if isinstance(raw, dict):
         return float(raw["mean"]), float(raw["std"])
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
