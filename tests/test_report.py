@@ -537,3 +537,12 @@ def test_report_reads_the_run_folders_the_engine_writes(results, tmp_path):
     assert metrics["unet"]["mean"] == pytest.approx(engine["test"]["dsc"])  # per-image mean, as the engine's
     assert 0 <= metrics["focal-use-net"]["p"] <= 1
     assert any(p.name.startswith("focal-sample-focal-use-net") for p in built.plots)
+
+
+def test_focusnet_table_footnotes_what_paper_002s_flops_column_measures(results):
+    make_run(results, "isic2018", "focusnetpp", "all_hybrid", [0.8, 0.9], params=7_771_723, gflops=30.0)
+    text = report(results, table="focusnet")
+    # issue 13: tf.profiler float_operation on a batch-None graph, re-run: 91.31 / 42.44 / 17.79 / 15.50
+    assert "float_operation" in text and "91.31 / 42.44 / 17.79 / 15.50" in text
+    assert "against the printed 91.36 / 42.44 / 17.82 / 15.64" in text
+    assert "float_operation" not in report(results, table="auto")

@@ -17,7 +17,7 @@ from focalbench.report.formats import DASH, DAGGER, Document, Format, Text
 from focalbench.report.layouts import (
     LAYOUTS, LOWER_IS_BETTER, NOT_RANKED, Cell, Table, TableName, block_title, build_table,
 )
-from focalbench.report.published import Comparison, compare
+from focalbench.report.published import Comparison, compare, footnotes
 from focalbench.report.runs import IMAGE_METRICS, Entry, Skipped, group_entries, load_runs
 from focalbench.store import atomic_write_text
 
@@ -304,6 +304,8 @@ def notes(table: Table, tests: list[TestResult], skipped: list[Skipped], baselin
             why = f": {run.error}" if run.error else ""
             out.append(f"{run.state.value} run not counted in {block_title((entry.dataset, ''))} {entry.name}: {run.key}{why}")
     out += [f"skipped corrupt run folder {s.path}: {s.reason}" for s in skipped]
+    if table.layout.paper is not None:
+        out += footnotes(table.layout.paper)
     return out
 
 

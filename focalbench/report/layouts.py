@@ -84,6 +84,7 @@ class Layout:
     # the slot's labels once filled; paper 003's Parameters column shows a run's own loss arguments
     filled_labels: Callable[[Slot, Entry], tuple[str, ...]] = lambda slot, entry: slot.labels
     metric_names: dict[str, str] = field(default_factory=dict)
+    paper: str | None = None  # the paper whose tables the layout reproduces (its footnotes apply)
 
     def metric_name(self, metric: str) -> str:
         return self.metric_names.get(metric, METRIC_NAMES.get(metric, metric))
@@ -151,7 +152,7 @@ LAYOUTS: dict[TableName, Layout] = {
         Shape.metric_rows, ("dsc", "precision", "recall"),
         tuple(Slot((label,), ("unet",), (family,)) for label, family in _PAPER000_LOSSES),
         ("Dataset", "Metric"), lambda e: e.model == "unet" and not e.pruned, lambda e: (e.family,),
-        _PAPER000_DATASETS,
+        _PAPER000_DATASETS, paper="000",
     ),
     TableName.se: Layout(
         TableName.se,
@@ -159,7 +160,7 @@ LAYOUTS: dict[TableName, Layout] = {
         Shape.metric_rows, ("modules", "dsc", "precision", "recall"),
         _focal_slots("use-net", "focal-use-net", "USE-Net"),
         ("Dataset", "Metric"), _models("unet", "use-net", "focal-use-net"), lambda e: (e.name,),
-        _PAPER000_DATASETS, by_loss=True, metric_names={"modules": "#SE"},
+        _PAPER000_DATASETS, by_loss=True, metric_names={"modules": "#SE"}, paper="000",
     ),
     TableName.ag: Layout(
         TableName.ag,
@@ -167,7 +168,7 @@ LAYOUTS: dict[TableName, Layout] = {
         Shape.metric_rows, ("modules", "dsc", "precision", "recall"),
         _focal_slots("attention-unet", "focal-attention-unet", "Attention U-Net"),
         ("Dataset", "Metric"), _models("unet", "attention-unet", "focal-attention-unet"), lambda e: (e.name,),
-        _PAPER000_DATASETS, by_loss=True, metric_names={"modules": "#AG"},
+        _PAPER000_DATASETS, by_loss=True, metric_names={"modules": "#AG"}, paper="000",
     ),
     TableName.focal_tversky: Layout(
         TableName.focal_tversky,
@@ -177,7 +178,7 @@ LAYOUTS: dict[TableName, Layout] = {
         ("Dataset", "Model", "Parameters"),
         lambda e: not e.pruned and e.model in {"unet", "attention-unet", "pyramid-attention-unet"},
         lambda e: (f"{e.model} + {e.loss}", _loss_arguments(e) or _variant(e)), ("bus", "isic2018"),
-        filled_labels=lambda slot, e: (slot.labels[0], _loss_arguments(e) or slot.labels[1]),
+        filled_labels=lambda slot, e: (slot.labels[0], _loss_arguments(e) or slot.labels[1]), paper="003",
     ),
     TableName.focusnet: Layout(
         TableName.focusnet,
@@ -185,7 +186,7 @@ LAYOUTS: dict[TableName, Layout] = {
         Shape.metric_columns, ("params", "gflops", "precision", "recall", "dsc", "jaccard"),
         tuple(Slot((label,), models) for label, models in _PAPER002_ROWS),
         ("Dataset", "Method"), lambda e: not e.pruned, lambda e: (e.model,), ("isic2018", "dsb2018"),
-        metric_names={"dsc": "DI", "jaccard": "JI"},
+        metric_names={"dsc": "DI", "jaccard": "JI"}, paper="002",
     ),
     TableName.auto: Layout(
         TableName.auto,

@@ -22,6 +22,12 @@ def published() -> dict[str, Any]:
     return json.loads(resources.files("focalbench.report").joinpath("published.json").read_text(encoding="utf-8"))
 
 
+def footnotes(paper: str) -> list[str]:
+    """What a paper's printed columns measure, where that is not what the column name says."""
+    return [f"Paper {t['paper']} {t['table']}: {t['footnote']}" for t in published()["tables"]
+            if t["paper"] == paper and t.get("footnote")]
+
+
 @dataclass(frozen=True)
 class Comparison:
     paper: str
