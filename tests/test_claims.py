@@ -24,7 +24,7 @@ PAPERS = Path(os.environ.get("FOCALBENCH_PAPERS", "/work/shared/papers"))
 
 
 def _paper_text(paper: str) -> str:
-    """The paper's text as claims.json quotes it: hyphenated line breaks joined, whitespace collapsed."""
+    """The paper's text as claims.json quotes it: hyphenated breaks joined, spaces collapsed."""
     files = sorted(PAPERS.glob(f"{paper}_*.txt"))
     if not files:
         pytest.skip(f"the papers' texts are not in {PAPERS} (set FOCALBENCH_PAPERS)")
@@ -32,7 +32,7 @@ def _paper_text(paper: str) -> str:
     return re.sub(r"\s+", " ", text)
 
 
-# ---------------------------------------------------------------------------------------------- the file
+# ------------------------------------------------------------------------------------ the file
 
 
 def test_every_claim_names_rows_and_a_column_of_the_published_tables():
@@ -51,9 +51,14 @@ def test_every_claim_names_rows_and_a_column_of_the_published_tables():
 @pytest.mark.parametrize("paper", ["000", "001", "002", "003"])
 def test_every_quoted_sentence_occurs_in_its_paper(paper):
     text = _paper_text(paper)
-    quotes = [c.quote for c in claims() if c.paper == paper] + [u["quote"] for u in unjudged() if u["paper"] == paper]
-    quotes += [d["quote"] for name in ("bus", "isic2018", "drive", "dsb2018", "cvc-clinicdb", "lung")
-               if (d := stated_dataset(name))["paper"] == paper]
+    quotes = [c.quote for c in claims() if c.paper == paper] + [
+        u["quote"] for u in unjudged() if u["paper"] == paper
+    ]
+    quotes += [
+        d["quote"]
+        for name in ("bus", "isic2018", "drive", "dsb2018", "cvc-clinicdb", "lung")
+        if (d := stated_dataset(name))["paper"] == paper
+    ]
     assert quotes
     for quote in quotes:
         assert quote in text, quote
@@ -64,10 +69,15 @@ def test_published_differences_are_computed_from_the_tables():
     (headline,) = pairs(by_id["003-BUS-headline-vs-baseline"])
     assert headline.published_difference == pytest.approx(0.804 - 0.547)  # the abstract's 25.7 %
     (isic,) = pairs(by_id["003-ISIC-headline-vs-baseline-3.6"])
-    assert isic.published_difference == pytest.approx(0.036) and (isic.a_std, isic.b_std) == (0.007, 0.013)
+    assert isic.published_difference == pytest.approx(0.036) and (isic.a_std, isic.b_std) == (
+        0.007,
+        0.013,
+    )
     (ji,) = pairs(by_id["002-T1-focusnetpp-ji-next-best"])
     assert ji.published_difference == pytest.approx(0.8271 - 0.7813)  # "4.6 % higher JI"
-    params = {p.b_row["label"]: p.published_difference for p in pairs(by_id["002-T2-focusnetpp-params"])}
+    params = {
+        p.b_row["label"]: p.published_difference for p in pairs(by_id["002-T2-focusnetpp-params"])
+    }
     assert params["BCDU-Net [10]"] == pytest.approx((7.80 - 20.66) * 1e6)  # millions → our unit
     # "every other row" skips the cell the paper does not print (Table 4, DRIVE, pruned)
     drive = pairs(by_id["000-T4-DRIVE-unet-best"])
@@ -82,11 +92,11 @@ def test_a_published_difference_against_its_sentence_is_noted():
             assert claim.note, claim.id
 
 
-# ---------------------------------------------------------------------------------------------- verdicts
+# ------------------------------------------------------------------------------------ verdicts
 
 
 def _bus_runs(results: Path) -> dict[str, list[float]]:
-    """Paper 003's BUS rows with known per-image DSC, one repetition each (the same 6 test images)."""
+    """Paper 003's BUS rows with known per-image DSC, one repetition each (the same 6 images)."""
     scores = {
         "dice": [0.50, 0.52, 0.48, 0.55, 0.45, 0.50],
         "tversky": [0.60, 0.63, 0.57, 0.66, 0.56, 0.61],
@@ -107,15 +117,21 @@ def test_claims_on_hand_built_runs_give_differences_wilcoxon_with_holm_and_verdi
     d = np.subtract(scores["deep_supervision"], scores["dice"])
     assert headline["difference"] == pytest.approx(d.mean())  # 0.2133
     assert headline["published_difference"] == pytest.approx(0.257)
-    assert headline["direction"] == "holds" and headline["repetitions"] == 1 and headline["images"] == 6
+    assert (
+        headline["direction"] == "holds"
+        and headline["repetitions"] == 1
+        and headline["images"] == 6
+    )
     assert headline["ci_low"] <= headline["published_difference"] or headline["size"] == "smaller"
     # Wilcoxon on the 6 pairs, Holm over every judged pair of paper 003 Table 1
-    assert headline["p"] == pytest.approx(sps.wilcoxon(scores["deep_supervision"], scores["dice"]).pvalue)
+    assert headline["p"] == pytest.approx(
+        sps.wilcoxon(scores["deep_supervision"], scores["dice"]).pvalue
+    )
     table1 = [r for r in judged if r["paper"] == "003" and r["paper_table"] == "Table 1"]
     assert len(table1) > 1
     for record, adjusted in zip(table1, holm([r["p"] for r in table1])):
         assert record["p_holm"] == pytest.approx(adjusted)
-    # every difference has one sign on 6 images: exact p = 2/64 for each, Holm multiplies the smallest by m
+    # every difference has one sign on 6 images: exact p = 2/64 each; Holm multiplies by m
     assert headline["p"] == pytest.approx(2 / 64)
     assert headline["p_holm"] == pytest.approx(min(1.0, len(table1) * 2 / 64))
     # the z of each cell against the paper's mean ± std (0.804 ± 0.024, 0.547 ± 0.04)
@@ -123,7 +139,9 @@ def test_claims_on_hand_built_runs_give_differences_wilcoxon_with_holm_and_verdi
     assert headline["z_b"] == pytest.approx((np.mean(scores["dice"]) - 0.547) / 0.04)
     # "Attn U-Net + DL" was not run: listed, never given a number
     absent = [r for r in built.records if r["claim"] == "003-BUS-pyramid-vs-attention"]
-    assert absent and all(r["direction"] == "not run" and r.get("difference") is None for r in absent)
+    assert absent and all(
+        r["direction"] == "not run" and r.get("difference") is None for r in absent
+    )
     assert {r["provenance_not_paper_data"] for r in judged} == {False}
     assert "163 images, average size 760 x 570" in headline["provenance_paper_data"]
 
@@ -138,18 +156,46 @@ def test_claims_without_runs_of_the_claimed_dataset_are_all_not_run(tmp_path):
     # --dataset sample judges the claims' row comparisons on the sample's runs, flagged
     on_sample = build_report(results, claims=True, dataset="sample")
     judged = [r for r in on_sample.records if r["direction"] != "not run"]
-    assert {r["claim"] for r in judged} == {"000-T2-DRIVE-ufl-vs-dsc", "000-T2-DSB-ufl-vs-dsc", "000-T2-CVC-ufl-vs-dsc"}
-    assert all(r["provenance_not_paper_data"] and r["difference"] == pytest.approx(0.1) for r in judged)
+    assert {r["claim"] for r in judged} == {
+        "000-T2-DRIVE-ufl-vs-dsc",
+        "000-T2-DSB-ufl-vs-dsc",
+        "000-T2-CVC-ufl-vs-dsc",
+    }
+    assert all(
+        r["provenance_not_paper_data"] and r["difference"] == pytest.approx(0.1) for r in judged
+    )
     assert "not the paper's data" in on_sample.text
 
 
 def test_claims_end_to_end_on_the_sample_with_the_smoke_protocol(tmp_path):
     runner = CliRunner()
-    out = runner.invoke(app, ["ablate", "--dataset", "sample", "--models", "unet", "--losses", "dice,ufl",
-                              "--seeds", "0,1", "--protocol", "smoke", "--epochs", "1", "--device", "cpu",
-                              "--results", str(tmp_path), "--json"])
+    out = runner.invoke(
+        app,
+        [
+            "ablate",
+            "--dataset",
+            "sample",
+            "--models",
+            "unet",
+            "--losses",
+            "dice,ufl",
+            "--seeds",
+            "0,1",
+            "--protocol",
+            "smoke",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--results",
+            str(tmp_path),
+            "--json",
+        ],
+    )
     assert out.exit_code == 0, out.output
-    shown = runner.invoke(app, ["report", "--results", str(tmp_path), "--claims", "--dataset", "sample", "--json"])
+    shown = runner.invoke(
+        app, ["report", "--results", str(tmp_path), "--claims", "--dataset", "sample", "--json"]
+    )
     assert shown.exit_code == 0, shown.output
     records = json.loads(shown.output)
     judged = [r for r in records if r["claim"] == "000-T2-DRIVE-ufl-vs-dsc"]
@@ -161,9 +207,14 @@ def test_claims_end_to_end_on_the_sample_with_the_smoke_protocol(tmp_path):
         config = json.loads((folder / "config.json").read_text())
         with open(folder / "per_image.csv", newline="") as handle:
             rows = {row["image_id"]: float(row["dsc"]) for row in csv.DictReader(handle)}
-        runs[(config["config"]["loss"], config["config"]["seed"])] = (rows, config["resolved"]["data"])
-    differences = [np.mean([runs[("ufl", s)][0][i] - runs[("dice", s)][0][i] for i in runs[("dice", s)][0]])
-                   for s in (0, 1)]
+        runs[(config["config"]["loss"], config["config"]["seed"])] = (
+            rows,
+            config["resolved"]["data"],
+        )
+    differences = [
+        np.mean([runs[("ufl", s)][0][i] - runs[("dice", s)][0][i] for i in runs[("dice", s)][0]])
+        for s in (0, 1)
+    ]
     assert verdict["difference"] == pytest.approx(np.mean(differences))
     assert verdict["repetitions"] == 2 and verdict["direction"] in {"holds", "reversed", "unclear"}
     assert verdict["ci_low"] <= verdict["difference"] <= verdict["ci_high"]
@@ -174,6 +225,17 @@ def test_claims_end_to_end_on_the_sample_with_the_smoke_protocol(tmp_path):
     assert verdict["provenance_protocol"] == "smoke" and verdict["provenance_device"] == "cpu"
     assert verdict["provenance_precision"] == "fp32"
     for fmt in ("markdown", "latex", "csv"):
-        text = runner.invoke(app, ["report", "--results", str(tmp_path), "--claims", "--dataset", "sample",
-                                   "--format", fmt])
+        text = runner.invoke(
+            app,
+            [
+                "report",
+                "--results",
+                str(tmp_path),
+                "--claims",
+                "--dataset",
+                "sample",
+                "--format",
+                fmt,
+            ],
+        )
         assert text.exit_code == 0 and "000-T2-DRIVE-ufl-vs-dsc" in text.output

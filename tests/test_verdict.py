@@ -9,19 +9,31 @@ import pytest
 
 from focalbench.report.stats import bootstrap_ci
 from focalbench.report.verdict import (
-    Direction, Size, bootstrap_interval, direction, observed_difference, paper_distance, published_side,
-    repetition_test, repetitions_to_decide, size,
+    Direction,
+    Size,
+    bootstrap_interval,
+    direction,
+    observed_difference,
+    paper_distance,
+    published_side,
+    repetition_test,
+    repetitions_to_decide,
+    size,
 )
 
 
-def _scores(shift: float, images: int = 40, repetitions: int = 3, seed: int = 1) -> list[np.ndarray]:
+def _scores(
+    shift: float, images: int = 40, repetitions: int = 3, seed: int = 1
+) -> list[np.ndarray]:
     """Per repetition, paired differences a − b = shift + noise (sd 0.02) over the same images."""
     rng = np.random.default_rng(seed)
     b = rng.uniform(0.5, 0.9, size=images)
     return [(b + shift + rng.normal(0, 0.02, images)) - b for _ in range(repetitions)]
 
 
-def _verdict(differences: list[np.ndarray], published: float, stated: str = "higher") -> tuple[Direction, Size]:
+def _verdict(
+    differences: list[np.ndarray], published: float, stated: str = "higher"
+) -> tuple[Direction, Size]:
     low, high = bootstrap_interval(differences)
     side = published_side(published, stated)
     return direction(low, high, side), size(low, high, published, side)
@@ -49,7 +61,7 @@ def test_no_difference_is_unclear_and_a_reversed_one_is_reversed():
 def test_a_published_tie_takes_the_side_the_sentence_states():
     assert published_side(0.0, "higher") == 1 and published_side(0.0, "lower") == -1
     assert published_side(-0.01, "higher") == -1  # the table's sign wins over the sentence
-    # CVC-ClinicDB: UFL + FDPT ties DSC + CE + FDPT at 0.8993; ours +0.01 ± small holds, larger than 0
+    # CVC-ClinicDB: UFL + FDPT ties DSC + CE + FDPT at 0.8993; ours +0.01 holds, larger than 0
     assert _verdict(_scores(0.01), 0.0, "higher") == (Direction.holds, Size.larger)
 
 
@@ -60,7 +72,9 @@ def test_direction_and_size_on_hand_intervals():
     assert direction(-0.05, -0.01, -1) is Direction.holds
     assert size(0.01, 0.05, 0.05, 1) is Size.consistent  # the bound counts as inside
     assert size(0.01, 0.05, 0.257, 1) is Size.smaller
-    assert size(-0.05, -0.01, -0.257, -1) is Size.smaller  # a lower-is-claimed gap of the wrong size
+    assert (
+        size(-0.05, -0.01, -0.257, -1) is Size.smaller
+    )  # a lower-is-claimed gap of the wrong size
     assert size(-0.30, -0.28, -0.257, -1) is Size.larger
 
 
@@ -70,8 +84,11 @@ def test_one_repetition_is_the_image_bootstrap_of_report_ci():
 
 
 def test_repetitions_interval_widens_with_repetition_spread():
-    # two repetitions that disagree (+0.1, −0.05) with tiny image noise: the repetition stage dominates
-    reps = [np.full(30, 0.10) + np.linspace(-1e-3, 1e-3, 30), np.full(30, -0.05) + np.linspace(-1e-3, 1e-3, 30)]
+    # two repetitions that disagree (+0.1, −0.05), tiny image noise: repetitions dominate
+    reps = [
+        np.full(30, 0.10) + np.linspace(-1e-3, 1e-3, 30),
+        np.full(30, -0.05) + np.linspace(-1e-3, 1e-3, 30),
+    ]
     low, high = bootstrap_interval(reps)
     assert low == pytest.approx(-0.05, abs=2e-3) and high == pytest.approx(0.10, abs=2e-3)
 

@@ -1,4 +1,4 @@
-"""``report --claims``: each paper claim whose rows were run → difference, interval, tests, verdict.
+"""``report --claims``: each claim whose rows were run → difference, interval, tests, verdict.
 
 For every :class:`~focalbench.report.claims.ClaimPair` the entries that train its rows A and B
 (model, loss family, pruned; :func:`~focalbench.report.published.row_matches`) are looked up on
@@ -72,8 +72,11 @@ class Evidence:
 
     def distance(self, which: str) -> float:
         """Our mean of row A or B in the paper's standard deviations of that cell."""
-        entry, mean, std = ((self.a, self.pair.a_value, self.pair.a_std) if which == "a"
-                            else (self.b, self.pair.b_value, self.pair.b_std))
+        entry, mean, std = (
+            (self.a, self.pair.a_value, self.pair.a_std)
+            if which == "a"
+            else (self.b, self.pair.b_value, self.pair.b_std)
+        )
         values = entry.values(self.pair.metric)
         return verdict.paper_distance(float(values.mean()) if values.size else math.nan, mean, std)
 
@@ -98,7 +101,12 @@ def _differences(a: Run, b: Run, metric: str) -> np.ndarray:
     if metric not in IMAGE_METRICS:
         difference = a.value(metric) - b.value(metric)
         return np.array([difference]) if math.isfinite(difference) else np.array([])
-    if a.per_image is None or b.per_image is None or metric not in a.per_image or metric not in b.per_image:
+    if (
+        a.per_image is None
+        or b.per_image is None
+        or metric not in a.per_image
+        or metric not in b.per_image
+    ):
         return np.array([])
     left = a.per_image.set_index(a.per_image["image_id"].astype(str))[metric].astype(float)
     right = b.per_image.set_index(b.per_image["image_id"].astype(str))[metric].astype(float)
@@ -118,12 +126,26 @@ def _judge(pair: ClaimPair, dataset: str, a: Entry, b: Entry) -> Evidence | None
                 differences.append(d)
     if not differences:
         return None
-    image_test = (stats.paired_wilcoxon(a.per_image(pair.metric), b.per_image(pair.metric))
-                  if pair.metric in IMAGE_METRICS else None)
-    return Evidence(pair, dataset, a, b, repetitions, differences, image_test, verdict.repetition_test(differences))
+    image_test = (
+        stats.paired_wilcoxon(a.per_image(pair.metric), b.per_image(pair.metric))
+        if pair.metric in IMAGE_METRICS
+        else None
+    )
+    return Evidence(
+        pair,
+        dataset,
+        a,
+        b,
+        repetitions,
+        differences,
+        image_test,
+        verdict.repetition_test(differences),
+    )
 
 
-def evaluate(entries: list[Entry], dataset: str | None = None) -> tuple[list[Evidence], list[NotRun]]:
+def evaluate(
+    entries: list[Entry], dataset: str | None = None
+) -> tuple[list[Evidence], list[NotRun]]:
     """Every claim pair judged where both rows ran (on the claim's dataset, or on ``dataset``),
     the p-values of the images' Wilcoxon tests Holm-corrected over the pairs of each paper table."""
     evidence: list[Evidence] = []
@@ -134,14 +156,24 @@ def evaluate(entries: list[Entry], dataset: str | None = None) -> tuple[list[Evi
         for pair in pairs(claim):
             a_entries = [e for e in here if row_matches(pair.a_row, e)]
             b_entries = [e for e in here if row_matches(pair.b_row, e)]
-            judged = [j for a in a_entries for b in b_entries if a.protocol == b.protocol
-                      if (j := _judge(pair, where, a, b)) is not None]
+            judged = [
+                j
+                for a in a_entries
+                for b in b_entries
+                if a.protocol == b.protocol
+                if (j := _judge(pair, where, a, b)) is not None
+            ]
             if judged:
                 evidence += judged
             else:
-                missing = tuple(row["label"] for row, found in ((pair.a_row, a_entries), (pair.b_row, b_entries))
-                                if not found)
-                not_run.append(NotRun(pair, where, missing or (pair.a_row["label"], pair.b_row["label"])))
+                missing = tuple(
+                    row["label"]
+                    for row, found in ((pair.a_row, a_entries), (pair.b_row, b_entries))
+                    if not found
+                )
+                not_run.append(
+                    NotRun(pair, where, missing or (pair.a_row["label"], pair.b_row["label"]))
+                )
     families: dict[tuple[str, str], list[Evidence]] = {}
     for e in evidence:
         if e.image_test is not None:
@@ -165,9 +197,17 @@ def _data_text(data: dict[str, Any] | None) -> str:
     if not data:
         return "fingerprint not recorded (run made before focalbench recorded it)"
     low, high = data.get("native_min"), data.get("native_max")
-    native = f"native {low[0]}×{low[1]}–{high[0]}×{high[1]}" if low and high else "native size not recorded"
+    native = (
+        f"native {low[0]}×{low[1]}–{high[0]}×{high[1]}"
+        if low and high
+        else "native size not recorded"
+    )
     foreground = data.get("foreground_pct")
-    fg = f"foreground {foreground:.2f} %" if isinstance(foreground, (int, float)) else "foreground not recorded"
+    fg = (
+        f"foreground {foreground:.2f} %"
+        if isinstance(foreground, (int, float))
+        else "foreground not recorded"
+    )
     return f"sha256 {data['sha256'][:16]}…, {data['n_images']} images, {native} (H×W), {fg}"
 
 
@@ -175,23 +215,39 @@ def _stated_text(name: str) -> str:
     stated = stated_dataset(name)
     if stated is None:
         return "no paper states this dataset"
-    size = stated.get("average_size") and f"average size {stated['average_size']}" or stated.get("size")
-    fg = f", foreground {stated['foreground_pct']} %" if stated.get("foreground_pct") is not None else ""
-    return f"paper {stated['paper']}: {stated['images']} images, {size}{fg} (\"{stated['quote']}\")"
+    size = (
+        stated.get("average_size")
+        and f"average size {stated['average_size']}"
+        or stated.get("size")
+    )
+    fg = (
+        f", foreground {stated['foreground_pct']} %"
+        if stated.get("foreground_pct") is not None
+        else ""
+    )
+    return f'paper {stated["paper"]}: {stated["images"]} images, {size}{fg} ("{stated["quote"]}")'
 
 
 def provenance(e: Evidence) -> dict[str, Any]:
     """Where the verdict's numbers came from: data copy, split, seeds, protocol, version, device."""
     runs = e.runs
-    fingerprints = {r.resolved.get("data", {}).get("sha256") if r.resolved.get("data") else None: r.resolved.get("data")
-                    for r in runs}
+    fingerprints = {
+        r.resolved.get("data", {}).get("sha256")
+        if r.resolved.get("data")
+        else None: r.resolved.get("data")
+        for r in runs
+    }
     return {
         "data": " | ".join(_data_text(d) for d in fingerprints.values()),
         "paper_data": _stated_text(e.pair.claim.dataset),
         "paper_dataset": e.pair.claim.dataset,
         "not_paper_data": e.dataset != e.pair.claim.dataset,
-        "split": _distinct([f"{r.resolved.get('split')} (split seed {r.resolved.get('split_seed')})" for r in runs]),
-        "repetitions": ", ".join(f"seed {s}" + ("" if f is None else f" fold {f}") for s, f in e.repetitions),
+        "split": _distinct(
+            [f"{r.resolved.get('split')} (split seed {r.resolved.get('split_seed')})" for r in runs]
+        ),
+        "repetitions": ", ".join(
+            f"seed {s}" + ("" if f is None else f" fold {f}") for s, f in e.repetitions
+        ),
         "protocol": _distinct([r.config.get("protocol") for r in runs]),
         "version": _distinct([r.version for r in runs]),
         "device": _distinct([r.metrics.get("device") for r in runs]),
@@ -201,9 +257,12 @@ def provenance(e: Evidence) -> dict[str, Any]:
 
 def provenance_text(p: dict[str, Any]) -> str:
     flag = f"{NOT_PAPER_DATA} (claim on {p['paper_dataset']}); " if p["not_paper_data"] else ""
-    return (f"{flag}data {p['data']} — against {p['paper_data']}; split {p['split']}; repetitions "
-            f"{p['repetitions']}; protocol {p['protocol']}; focalbench {p['version']}; device {p['device']}; "
-            f"precision {p['precision']}")
+    return (
+        f"{flag}data {p['data']} — against {p['paper_data']}; split {p['split']}; repetitions "
+        f"{p['repetitions']}; protocol {p['protocol']}; focalbench {p['version']}; "
+        f"device {p['device']}; "
+        f"precision {p['precision']}"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -231,12 +290,31 @@ def _claim_label(pair: ClaimPair) -> str:
     return f"{c.id} ({c.paper} {c.table})"
 
 
-HEADER = ["Claim", "Data", "A", "B", "Metric", "Reps", "Images", "A − B [95 % CI]", "Published A − B",
-          "Direction", "Size", "p images (Holm)", "p reps", "Reps to decide", "z A", "z B", "Provenance"]
+HEADER = [
+    "Claim",
+    "Data",
+    "A",
+    "B",
+    "Metric",
+    "Reps",
+    "Images",
+    "A − B [95 % CI]",
+    "Published A − B",
+    "Direction",
+    "Size",
+    "p images (Holm)",
+    "p reps",
+    "Reps to decide",
+    "z A",
+    "z B",
+    "Provenance",
+]
 NOT_RUN_HEADER = ["Claim", "Data", "A", "B", "Metric", "Rows without a finished run"]
 
 
-def document(evidence: list[Evidence], not_run: list[NotRun]) -> tuple[Document, list[dict[str, Any]]]:
+def document(
+    evidence: list[Evidence], not_run: list[NotRun]
+) -> tuple[Document, list[dict[str, Any]]]:
     """The verdict table (one row per judged pair), the not-run pairs, and the tidy records."""
     sources: dict[str, str] = {}
     rows: list[list[Text]] = []
@@ -249,66 +327,131 @@ def document(evidence: list[Evidence], not_run: list[NotRun]) -> tuple[Document,
         m = e.pair.metric
         data = e.dataset + (f" ({NOT_PAPER_DATA})" if prov["not_paper_data"] else "")
         decide = e.to_decide
-        rows.append([Text(_claim_label(e.pair)), Text(data), Text(e.pair.a_row["label"]),
-                     Text(e.pair.b_row["label"]), Text(m), Text(str(len(e.repetitions)), numeric=True),
-                     Text(str(e.images), numeric=True),
-                     Text(f"{_signed(e.observed, m)} [{_signed(low, m)}, {_signed(high, m)}]", numeric=True),
-                     Text(_signed(e.pair.published_difference, m), numeric=True),
-                     Text(e.direction.value, bold=e.direction is verdict.Direction.holds), Text(e.size.value),
-                     Text(_p(e.p_holm) if e.image_test else DASH, numeric=True),
-                     Text(_p(e.rep_test.p), numeric=True),
-                     Text(DASH if decide is None else str(decide), numeric=True),
-                     Text(_z(e.distance("a")), numeric=True), Text(_z(e.distance("b")), numeric=True), Text(ref)])
-        records.append({
-            "claim": e.pair.claim.id, "paper": e.pair.claim.paper, "paper_table": e.pair.claim.table,
-            "dataset": e.dataset, "a": e.pair.a_row["label"], "b": e.pair.b_row["label"],
-            "a_entry": e.a.name, "b_entry": e.b.name, "metric": m, "repetitions": len(e.repetitions),
-            "images": e.images, "difference": _clean(e.observed), "ci_low": _clean(low), "ci_high": _clean(high),
-            "published_difference": e.pair.published_difference,
-            "direction": e.direction.value, "size": e.size.value,
-            "wilcoxon_n": e.image_test.n if e.image_test else None,
-            "wilcoxon_w": _clean(e.image_test.statistic) if e.image_test else None,
-            "p": _clean(e.image_test.p) if e.image_test else None, "p_holm": _clean(e.p_holm),
-            "reps_t": _clean(e.rep_test.statistic), "reps_p": _clean(e.rep_test.p),
-            "repetitions_to_decide": decide, "z_a": _clean(e.distance("a")), "z_b": _clean(e.distance("b")),
-            "quote": e.pair.claim.quote, **{f"provenance_{k}": v for k, v in prov.items()},
-        })
+        rows.append(
+            [
+                Text(_claim_label(e.pair)),
+                Text(data),
+                Text(e.pair.a_row["label"]),
+                Text(e.pair.b_row["label"]),
+                Text(m),
+                Text(str(len(e.repetitions)), numeric=True),
+                Text(str(e.images), numeric=True),
+                Text(
+                    f"{_signed(e.observed, m)} [{_signed(low, m)}, {_signed(high, m)}]",
+                    numeric=True,
+                ),
+                Text(_signed(e.pair.published_difference, m), numeric=True),
+                Text(e.direction.value, bold=e.direction is verdict.Direction.holds),
+                Text(e.size.value),
+                Text(_p(e.p_holm) if e.image_test else DASH, numeric=True),
+                Text(_p(e.rep_test.p), numeric=True),
+                Text(DASH if decide is None else str(decide), numeric=True),
+                Text(_z(e.distance("a")), numeric=True),
+                Text(_z(e.distance("b")), numeric=True),
+                Text(ref),
+            ]
+        )
+        records.append(
+            {
+                "claim": e.pair.claim.id,
+                "paper": e.pair.claim.paper,
+                "paper_table": e.pair.claim.table,
+                "dataset": e.dataset,
+                "a": e.pair.a_row["label"],
+                "b": e.pair.b_row["label"],
+                "a_entry": e.a.name,
+                "b_entry": e.b.name,
+                "metric": m,
+                "repetitions": len(e.repetitions),
+                "images": e.images,
+                "difference": _clean(e.observed),
+                "ci_low": _clean(low),
+                "ci_high": _clean(high),
+                "published_difference": e.pair.published_difference,
+                "direction": e.direction.value,
+                "size": e.size.value,
+                "wilcoxon_n": e.image_test.n if e.image_test else None,
+                "wilcoxon_w": _clean(e.image_test.statistic) if e.image_test else None,
+                "p": _clean(e.image_test.p) if e.image_test else None,
+                "p_holm": _clean(e.p_holm),
+                "reps_t": _clean(e.rep_test.statistic),
+                "reps_p": _clean(e.rep_test.p),
+                "repetitions_to_decide": decide,
+                "z_a": _clean(e.distance("a")),
+                "z_b": _clean(e.distance("b")),
+                "quote": e.pair.claim.quote,
+                **{f"provenance_{k}": v for k, v in prov.items()},
+            }
+        )
     by_claim: dict[tuple[str, str], list[NotRun]] = {}
     for n in not_run:
         by_claim.setdefault((n.pair.claim.id, n.dataset), []).append(n)
-    missing_rows = [[_claim_label(group[0].pair), group[0].dataset, group[0].pair.a_row["label"],
-                     ", ".join(n.pair.b_row["label"] for n in group), group[0].pair.metric,
-                     "; ".join(dict.fromkeys(label for n in group for label in n.missing))]
-                    for group in by_claim.values()]
-    records += [{"claim": n.pair.claim.id, "paper": n.pair.claim.paper, "paper_table": n.pair.claim.table,
-                 "dataset": n.dataset, "a": n.pair.a_row["label"], "b": n.pair.b_row["label"],
-                 "metric": n.pair.metric, "published_difference": n.pair.published_difference,
-                 "direction": NOT_RUN, "size": NOT_RUN, "missing": "; ".join(n.missing),
-                 "quote": n.pair.claim.quote} for n in not_run]
+    missing_rows = [
+        [
+            _claim_label(group[0].pair),
+            group[0].dataset,
+            group[0].pair.a_row["label"],
+            ", ".join(n.pair.b_row["label"] for n in group),
+            group[0].pair.metric,
+            "; ".join(dict.fromkeys(label for n in group for label in n.missing)),
+        ]
+        for group in by_claim.values()
+    ]
+    records += [
+        {
+            "claim": n.pair.claim.id,
+            "paper": n.pair.claim.paper,
+            "paper_table": n.pair.claim.table,
+            "dataset": n.dataset,
+            "a": n.pair.a_row["label"],
+            "b": n.pair.b_row["label"],
+            "metric": n.pair.metric,
+            "published_difference": n.pair.published_difference,
+            "direction": NOT_RUN,
+            "size": NOT_RUN,
+            "missing": "; ".join(n.missing),
+            "quote": n.pair.claim.quote,
+        }
+        for n in not_run
+    ]
     notes = [RULE] + [f"{ref}: {text}" for text, ref in sources.items()]
     skipped = unjudged()
-    notes.append(f"{len(skipped)} comparative sentences name no table cell a run can fill (claims.json "
-                 "'unjudged'): " + "; ".join(f"paper {u['paper']} §{u['section']}: {u['why']}" for u in skipped))
+    notes.append(
+        f"{len(skipped)} comparative sentences name no table cell a run can fill (claims.json "
+        "'unjudged'): "
+        + "; ".join(f"paper {u['paper']} §{u['section']}: {u['why']}" for u in skipped)
+    )
     doc = Document(
         title="Do the papers' claims reproduce?",
-        caption=(f"{len(evidence)} comparisons judged, {len(not_run)} not run. One row per claim pair whose rows A "
-                 "and B both have finished runs; A − B is the mean over repetitions of the paired per-image "
-                 "difference."),
-        header=HEADER, rows=rows or [[Text(DASH) for _ in HEADER]], rules=[],
+        caption=(
+            f"{len(evidence)} comparisons judged, {len(not_run)} not run. One row per claim pair "
+            "whose rows A and B both have finished runs; A − B is the mean over repetitions of "
+            "the paired per-image difference."
+        ),
+        header=HEADER,
+        rows=rows or [[Text(DASH) for _ in HEADER]],
+        rules=[],
         notes=notes,
-        appendices=[(f"Claims not run ({len(by_claim)} claims, {len(not_run)} comparisons)", NOT_RUN_HEADER, missing_rows or [[DASH] * len(NOT_RUN_HEADER)])],
+        appendices=[
+            (
+                f"Claims not run ({len(by_claim)} claims, {len(not_run)} comparisons)",
+                NOT_RUN_HEADER,
+                missing_rows or [[DASH] * len(NOT_RUN_HEADER)],
+            )
+        ],
     )
     return doc, records
 
 
 RULE = (
-    "Verdict (docs/report.md): 95 % interval of A − B by a two-stage bootstrap (repetitions, then images "
-    "within each; 2000 resamples, seed 0). Direction: holds = interval wholly on the published side of 0 "
-    "(the sign of the published difference; the sentence's side for a tie), reversed = wholly on the other "
-    "side, unclear = contains 0. Size: consistent = interval contains the published difference, smaller / "
-    "larger = wholly below / above it on the published side. p images: two-sided paired Wilcoxon over the "
-    "images (scores averaged over repetitions per image), Holm over the pairs of one paper table; p reps: "
-    "one-sample t-test of the per-repetition differences. Reps to decide: ⌈R·(half-width/|A − B|)²⌉. "
+    "Verdict (docs/report.md): 95 % interval of A − B by a two-stage bootstrap (repetitions, "
+    "then images within each; 2000 resamples, seed 0). Direction: holds = interval wholly on "
+    "the published side of 0 (the sign of the published difference; the sentence's side for a "
+    "tie), reversed = wholly on the other side, unclear = contains 0. Size: consistent = "
+    "interval contains the published difference, smaller / larger = wholly below / above it on "
+    "the published side. p images: two-sided paired Wilcoxon over the images (scores averaged "
+    "over repetitions per image), Holm over the pairs of one paper table; p reps: one-sample "
+    "t-test of the per-repetition differences. Reps to decide: ⌈R·(half-width/|A − B|)²⌉. "
     "z A / z B: (our mean − paper mean) / paper std of the cell, where the paper prints a std."
 )
 

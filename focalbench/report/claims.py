@@ -1,7 +1,7 @@
 """The papers' claims (``claims.json``) as comparisons of two published rows.
 
 A claim names a paper, a table, a dataset, a metric (a ``published.json`` column), row A, and
-row B — one label, several, or ``*`` = every other row of the dataset's block with a number — and
+row B — one label, several, or ``*`` = every other row of the dataset's block with a number —
 the direction of A − B its sentence states. :func:`pairs` expands it into one
 :class:`ClaimPair` per B row, with the published difference computed from the published table.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from focalbench.report.published import published, published_value, our_metric
+from focalbench.report.published import our_metric, published, published_value
 
 
 @dataclass(frozen=True)
@@ -52,16 +52,30 @@ class ClaimPair:
 
 @functools.cache
 def _raw() -> dict[str, Any]:
-    return json.loads(resources.files("focalbench.report").joinpath("claims.json").read_text(encoding="utf-8"))
+    return json.loads(
+        resources.files("focalbench.report").joinpath("claims.json").read_text(encoding="utf-8")
+    )
 
 
 def claims() -> list[Claim]:
     out = []
     for raw in _raw()["claims"]:
         b = raw["b"]
-        out.append(Claim(raw["id"], raw["paper"], raw["table"], raw["dataset"], raw["metric"], raw["a"],
-                         tuple(b) if isinstance(b, list) else (b,), raw["direction"], raw["section"], raw["quote"],
-                         raw.get("note")))
+        out.append(
+            Claim(
+                raw["id"],
+                raw["paper"],
+                raw["table"],
+                raw["dataset"],
+                raw["metric"],
+                raw["a"],
+                tuple(b) if isinstance(b, list) else (b,),
+                raw["direction"],
+                raw["section"],
+                raw["quote"],
+                raw.get("note"),
+            )
+        )
     return out
 
 
@@ -84,7 +98,9 @@ def table_rows(paper: str, table: str, dataset: str) -> list[dict[str, Any]]:
 
 
 def _column(paper: str, table: str) -> list[str]:
-    return next(t["columns"] for t in published()["tables"] if t["paper"] == paper and t["table"] == table)
+    return next(
+        t["columns"] for t in published()["tables"] if t["paper"] == paper and t["table"] == table
+    )
 
 
 def pairs(claim: Claim) -> list[ClaimPair]:
@@ -95,12 +111,26 @@ def pairs(claim: Claim) -> list[ClaimPair]:
     metric, factor = our_metric(claim.metric)
     a_row = by_label[claim.a]
     a_value, a_std = published_value(a_row["values"][column])
-    others = [r for r in rows if r is not a_row] if claim.b == ("*",) else [by_label[label] for label in claim.b]
+    others = (
+        [r for r in rows if r is not a_row]
+        if claim.b == ("*",)
+        else [by_label[label] for label in claim.b]
+    )
     out = []
     for b_row in others:
         b_value, b_std = published_value(b_row["values"][column])
         if a_value is None or b_value is None:
             continue  # a cell the paper does not print (paper 000 Table 4, DRIVE, pruned)
-        out.append(ClaimPair(claim, a_row, b_row, metric, a_value * factor, b_value * factor,
-                             None if a_std is None else a_std * factor, None if b_std is None else b_std * factor))
+        out.append(
+            ClaimPair(
+                claim,
+                a_row,
+                b_row,
+                metric,
+                a_value * factor,
+                b_value * factor,
+                None if a_std is None else a_std * factor,
+                None if b_std is None else b_std * factor,
+            )
+        )
     return out

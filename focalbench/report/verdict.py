@@ -61,8 +61,12 @@ def observed_difference(differences: list[np.ndarray]) -> float:
     return float(np.mean(means)) if means else math.nan
 
 
-def bootstrap_interval(differences: list[np.ndarray], level: float = LEVEL, resamples: int = RESAMPLES,
-                       seed: int = SEED) -> tuple[float, float]:
+def bootstrap_interval(
+    differences: list[np.ndarray],
+    level: float = LEVEL,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> tuple[float, float]:
     """Percentile interval of D: repetitions resampled with replacement (when R > 1), then the
     images of each drawn repetition with replacement (Davison & Hinkley 1997, §3.8)."""
     reps = [np.asarray(d, dtype=float) for d in differences if len(d)]
@@ -84,13 +88,15 @@ def repetition_test(differences: list[np.ndarray]) -> RepetitionTest:
     """t-test across repetitions of their mean differences (``scipy.stats.ttest_1samp``)."""
     means = np.array([np.mean(d) for d in differences if len(d)], dtype=float)
     if means.size < 2 or np.all(means == means[0]):
-        return RepetitionTest(int(means.size), math.nan, 1.0 if means.size >= 2 and means[0] == 0 else math.nan)
+        return RepetitionTest(
+            int(means.size), math.nan, 1.0 if means.size >= 2 and means[0] == 0 else math.nan
+        )
     result = stats.ttest_1samp(means, 0.0)
     return RepetitionTest(int(means.size), float(result.statistic), float(result.pvalue))
 
 
 def published_side(published: float, stated: str) -> int:
-    """+1 when the paper has A above B, −1 below; a tie (0) takes the sentence's 'higher'/'lower'."""
+    """+1 when the paper has A above B, −1 below; a tie (0) takes the sentence's side."""
     if published > 0:
         return 1
     if published < 0:
@@ -115,7 +121,7 @@ def size(low: float, high: float, published: float, side: int) -> Size:
 
 
 def repetitions_to_decide(low: float, high: float, observed: float, repetitions: int) -> int | None:
-    """R' = ⌈R · (h / |D|)²⌉ with h the half-width: the repetitions at which an interval of the
+    """R' = ⌈R · (h / |D|)²⌉, h the half-width: the repetitions at which an interval of the
     observed spread, centred on D, would exclude 0. ``None`` when D = 0 (no number decides)."""
     if not all(map(math.isfinite, (low, high, observed))) or observed == 0:
         return None
