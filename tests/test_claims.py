@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import re
@@ -14,10 +15,11 @@ from scipy import stats as sps
 from typer.testing import CliRunner
 
 from focalbench.cli import app
+from focalbench.datasets import load
 from focalbench.report import build_report
 from focalbench.report.claims import claims, pairs, stated_dataset, table_rows, unjudged
 from focalbench.report.published import published
-from focalbench.report.stats import holm
+from focalbench.report.stats import bootstrap_ci, holm
 from tests.test_report import make_run
 
 PAPERS = Path(os.environ.get("FOCALBENCH_PAPERS", "/work/shared/papers"))
@@ -122,7 +124,10 @@ def test_claims_on_hand_built_runs_give_differences_wilcoxon_with_holm_and_verdi
         and headline["repetitions"] == 1
         and headline["images"] == 6
     )
-    assert headline["ci_low"] <= headline["published_difference"] or headline["size"] == "smaller"
+    # one repetition: the interval is the image bootstrap of the 6 differences (as `--ci`)
+    assert (headline["ci_low"], headline["ci_high"]) == pytest.approx(bootstrap_ci(d))
+    expected = "consistent" if headline["ci_low"] <= 0.257 <= headline["ci_high"] else "smaller"
+    assert headline["size"] == expected
     # Wilcoxon on the 6 pairs, Holm over every judged pair of paper 003 Table 1
     assert headline["p"] == pytest.approx(
         sps.wilcoxon(scores["deep_supervision"], scores["dice"]).pvalue
@@ -220,6 +225,13 @@ def test_claims_end_to_end_on_the_sample_with_the_smoke_protocol(tmp_path):
     assert verdict["ci_low"] <= verdict["difference"] <= verdict["ci_high"]
     data = runs[("dice", 0)][1]
     assert data["n_images"] == 48 and data["native_min"] == data["native_max"] == [128, 128]
+    # the fingerprint's definition: sha256 over the ids, then each array's shape and bytes
+    arrays = load("sample", size=tuple(data["size"]))
+    digest = hashlib.sha256("\n".join(arrays.ids).encode())
+    for array in (arrays.images, arrays.masks):
+        digest.update(repr(array.shape).encode())
+        digest.update(array.tobytes())
+    assert data["sha256"] == digest.hexdigest()
     assert data["sha256"][:16] in verdict["provenance_data"]
     assert verdict["provenance_not_paper_data"] is True
     assert verdict["provenance_protocol"] == "smoke" and verdict["provenance_device"] == "cpu"
@@ -239,3 +251,12 @@ def test_claims_end_to_end_on_the_sample_with_the_smoke_protocol(tmp_path):
             ],
         )
         assert text.exit_code == 0 and "000-T2-DRIVE-ufl-vs-dsc" in text.output
+
+
+def test_claims_refuses_the_table_options_it_does_not_use(tmp_path):
+    results = tmp_path / "results"
+    make_run(results, "sample", "unet", "dice", [0.5, 0.6])
+    out = CliRunner().invoke(app, ["report", "--results", str(results), "--claims", "--baseline", "dice"])
+    assert out.exit_code == 2 and "drop --baseline" in out.output
+    out = CliRunner().invoke(app, ["report", "--results", str(results), "--claims", "--dataset", "drive"])
+    assert out.exit_code == 2 and "datasets with runs: sample" in out.output

@@ -70,6 +70,11 @@ def build_report(results: str | os.PathLike | None = None, table: TableName | st
     ``dataset`` then names the dataset whose runs every claim is judged on."""
     table_name = _enum(TableName, table, "--table")
     fmt = _enum(Format, fmt, "--format")
+    if claims:
+        extra = [flag for flag, given in (("--table", table_name is not TableName.auto), ("--vs-paper", vs_paper),
+                                          ("--baseline", baseline), ("--ci", ci), ("--plots", plots)) if given]
+        if extra:
+            raise FocalbenchError(f"--claims builds its own table with intervals and tests; drop {', '.join(extra)}")
     results = Path(results if results is not None else os.environ.get("FOCALBENCH_RESULTS", "results"))
     if not results.is_dir():
         raise FocalbenchError(f"results folder {str(results)!r} not found; pass --results DIR (the folder holding runs/)")

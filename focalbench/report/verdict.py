@@ -85,12 +85,15 @@ def bootstrap_interval(
 
 
 def repetition_test(differences: list[np.ndarray]) -> RepetitionTest:
-    """t-test across repetitions of their mean differences (``scipy.stats.ttest_1samp``)."""
+    """t-test across repetitions of their mean differences (``scipy.stats.ttest_1samp``).
+
+    Below 2 repetitions there is no test (NaN). Repetitions without spread have no t either:
+    p = 1 when they are all 0 (no difference), NaN otherwise (t would be infinite)."""
     means = np.array([np.mean(d) for d in differences if len(d)], dtype=float)
-    if means.size < 2 or np.all(means == means[0]):
-        return RepetitionTest(
-            int(means.size), math.nan, 1.0 if means.size >= 2 and means[0] == 0 else math.nan
-        )
+    if means.size < 2:
+        return RepetitionTest(int(means.size), math.nan, math.nan)
+    if np.all(means == means[0]):
+        return RepetitionTest(int(means.size), math.nan, 1.0 if means[0] == 0 else math.nan)
     result = stats.ttest_1samp(means, 0.0)
     return RepetitionTest(int(means.size), float(result.statistic), float(result.pvalue))
 
