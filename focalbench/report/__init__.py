@@ -5,7 +5,10 @@
 
 Layouts (:mod:`~focalbench.report.layouts`), statistics (:mod:`~focalbench.report.stats`),
 formatters (:mod:`~focalbench.report.formats`), the papers' numbers
-(:mod:`~focalbench.report.published`) and plots (:mod:`~focalbench.report.plots`).
+(:mod:`~focalbench.report.published`), their claims (:mod:`~focalbench.report.claims`) judged by
+the verdict rule (:mod:`~focalbench.report.verdict`, laid out by
+:mod:`~focalbench.report.claim_report`: ``report("results", claims=True)``) and plots
+(:mod:`~focalbench.report.plots`).
 """
 
 from focalbench.report.build import Report, build_report, report
