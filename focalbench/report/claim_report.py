@@ -249,17 +249,33 @@ def provenance(e: Evidence) -> dict[str, Any]:
             f"seed {s}" + ("" if f is None else f" fold {f}") for s, f in e.repetitions
         ),
         "protocol": _distinct([r.config.get("protocol") for r in runs]),
+        "protocol_source": _distinct([r.resolved.get("source") for r in runs]),
+        "recipe": _distinct([_recipe(r.resolved) for r in runs]),
         "version": _distinct([r.version for r in runs]),
         "device": _distinct([r.metrics.get("device") for r in runs]),
         "precision": _distinct([r.resolved.get("precision") for r in runs]),
     }
 
 
+def _recipe(resolved: dict[str, Any]) -> str | None:
+    """The protocol fields that most often explain a gap: size, epochs, batch, optimiser, input,
+    checkpoint."""
+    if not resolved.get("size"):
+        return None
+    height, width = resolved["size"]
+    return (
+        f"{height}×{width}, {resolved.get('epochs')} epochs × batch {resolved.get('batch_size')}, "
+        f"{resolved.get('optimizer')} lr {resolved.get('lr')}, "
+        f"{resolved.get('normalization')} input, {resolved.get('test_checkpoint')} checkpoint tested"
+    )
+
+
 def provenance_text(p: dict[str, Any]) -> str:
     flag = f"{NOT_PAPER_DATA} (claim on {p['paper_dataset']}); " if p["not_paper_data"] else ""
     return (
         f"{flag}data {p['data']} — against {p['paper_data']}; split {p['split']}; repetitions "
-        f"{p['repetitions']}; protocol {p['protocol']}; focalbench {p['version']}; "
+        f"{p['repetitions']}; protocol {p['protocol']} ({p['protocol_source']}; {p['recipe']}); "
+        f"focalbench {p['version']}; "
         f"device {p['device']}; "
         f"precision {p['precision']}"
     )
