@@ -256,7 +256,8 @@ def test_claims_end_to_end_on_the_sample_with_the_smoke_protocol(tmp_path):
 def test_claims_refuses_the_table_options_it_does_not_use(tmp_path):
     results = tmp_path / "results"
     make_run(results, "sample", "unet", "dice", [0.5, 0.6])
-    out = CliRunner().invoke(app, ["report", "--results", str(results), "--claims", "--baseline", "dice"])
+    claims = ["report", "--results", str(results), "--claims"]
+    out = CliRunner().invoke(app, [*claims, "--baseline", "dice"])
     assert out.exit_code == 2 and "drop --baseline" in out.output
-    out = CliRunner().invoke(app, ["report", "--results", str(results), "--claims", "--dataset", "drive"])
+    out = CliRunner().invoke(app, [*claims, "--dataset", "drive"])
     assert out.exit_code == 2 and "datasets with runs: sample" in out.output

@@ -266,7 +266,8 @@ def _recipe(resolved: dict[str, Any]) -> str | None:
     return (
         f"{height}×{width}, {resolved.get('epochs')} epochs × batch {resolved.get('batch_size')}, "
         f"{resolved.get('optimizer')} lr {resolved.get('lr')}, "
-        f"{resolved.get('normalization')} input, {resolved.get('test_checkpoint')} checkpoint tested"
+        f"{resolved.get('normalization')} input, "
+        f"{resolved.get('test_checkpoint')} checkpoint tested"
     )
 
 
