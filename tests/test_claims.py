@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import stats as sps
+from test_report import make_run  # tests/ is on sys.path (rootdir-less test folder)
 from typer.testing import CliRunner
 
 from focalbench.cli import app
@@ -20,7 +21,6 @@ from focalbench.report import build_report
 from focalbench.report.claims import claims, pairs, stated_dataset, table_rows, unjudged
 from focalbench.report.published import published
 from focalbench.report.stats import bootstrap_ci, holm
-from tests.test_report import make_run
 
 PAPERS = Path(os.environ.get("FOCALBENCH_PAPERS", "/work/shared/papers"))
 
