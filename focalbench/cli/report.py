@@ -40,9 +40,10 @@ def report(
     ci: bool = typer.Option(False, "--ci", help="Add bootstrap 95% intervals (2000 resamples, seed 0) over test images."),
     claims: bool = typer.Option(
         False, "--claims",
-        help="Judge every claim of the papers whose rows were run: A - B with a 95% interval, paired tests, "
-        "verdict (holds/reversed/unclear; consistent/smaller/larger) and provenance. With --dataset D, the "
-        "claims are judged on D's runs (flagged when D is not the paper's dataset).",
+        help="Judge every claim of the papers whose rows were run: A - B with a 95% interval, "
+        "paired tests, verdict (holds/reversed/unclear; consistent/smaller/larger) and "
+        "provenance. With --dataset D, the claims are judged on D's runs (flagged when D is "
+        "not the paper's dataset).",
     ),
     json_out: bool = JsonOption,
 ) -> None:

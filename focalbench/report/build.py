@@ -57,7 +57,8 @@ def report(results: str | os.PathLike | None = None, table: TableName | str = "a
 
     See :func:`build_report` for the records (``--json``) and the written paths.
     """
-    return build_report(results, table, dataset, fmt, out, plots, vs_paper, baseline, ci, protocol, claims).text
+    return build_report(results, table, dataset, fmt, out, plots, vs_paper, baseline, ci, protocol,
+                        claims).text
 
 
 def build_report(results: str | os.PathLike | None = None, table: TableName | str = "auto",
@@ -71,10 +72,11 @@ def build_report(results: str | os.PathLike | None = None, table: TableName | st
     table_name = _enum(TableName, table, "--table")
     fmt = _enum(Format, fmt, "--format")
     if claims:
-        extra = [flag for flag, given in (("--table", table_name is not TableName.auto), ("--vs-paper", vs_paper),
-                                          ("--baseline", baseline), ("--ci", ci), ("--plots", plots)) if given]
-        if extra:
-            raise FocalbenchError(f"--claims builds its own table with intervals and tests; drop {', '.join(extra)}")
+        given = {"--table": table_name is not TableName.auto, "--vs-paper": vs_paper,
+                 "--baseline": baseline, "--ci": ci, "--plots": plots}
+        if extra := [flag for flag, value in given.items() if value]:
+            raise FocalbenchError(f"--claims builds its own table with intervals and tests; "
+                                  f"drop {', '.join(extra)}")
     results = Path(results if results is not None else os.environ.get("FOCALBENCH_RESULTS", "results"))
     if not results.is_dir():
         raise FocalbenchError(f"results folder {str(results)!r} not found; pass --results DIR (the folder holding runs/)")
@@ -105,7 +107,7 @@ def build_report(results: str | os.PathLike | None = None, table: TableName | st
         notes=notes(tab, tests, skipped, baseline),
         appendices=[vs_paper_table(comparisons)] if vs_paper else [],
     )
-    text = {Format.markdown: formats.markdown, Format.latex: formats.latex}.get(fmt, lambda _: formats.csv_text(records))(doc)
+    text = _render(fmt, doc, records)
     path = Path(out) if out is not None else results / "reports" / _default_name(table_name, dataset, fmt)
     atomic_write_text(path, text)
     made = []
@@ -119,16 +121,25 @@ def build_report(results: str | os.PathLike | None = None, table: TableName | st
 def _claims_report(results: Path, entries: list[Entry], dataset: str | None, fmt: Format,
                    out: str | os.PathLike | None, skipped: list[Skipped]) -> Report:
     if dataset is not None and dataset not in {e.dataset for e in entries}:
-        known = sorted({e.dataset for e in entries}) or ["none"]
-        raise FocalbenchError(f"no runs for dataset {dataset!r} in {results}; datasets with runs: {', '.join(known)}")
+        known = ", ".join(sorted({e.dataset for e in entries})) or "none"
+        raise FocalbenchError(f"no runs for dataset {dataset!r} in {results}; datasets with runs: {known}")
     evidence, not_run = evaluate(entries, dataset)
     doc, records = document(evidence, not_run)
     doc.notes += [f"skipped corrupt run folder {s.path}: {s.reason}" for s in skipped]
-    text = {Format.markdown: formats.markdown, Format.latex: formats.latex}.get(fmt, lambda _: formats.csv_text(records))(doc)
+    text = _render(fmt, doc, records)
     name = f"report-claims{'-' + dataset if dataset else ''}.{formats.EXTENSIONS[fmt]}"
     path = Path(out) if out is not None else results / "reports" / name
     atomic_write_text(path, text)
     return Report(text, records, path, [], skipped)
+
+
+def _render(fmt: Format, doc: Document, records: list[dict[str, Any]]) -> str:
+    """Markdown and LaTeX lay out the document; CSV is the tidy records."""
+    if fmt is Format.markdown:
+        return formats.markdown(doc)
+    if fmt is Format.latex:
+        return formats.latex(doc)
+    return formats.csv_text(records)
 
 
 def _enum(kind: type, value: Any, flag: str) -> Any:

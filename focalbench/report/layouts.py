@@ -178,7 +178,8 @@ LAYOUTS: dict[TableName, Layout] = {
         ("Dataset", "Model", "Parameters"),
         lambda e: not e.pruned and e.model in {"unet", "attention-unet", "pyramid-attention-unet"},
         lambda e: (f"{e.model} + {e.loss}", _loss_arguments(e) or _variant(e)), ("bus", "isic2018"),
-        filled_labels=lambda slot, e: (slot.labels[0], _loss_arguments(e) or slot.labels[1]), paper="003",
+        filled_labels=lambda slot, e: (slot.labels[0], _loss_arguments(e) or slot.labels[1]),
+        paper="003",
     ),
     TableName.focusnet: Layout(
         TableName.focusnet,

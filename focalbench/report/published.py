@@ -53,7 +53,7 @@ def our_metric(column: str) -> tuple[str, float]:
 
 def row_matches(row: dict[str, Any], entry: Entry) -> bool:
     """The entry trains what the published row reports (model, loss family, pruned), on any dataset.
-    A zero-initialised Focal network (w₀ = 0) is the pruning step's probe, which no paper row reports."""
+    A zero-initialised Focal network (w₀ = 0) is the pruning step's probe: no paper row reports it."""
     if row.get("model") != entry.model or entry.model_params.get("focal_init") == 0:
         return False
     if bool(row.get("pruned", False)) != entry.pruned:
