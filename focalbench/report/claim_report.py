@@ -468,7 +468,7 @@ RULE = (
     "interval contains the published difference, smaller / larger = wholly below / above it on "
     "the published side. p images: two-sided paired Wilcoxon over the images (scores averaged "
     "over repetitions per image), Holm over the pairs of one paper table; p reps: one-sample "
-    "t-test of the per-repetition differences. Reps to decide: ⌈R·(half-width/|A − B|)²⌉. "
+    "t-test of the per-repetition differences. Reps to decide: ceil(R·(half-width/|A − B|)²). "
     "z A / z B: (our mean − paper mean) / paper std of the cell, where the paper prints a std."
 )
 
