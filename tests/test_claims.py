@@ -261,3 +261,13 @@ def test_claims_refuses_the_table_options_it_does_not_use(tmp_path):
     assert out.exit_code == 2 and "drop --baseline" in out.output
     out = CliRunner().invoke(app, [*claims, "--dataset", "drive"])
     assert out.exit_code == 2 and "datasets with runs: sample" in out.output
+
+
+def test_rows_of_different_protocols_are_not_paired(tmp_path):
+    results = tmp_path / "results"
+    make_run(results, "bus", "unet", "dice", [0.5, 0.6], protocol="paper003")
+    make_run(results, "bus", "unet", "tversky", [0.7, 0.8], protocol="smoke")
+    records = build_report(results, claims=True).records
+    tl = [r for r in records if r["claim"] == "003-BUS-unet-tl-vs-dl"]
+    assert len(tl) == 1 and tl[0]["direction"] == "not run"
+    assert tl[0]["missing"] == "both rows ran, but no (protocol, seed, fold) has both"

@@ -90,7 +90,15 @@ class Evidence:
 class NotRun:
     pair: ClaimPair
     dataset: str
-    missing: tuple[str, ...]  # the paper's row labels without a finished run
+    # the paper's row labels without a finished run; both rows ran but never in one protocol
+    # and (seed, fold) when empty
+    missing: tuple[str, ...]
+
+    @property
+    def reason(self) -> str:
+        if self.missing:
+            return "; ".join(self.missing)
+        return "both rows ran, but no (protocol, seed, fold) has both"
 
 
 def _repetition(run: Run) -> tuple[Any, Any]:
@@ -171,9 +179,7 @@ def evaluate(
                     for row, found in ((pair.a_row, a_entries), (pair.b_row, b_entries))
                     if not found
                 )
-                not_run.append(
-                    NotRun(pair, where, missing or (pair.a_row["label"], pair.b_row["label"]))
-                )
+                not_run.append(NotRun(pair, where, missing))
     families: dict[tuple[str, str], list[Evidence]] = {}
     for e in evidence:
         if e.image_test is not None:
@@ -410,7 +416,7 @@ def document(
             group[0].pair.a_row["label"],
             ", ".join(n.pair.b_row["label"] for n in group),
             group[0].pair.metric,
-            "; ".join(dict.fromkeys(label for n in group for label in n.missing)),
+            "; ".join(dict.fromkeys(x for n in group for x in (n.missing or (n.reason,)))),
         ]
         for group in by_claim.values()
     ]
@@ -426,7 +432,7 @@ def document(
             "published_difference": n.pair.published_difference,
             "direction": NOT_RUN,
             "size": NOT_RUN,
-            "missing": "; ".join(n.missing),
+            "missing": n.reason,
             "quote": n.pair.claim.quote,
         }
         for n in not_run
