@@ -332,7 +332,7 @@ HEADER = [
     "z B",
     "Provenance",
 ]
-NOT_RUN_HEADER = ["Claim", "Data", "A", "B", "Metric", "Rows without a finished run"]
+NOT_RUN_HEADER = ["Claim", "Data", "A", "B", "Metric", "Why not run (rows without a finished run)"]
 
 
 def document(
