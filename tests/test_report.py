@@ -497,16 +497,15 @@ def _samples(seed: int) -> dict[str, np.ndarray]:
             "masks": masks, "probs": probs}
 
 
-def test_plots_are_written_as_png_for_focal_weights_curves_samples_and_fdpt(results, tmp_path):
-    make_run(results, "sample", "focal-use-net", "ufl", [0.7, 0.8],
+def test_plots_are_named_by_what_they_show_and_drawn_only_where_the_runs_allow(results, tmp_path):
+    make_run(results, "sample", "focal-use-net", "ufl", [0.7, 0.8], model_params={"focal_init": 0.0},
              history=_history({"se1": 0.05, "se2": 0.4, "se9": 0.9}), samples=_samples(0))
     make_run(results, "sample", "unet", "ufl", [0.6, 0.7], history=_history({}), samples=_samples(1))
-    built = build_report(results, plots=tmp_path / "plots")
+    built = build_report(results, table="se", plots=tmp_path / "plots")
     names = sorted(p.name for p in built.plots)
-    focal = [n for n in names if n.startswith("focal-")]
-    assert len(focal) == 1 and "focal-use-net" in focal[0]  # the U-Net has no focal weights
-    assert len([n for n in names if n.startswith("curves-")]) == 2
-    assert "samples-sample.png" in names and "fdpt-weights.png" in names
+    # no FDPT in this study: no boundary-weight map; no hash where the labels already differ
+    assert names == ["curves-sample-focal-use-net-w0-0.png", "curves-sample-u-net.png",
+                     "se-sample-focal-weights.png", "se-sample-predictions.png", "se-sample-summary.png"]
     for path in built.plots:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -536,4 +535,4 @@ def test_report_reads_the_run_folders_the_engine_writes(results, tmp_path):
     engine = json.loads(next((results / "runs").glob("sample-unet-*/metrics.json")).read_text())
     assert metrics["unet"]["mean"] == pytest.approx(engine["test"]["dsc"])  # per-image mean, as the engine's
     assert 0 <= metrics["focal-use-net"]["p"] <= 1
-    assert any(p.name.startswith("focal-sample-focal-use-net") for p in built.plots)
+    assert {"auto-sample-summary.png", "auto-sample-focal-weights.png"} <= {p.name for p in built.plots}

@@ -102,7 +102,7 @@ def build_report(results: str | os.PathLike | None = None, table: TableName | st
     if plots is not None:
         from focalbench.report.plots import make_plots
 
-        made = make_plots(tab, Path(plots))
+        made = make_plots(tab, Path(plots), tests)
     return Report(text, records, path, made, skipped)
 
 
