@@ -40,6 +40,7 @@ from typing import Any
 
 from focalbench.config import RunConfig, split_params
 from focalbench.errors import FocalbenchError
+from focalbench.engine.progress import PlainGridLog, output_is_terminal
 from focalbench.executors import (
     CellResult,
     CellTask,
@@ -464,7 +465,8 @@ def _drive(grid: GridPlan, runner: LocalExecutor | RayExecutor, results: str, re
             dependents.setdefault(c.source, []).append(i)
     in_flight: set[int] = set()
     durations: list[float] = []
-    display = GridProgress(grid, results, runner.capacity) if progress else None
+    # a log file or CI cannot redraw a live display: plain lines there (engine.progress)
+    display = (GridProgress if output_is_terminal() else PlainGridLog)(grid, results, runner.capacity) if progress else None
     try:
         while ready or in_flight:
             while ready and runner.free > 0:
