@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,15 +96,31 @@ def build_report(results: str | os.PathLike | None = None, table: TableName | st
         notes=notes(tab, tests, skipped, baseline),
         appendices=[vs_paper_table(comparisons)] if vs_paper else [],
     )
-    text = {Format.markdown: formats.markdown, Format.latex: formats.latex}.get(fmt, lambda _: formats.csv_text(records))(doc)
+    made = _plots(tab, Path(plots), tests) if plots is not None else []
+    if fmt is Format.html:
+        text = _html(doc, tab, tests, made)
+    else:
+        text = {Format.markdown: formats.markdown, Format.latex: formats.latex}.get(
+            fmt, lambda _: formats.csv_text(records))(doc)
     path = Path(out) if out is not None else results / "reports" / _default_name(table_name, dataset, fmt)
     atomic_write_text(path, text)
-    made = []
-    if plots is not None:
-        from focalbench.report.plots import make_plots
-
-        made = make_plots(tab, Path(plots), tests)
     return Report(text, records, path, made, skipped)
+
+
+def _plots(table: Table, folder: Path, tests: list[TestResult]) -> list[Path]:
+    from focalbench.report.plots import make_plots
+
+    return make_plots(table, folder, tests)
+
+
+def _html(doc: Document, table: Table, tests: list[TestResult], made: list[Path]) -> str:
+    """The page with every figure inlined; without --plots the figures are drawn in a temporary folder."""
+    from focalbench.report.html import html_document
+
+    if made:
+        return html_document(doc, made, table.entries)
+    with tempfile.TemporaryDirectory() as folder:
+        return html_document(doc, _plots(table, Path(folder), tests), table.entries)
 
 
 def _enum(kind: type, value: Any, flag: str) -> Any:
