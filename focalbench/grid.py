@@ -40,7 +40,6 @@ from typing import Any
 
 from focalbench.config import RunConfig, split_params
 from focalbench.errors import FocalbenchError
-from focalbench.engine.progress import PlainGridLog, output_is_terminal
 from focalbench.executors import (
     CellResult,
     CellTask,
@@ -455,6 +454,7 @@ def _write_grid(grid_dir: Path, grid: GridPlan, threshold: float) -> None:
 def _drive(grid: GridPlan, runner: LocalExecutor | RayExecutor, results: str, retry_failed: bool,
            threshold: float, train_fn: TrainFn | None, grid_dir: Path, progress: bool) -> None:
     """Feed ready cells to the executor; derive pruned cells as their sources finish."""
+    from focalbench.engine.progress import PlainGridLog, output_is_terminal
     from focalbench.prune import decide, record
 
     cells = grid.cells
