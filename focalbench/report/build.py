@@ -15,14 +15,12 @@ from focalbench.errors import FocalbenchError
 from focalbench.report import formats, stats
 from focalbench.report.formats import DASH, DAGGER, Document, Format, Text
 from focalbench.report.layouts import (
-    LAYOUTS, LOWER_IS_BETTER, NOT_RANKED, Cell, Table, TableName, block_title, build_table,
+    DECIMALS, LAYOUTS, LOWER_IS_BETTER, NOT_RANKED, Cell, Table, TableName, block_title, build_table,
 )
 from focalbench.report.published import Comparison, compare
 from focalbench.report.runs import IMAGE_METRICS, Entry, Skipped, group_entries, load_runs
 from focalbench.store import atomic_write_text
 
-#: Decimals of a score (paper 000 prints four).
-DECIMALS = 4
 
 
 @dataclass(frozen=True)
@@ -147,14 +145,14 @@ def cell_stats(cell: Cell) -> tuple[float, float, int]:
     return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else math.nan, int(values.size)
 
 
-def format_value(metric: str, value: float) -> str:
+def format_value(metric: str, value: float, decimals: int = DECIMALS) -> str:
     if metric == "params":
         return f"{value / 1e6:.2f}"
     if metric in {"gflops", "hd95"}:
         return f"{value:.2f}"
     if metric == "modules":
         return f"{value:.0f}"
-    return f"{value:.{DECIMALS}f}"
+    return f"{value:.{decimals}f}"
 
 
 def _value_text(cell: Cell) -> str:
@@ -164,11 +162,12 @@ def _value_text(cell: Cell) -> str:
     mean, std, n = cell_stats(cell)
     if n == 0:
         return DASH
-    text = format_value(cell.metric, mean)
+    metric, places = cell.metric, cell.decimals
+    text = format_value(metric, mean, places)
     if n > 1:
-        text += f" ± {format_value(cell.metric, std)}"
+        text += f" ± {format_value(metric, std, places)}"
     if cell.ci is not None and all(map(math.isfinite, cell.ci)):
-        text += f" [{format_value(cell.metric, cell.ci[0])}, {format_value(cell.metric, cell.ci[1])}]"
+        text += f" [{format_value(metric, cell.ci[0], places)}, {format_value(metric, cell.ci[1], places)}]"
     return text
 
 
@@ -189,7 +188,7 @@ def mark_best(table: Table) -> None:
     for cells in groups.values():
         if len(cells) < 2:
             continue
-        shown = [float(format_value(c.metric, cell_stats(c)[0])) for c in cells]
+        shown = [float(format_value(c.metric, cell_stats(c)[0], c.decimals)) for c in cells]
         best = min(shown) if cells[0].metric in LOWER_IS_BETTER else max(shown)
         for cell, value in zip(cells, shown):
             cell.bold = value == best
