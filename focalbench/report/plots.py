@@ -242,7 +242,9 @@ def focal_weights_plot(dataset: str, rows: list[PlotRow], path: Path,
                          linestyle="-" if is_kept else ":", linewidth=2.0 if is_kept else 1.2, label=position)
         line_ax.axhline(threshold, color="tab:red", linestyle="--", linewidth=1)
         line_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        top = max(1.0, float(history[columns].max().max())) * 1.18  # room for the bars' values
+        highest = float(history[columns].max().max())
+        # w₀ = 0 weights stay small: a scale up to 1 would flatten the separation the pruning reads
+        top = (max(2.5 * threshold, highest) if decides else max(1.0, highest)) * 1.18  # + room for values
         line_ax.set(xlabel="epoch", ylabel="Focal weight w", ylim=(0, top))
         # below the axes: a legend inside would hide the lines of the w₀ = 1 network near 1
         line_ax.legend(ncol=min(len(columns), 5), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2),
