@@ -1,4 +1,4 @@
-"""`focalbench datasets` says the licence and how to get each set; `focalbench models` lists from a cache."""
+"""`datasets` says each licence and how to get the set; `models` lists from a cache."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
+import tomllib
 from typer.testing import CliRunner
 
 from focalbench.cli import app
@@ -52,18 +52,26 @@ def test_models_counts_once_then_lists_from_the_cache_without_importing_torch(tm
     assert rows["unet"]["params"] == 7_766_018 - 33  # models spec §1, as in test_models_families
     assert "gflops" not in rows["unet"]  # FLOPs only with --size
     assert (cache_dir() / f"models-{fingerprint(None, 3)}.json").is_file()
-    probe = ("import json, sys; from focalbench.cli.models import model_rows; rows = model_rows(); "
-             "print(json.dumps({'torch': 'torch' in sys.modules, 'n': len(rows)}))")
+    probe = (
+        "import json, sys; from focalbench.cli.models import model_rows; rows = model_rows(); "
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'n': len(rows)}))"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FOCALBENCH_CACHE": str(cache_dir())}
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == {"torch": False, "n": len(rows)}
 
 
 def test_the_cli_starts_without_torch_scipy_or_pandas():
-    probe = ("import sys; import focalbench.cli; "
-             "print(sorted(m for m in ('torch', 'scipy', 'pandas', 'matplotlib') if m in sys.modules))")
+    probe = (
+        "import sys; import focalbench.cli; "
+        "print(sorted(m for m in ('torch', 'scipy', 'pandas', 'matplotlib') if m in sys.modules))"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -1,15 +1,16 @@
-"""Report figures: named by what they show, one summary per table, boundary maps only with a penalty."""
+"""Report figures: named by what they show, a summary per table, FDPT maps only with a penalty."""
 
 from __future__ import annotations
 
 import re
 
+from test_report import _history, _samples, make_run
+
 from focalbench.report import build_report
-from focalbench.report.plots import plot_rows, slug, uses_distance_penalty
 from focalbench.report.build import significance
 from focalbench.report.layouts import LAYOUTS, TableName, build_table
+from focalbench.report.plots import plot_rows, slug, uses_distance_penalty
 from focalbench.report.runs import group_entries, load_runs
-from test_report import _history, _samples, make_run
 
 
 def test_slug_turns_a_row_label_into_a_readable_file_name_part():
@@ -63,8 +64,15 @@ def test_summary_marks_the_baseline_and_each_rows_holm_adjusted_verdict(tmp_path
 
 def test_focal_weights_figure_is_drawn_for_the_focal_rows_and_not_for_the_plain_unet(tmp_path):
     results = tmp_path / "results"
-    make_run(results, "sample", "focal-use-net", "ufl", [0.7, 0.8], model_params={"focal_init": 0.0},
-             history=_history({"se1": 0.05, "se2": 0.4}))
+    make_run(
+        results,
+        "sample",
+        "focal-use-net",
+        "ufl",
+        [0.7, 0.8],
+        model_params={"focal_init": 0.0},
+        history=_history({"se1": 0.05, "se2": 0.4}),
+    )
     make_run(results, "sample", "unet", "ufl", [0.6, 0.7], history=_history({}))
     built = build_report(results, table="se", plots=tmp_path / "plots")
     assert "se-sample-focal-weights.png" in {p.name for p in built.plots}

@@ -73,7 +73,8 @@ def access(name: str, data_dir: Path | None = None) -> dict[str, str]:
         kind, get = "builtin", "ships inside the package: nothing to fetch"
     elif spec.downloadable:
         urls = ", ".join(s.url for s in spec.sources)
-        kind, get = "download", f"focalbench fetch {name}{folder}  (downloads {urls}, sha256-checked)"
+        get = f"focalbench fetch {name}{folder}  (downloads {urls}, sha256-checked)"
+        kind = "download"
     else:
         kind, get = "manual", how_to_get(spec, data_dir)
     return {"license": spec.license, "homepage": spec.homepage, "access": kind, "get": get}
@@ -82,7 +83,7 @@ def access(name: str, data_dir: Path | None = None) -> dict[str, str]:
 @command()
 def datasets(data_dir: Path = DataDirOption, json_: bool = JsonOption) -> None:
     """List every dataset: status (missing / downloaded / prepared), images per split, native sizes,
-    mean foreground %, licence and how to get it (the URL, or what to request and the --from command).
+    mean foreground %, licence and how to get it (the URL, or what to request and how to --from).
 
     Example: focalbench datasets --data-dir /data/focalbench --json
     """
@@ -106,5 +107,6 @@ def datasets(data_dir: Path = DataDirOption, json_: bool = JsonOption) -> None:
     terms.add_column("licence", max_width=36)
     terms.add_column("how to get it", overflow="fold")  # folded, not cut: a URL must stay whole
     for r in rows:
-        terms.add_row(r["name"], r["license"], r["get"] if r["access"] != "download" else f"{r['get']}\n{r['homepage']}")
+        get = f"{r['get']}\n{r['homepage']}" if r["access"] == "download" else r["get"]
+        terms.add_row(r["name"], r["license"], get)
     console.print(terms)

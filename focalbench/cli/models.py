@@ -1,4 +1,4 @@
-"""`focalbench models`: every registered network with its parameter count (and forward GFLOPs at --size).
+"""`focalbench models`: every registered network, its parameters (and forward GFLOPs at --size).
 
 Counting needs torch and every network built once (on the meta device: no weights allocated),
 seconds of work that gives the same answer until the networks' code or the libraries change. The
@@ -66,15 +66,24 @@ def count_models(size: tuple[int, int] | None, in_channels: int) -> list[dict[st
     Each network is built once, on the meta device."""
     import torch
 
-    from focalbench.models import build_model, count_parameters, list_models, model_info, model_summary
+    from focalbench.models import (
+        build_model,
+        count_parameters,
+        list_models,
+        model_info,
+        model_summary,
+    )
 
     rows = []
     for name in list_models():
         info = model_info(name)
         if size is None:
             with torch.device("meta"):
-                row = {"name": name, "params": count_parameters(build_model(name, in_channels=in_channels)),
-                       "description": info["description"]}
+                row = {
+                    "name": name,
+                    "params": count_parameters(build_model(name, in_channels=in_channels)),
+                    "description": info["description"],
+                }
         else:
             row = model_summary(name, size, in_channels)
         rows.append({**row, "paper": info["paper"], "defaults": info["defaults"]})
@@ -82,7 +91,7 @@ def count_models(size: tuple[int, int] | None, in_channels: int) -> list[dict[st
 
 
 def model_rows(size: tuple[int, int] | None = None, in_channels: int = 3) -> list[dict[str, Any]]:
-    """:func:`count_models`, from the cache when its fingerprint matches (written when it does not)."""
+    """:func:`count_models`, from the cache when its fingerprint matches, else counted, cached."""
     from focalbench.store import atomic_write_json
 
     path = cache_dir() / f"models-{fingerprint(size, in_channels)}.json"
@@ -102,9 +111,14 @@ def model_rows(size: tuple[int, int] | None = None, in_channels: int = 3) -> lis
 def models(
     json_out: bool = JsonOption,
     size: str | None = typer.Option(
-        None, "--size", help="Also count forward GFLOPs for one H×W input. Example: --size 288x384", show_default=False
+        None,
+        "--size",
+        help="Also count forward GFLOPs for one H×W input. Example: --size 288x384",
+        show_default=False,
     ),
-    in_channels: int = typer.Option(3, "--in-channels", help="Input channels (3 for RGB, 1 for grey)."),
+    in_channels: int = typer.Option(
+        3, "--in-channels", help="Input channels (3 for RGB, 1 for grey)."
+    ),
 ) -> None:
     """List the networks with their parameters; --size adds forward GFLOPs (2 per multiply-add).
 
@@ -121,10 +135,15 @@ def models(
     from rich.console import Console
     from rich.table import Table
 
-    shown = f"GFLOPs = 2·multiply-adds for one {shape[0]}x{shape[1]}x{in_channels} input" if shape else \
-        f"{in_channels} input channels; --size HxW adds GFLOPs"
+    shown = (
+        f"GFLOPs = 2·multiply-adds for one {shape[0]}x{shape[1]}x{in_channels} input"
+        if shape
+        else f"{in_channels} input channels; --size HxW adds GFLOPs"
+    )
     table = Table(title=f"networks (parameters; {shown})")
-    columns = ("name", "params", "GFLOPs", "description") if shape else ("name", "params", "description")
+    columns = (
+        ("name", "params", "GFLOPs", "description") if shape else ("name", "params", "description")
+    )
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 class Quiet:
@@ -110,9 +117,12 @@ def epoch_line(row: dict[str, Any], epochs: int | None, best_epoch: int | None =
 class PlainLog(Quiet):
     """One flushed line per finished epoch, for output that is not a terminal."""
 
-    def __init__(self, label: str, epochs: int, steps_per_epoch: int, start_epoch: int = 1,
-                 stream: TextIO | None = None) -> None:
-        self.label, self.epochs, self.steps, self.start = label, epochs, steps_per_epoch, start_epoch
+    def __init__(
+        self, label: str, epochs: int, steps_per_epoch: int, start_epoch: int = 1,
+        stream: TextIO | None = None,
+    ) -> None:
+        self.label, self.epochs, self.steps = label, epochs, steps_per_epoch
+        self.start = start_epoch
         self.stream = stream
 
     def _print(self, line: str) -> None:
@@ -133,11 +143,12 @@ def train_display(label: str, epochs: int, steps_per_epoch: int, start_epoch: in
     return kind(label, epochs, steps_per_epoch, start_epoch)
 
 
-_MARKS = {"trained": "✓", "resumed": "✓", "skipped": "·", "failed": "✗", "busy": "…", "blocked": "…"}
+_MARKS = {"trained": "✓", "resumed": "✓", "skipped": "·", "failed": "✗", "busy": "…",
+          "blocked": "…"}
 
 
 def cell_name(cell: Any) -> str:
-    """``Focal USE-Net (w0 = 0) · drive · seed 0[ · fold 1]``: how progress lines name a grid cell."""
+    """``Focal USE-Net (w0 = 0) · drive · seed 0[ · fold 1]``: a grid cell in progress lines."""
     fold = "" if cell.fold is None else f" · fold {cell.fold}"
     return f"{cell.row} · {cell.dataset} · seed {cell.seed}{fold}"
 
@@ -145,8 +156,9 @@ def cell_name(cell: Any) -> str:
 def cell_line(cell: Any) -> str:
     """``✓ U-Net · drive · seed 0: trained (12s)``: one finished grid cell (``cell.result`` set)."""
     result = cell.result
+    outcome = result.outcome.value
     extra = f" — {result.error}" if result.error else ""
-    return f"{_MARKS[result.outcome.value]} {cell_name(cell)}: {result.outcome.value} ({result.seconds:.0f}s){extra}"
+    return f"{_MARKS[outcome]} {cell_name(cell)}: {outcome} ({result.seconds:.0f}s){extra}"
 
 
 class PlainGridLog:
@@ -157,7 +169,9 @@ class PlainGridLog:
     #: How often the running cells' histories are read, in seconds.
     POLL_SECONDS = 1.0
 
-    def __init__(self, grid: Any, results: str, parallel: int = 1, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, grid: Any, results: str, parallel: int = 1, stream: TextIO | None = None
+    ) -> None:
         self.grid, self.results, self.stream = grid, Path(results), stream
         self.printed: dict[str, int] = {}  # run key → epochs already printed
         self._last = 0.0
@@ -188,7 +202,9 @@ class PlainGridLog:
         except (OSError, ValueError):
             return None
 
-    def update(self, in_flight: set[int], devices: dict[int, str], eta: float | None, force: bool = False) -> None:
+    def update(
+        self, in_flight: set[int], devices: dict[int, str], eta: float | None, force: bool = False
+    ) -> None:
         now = time.monotonic()
         if now - self._last < self.POLL_SECONDS and not force:
             return

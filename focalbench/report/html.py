@@ -43,9 +43,14 @@ def _cell(text: Text) -> str:
     return f'<td class="num">{body}</td>' if text.numeric else f"<td>{body}</td>"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Text]], rules: Sequence[int] = ()) -> list[str]:
-    out = ["<table>", "<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in header) + "</tr></thead>",
-           "<tbody>"]
+def _table(
+    header: Sequence[str], rows: Sequence[Sequence[Text]], rules: Sequence[int] = ()
+) -> list[str]:
+    out = [
+        "<table>",
+        "<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in header) + "</tr></thead>",
+        "<tbody>",
+    ]
     for i, row in enumerate(rows):
         rule = ' class="rule"' if i in rules and i > 0 else ""
         out.append(f"<tr{rule}>" + "".join(_cell(c) for c in row) + "</tr>")
@@ -55,27 +60,44 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Text]], rules: Sequenc
 
 def _figure(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f'<figure><img alt="{escape(path.stem)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{escape(path.name)}</figcaption></figure>")
+    return (
+        f'<figure><img alt="{escape(path.stem)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{escape(path.name)}</figcaption></figure>"
+    )
 
 
 def _configs(entries: Sequence[Entry]) -> list[str]:
     out = []
     for entry in entries:
         for run in entry.runs:
-            stored = {"config": run.config, "resolved": run.resolved, "version": run.version,
-                      "state": run.state.value}
+            stored = {
+                "config": run.config,
+                "resolved": run.resolved,
+                "version": run.version,
+                "state": run.state.value,
+            }
             text = json.dumps(stored, indent=2, sort_keys=True, default=str)
-            out.append(f"<details><summary>{escape(run.key)} ({escape(run.state.value)})</summary>"
-                       f"<pre>{escape(text)}</pre></details>")
+            out.append(
+                f"<details><summary>{escape(run.key)} ({escape(run.state.value)})</summary>"
+                f"<pre>{escape(text)}</pre></details>"
+            )
     return out or ["<p>No runs.</p>"]
 
 
 def html_document(doc: Document, figures: Sequence[Path], entries: Sequence[Entry]) -> str:
-    """The page: title, caption, table, notes (statistics), appendices (vs paper), figures, configs."""
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-           f"<title>{escape(doc.title)}</title>", f"<style>{_STYLE}</style>", "</head>", "<body>",
-           f"<h1>{escape(doc.title)}</h1>", f'<p class="caption">{escape(doc.caption)}</p>']
+    """The page: title, caption, table, notes (the tests), vs-paper table, figures, configs."""
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f"<title>{escape(doc.title)}</title>",
+        f"<style>{_STYLE}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{escape(doc.title)}</h1>",
+        f'<p class="caption">{escape(doc.caption)}</p>',
+    ]
     out += _table(doc.header, doc.rows, doc.rules)
     if doc.notes:
         out += ['<ul class="notes">', *(f"<li>{escape(note)}</li>" for note in doc.notes), "</ul>"]
@@ -83,7 +105,9 @@ def html_document(doc: Document, figures: Sequence[Path], entries: Sequence[Entr
         out.append(f"<h2>{escape(title)}</h2>")
         out += _table(header, [[Text(t) for t in row] for row in rows])
     out.append("<h2>Figures</h2>")
-    out += [_figure(p) for p in figures] or ["<p>No figure: the runs hold no history or samples.</p>"]
+    out += [_figure(p) for p in figures] or [
+        "<p>No figure: the runs hold no history or samples.</p>"
+    ]
     out.append("<h2>Run configurations</h2>")
     out += _configs(entries)
     out += ["</body>", "</html>"]

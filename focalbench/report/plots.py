@@ -52,8 +52,16 @@ def _pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8,
-                         "xtick.labelsize": 8, "ytick.labelsize": 8})
+    plt.rcParams.update(
+        {
+            "font.size": 9,
+            "axes.titlesize": 9,
+            "axes.labelsize": 9,
+            "legend.fontsize": 8,
+            "xtick.labelsize": 8,
+            "ytick.labelsize": 8,
+        }
+    )
     return plt
 
 
@@ -96,8 +104,12 @@ def plot_rows(table: Table) -> list[PlotRow]:
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.name] = counts.get(row.name, 0) + 1
-    return [row if counts[row.name] == 1 else PlotRow(row.block, row.label, row.entry,
-                                                      f"{row.name}-{_hash(row.entry)}") for row in rows]
+    return [
+        row
+        if counts[row.name] == 1
+        else PlotRow(row.block, row.label, row.entry, f"{row.name}-{_hash(row.entry)}")
+        for row in rows
+    ]
 
 
 def _hash(entry: Entry) -> str:
@@ -135,7 +147,7 @@ def _dataset_name(dataset: str) -> str:
     return DATASET_NAMES.get(dataset, dataset)
 
 
-# ---------------------------------------------------------------------------------------------- summary
+# ------------------------------------------------------------------------------------------ summary
 
 
 def _verdict(row: PlotRow, tests: Sequence[TestResult]) -> tuple[str, str]:
@@ -150,33 +162,67 @@ def _verdict(row: PlotRow, tests: Sequence[TestResult]) -> tuple[str, str]:
     return "", "black"
 
 
-def summary_plot(table: Table, rows: list[PlotRow], tests: Sequence[TestResult], path: Path) -> Path | None:
-    """Per-image DSC of every row, one panel per block; the verdict of the paired test above each box."""
+def summary_plot(
+    table: Table, rows: list[PlotRow], tests: Sequence[TestResult], path: Path
+) -> Path | None:
+    """Per-image DSC of every row, one panel per block; each row's paired-test verdict above it."""
     blocks = list(dict.fromkeys(r.block for r in rows))
-    scored = {b: [(r, r.entry.per_image("dsc").to_numpy()) for r in rows if r.block == b] for b in blocks}
+    scored = {
+        b: [(r, r.entry.per_image("dsc").to_numpy()) for r in rows if r.block == b] for b in blocks
+    }
     scored = {b: v for b, v in scored.items() if any(len(s) for _, s in v)}
     if not scored:
         return None
     plt = _pyplot()
     metric = table.layout.metric_name("dsc")
     width = max(len(v) for v in scored.values())
-    fig, axes = plt.subplots(len(scored), 1, figsize=(max(4.0, 1.05 * width + 1.2), 3.3 * len(scored)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(scored), 1, figsize=(max(4.0, 1.05 * width + 1.2), 3.3 * len(scored)), squeeze=False
+    )
     rng = np.random.default_rng(0)  # the points' horizontal jitter only
     for ax, (block, cells) in zip(axes[:, 0], scored.items()):
         boxes = [s if len(s) else np.array([np.nan]) for _, s in cells]
-        ax.boxplot(boxes, positions=range(1, len(cells) + 1), widths=0.55, showfliers=False,
-                   medianprops={"color": "black"}, boxprops={"color": "0.3"}, whiskerprops={"color": "0.3"},
-                   capprops={"color": "0.3"})
+        ax.boxplot(
+            boxes,
+            positions=range(1, len(cells) + 1),
+            widths=0.55,
+            showfliers=False,
+            medianprops={"color": "black"},
+            boxprops={"color": "0.3"},
+            whiskerprops={"color": "0.3"},
+            capprops={"color": "0.3"},
+        )
         for x, (row, scores) in enumerate(cells, start=1):
-            ax.scatter(x + rng.uniform(-0.15, 0.15, len(scores)), scores, s=10, alpha=0.6, color="tab:blue",
-                       linewidths=0, zorder=3)
+            ax.scatter(
+                x + rng.uniform(-0.15, 0.15, len(scores)),
+                scores,
+                s=10,
+                alpha=0.6,
+                color="tab:blue",
+                linewidths=0,
+                zorder=3,
+            )
             if len(scores):
-                ax.scatter([x], [scores.mean()], marker="D", s=22, color="tab:orange", zorder=4,
-                           label="mean" if x == 1 else None)
+                ax.scatter(
+                    [x],
+                    [scores.mean()],
+                    marker="D",
+                    s=22,
+                    color="tab:orange",
+                    zorder=4,
+                    label="mean" if x == 1 else None,
+                )
             text, colour = _verdict(row, tests)
-            ax.text(x, 1.02, text, ha="center", va="bottom", fontsize=8, color=colour,
-                    transform=ax.get_xaxis_transform())
+            ax.text(
+                x,
+                1.02,
+                text,
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                color=colour,
+                transform=ax.get_xaxis_transform(),
+            )
         ax.set_xticks(range(1, len(cells) + 1), [_wrap(r.label) for r, _ in cells])
         ax.set_xlim(0.4, len(cells) + 0.6)
         ax.set_ylim(0, 1)
@@ -185,17 +231,26 @@ def summary_plot(table: Table, rows: list[PlotRow], tests: Sequence[TestResult],
         ax.set_title(f"{block_title(block)} · {n} test images", pad=16)
         ax.grid(axis="y", alpha=0.3)
     if tests:
-        note = ("p = Holm-adjusted p of a two-sided paired Wilcoxon signed-rank test of per-image DSC "
-                "against the baseline; † p < 0.05")
+        note = (
+            "p = Holm-adjusted p of a two-sided paired Wilcoxon signed-rank test of per-image DSC "
+            "against the baseline; † p < 0.05"
+        )
     else:
         note = "no row tested: pass --baseline NAME to mark each row's paired test against it"
-    fig.text(0.01, -0.01, textwrap.fill(note + ". Box: quartiles and 1.5 IQR whiskers; ◆ mean.", 110),
-             fontsize=7.5, ha="left", va="top", color="0.25")
+    fig.text(
+        0.01,
+        -0.01,
+        textwrap.fill(note + ". Box: quartiles and 1.5 IQR whiskers; ◆ mean.", 110),
+        fontsize=7.5,
+        ha="left",
+        va="top",
+        color="0.25",
+    )
     fig.tight_layout()
     return _save(fig, path)
 
 
-# ---------------------------------------------------------------------------------------------- focal weights
+# ------------------------------------------------------------------------------------ focal weights
 
 
 def _focal_columns(history: pd.DataFrame) -> list[str]:
@@ -207,8 +262,9 @@ def _decides_pruning(entry: Entry) -> bool:
     return entry.model_params.get("focal_init") in (0, 0.0) and not entry.pruned
 
 
-def focal_weights_plot(dataset: str, rows: list[PlotRow], path: Path,
-                       threshold: float = DEFAULT_THRESHOLD) -> Path | None:
+def focal_weights_plot(
+    dataset: str, rows: list[PlotRow], path: Path, threshold: float = DEFAULT_THRESHOLD
+) -> Path | None:
     """One line of panels per Focal row of ``dataset`` (zero-initialised first): the weights over
     epochs, and the final weight W per position as bars against the threshold. Green marks the
     modules the pruning keeps (W > threshold) — only for the zero-initialised run, whose weights
@@ -227,8 +283,13 @@ def focal_weights_plot(dataset: str, rows: list[PlotRow], path: Path,
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(len(found), 2, figsize=(8.6, 3.4 * len(found)), squeeze=False,
-                             gridspec_kw={"width_ratios": [1.5, 1]})
+    fig, axes = plt.subplots(
+        len(found),
+        2,
+        figsize=(8.6, 3.4 * len(found)),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [1.5, 1]},
+    )
     colours = plt.get_cmap("tab10")
     for (line_ax, bar_ax), (row, run, history) in zip(axes, found):
         columns = _focal_columns(history)
@@ -238,44 +299,81 @@ def focal_weights_plot(dataset: str, rows: list[PlotRow], path: Path,
         for i, column in enumerate(columns):
             position = column.removeprefix("focal_")
             is_kept = kept.get(position, True)
-            line_ax.plot(history["epoch"], history[column], color=colours(i % 10),
-                         linestyle="-" if is_kept else ":", linewidth=2.0 if is_kept else 1.2, label=position)
+            line_ax.plot(
+                history["epoch"],
+                history[column],
+                color=colours(i % 10),
+                linestyle="-" if is_kept else ":",
+                linewidth=2.0 if is_kept else 1.2,
+                label=position,
+            )
         line_ax.axhline(threshold, color="tab:red", linestyle="--", linewidth=1)
         line_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         highest = float(history[columns].max().max())
-        # w₀ = 0 weights stay small: a scale up to 1 would flatten the separation the pruning reads
-        top = (max(2.5 * threshold, highest) if decides else max(1.0, highest)) * 1.18  # + room for values
+        # w₀ = 0 weights stay small: a scale up to 1 would flatten the separation at 0.2
+        top = (
+            max(2.5 * threshold, highest) if decides else max(1.0, highest)
+        ) * 1.18  # + room for values
         line_ax.set(xlabel="epoch", ylabel="Focal weight w", ylim=(0, top))
         # below the axes: a legend inside would hide the lines of the w₀ = 1 network near 1
-        line_ax.legend(ncol=min(len(columns), 5), fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2),
-                       frameon=False, handlelength=1.6, columnspacing=1.0)
+        line_ax.legend(
+            ncol=min(len(columns), 5),
+            fontsize=7,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.2),
+            frameon=False,
+            handlelength=1.6,
+            columnspacing=1.0,
+        )
         runs = len(row.entry.done)
-        seed = f"seed {run.config.get('seed', 0)}" + (f", fold {run.config['fold']}" if run.config.get("fold") is not None else "")
-        line_ax.set_title(f"{row.label} — {seed}" + (f" (1 of {runs} runs)" if runs > 1 else ""), loc="left")
+        seed = f"seed {run.config.get('seed', 0)}" + (
+            f", fold {run.config['fold']}" if run.config.get("fold") is not None else ""
+        )
+        line_ax.set_title(
+            f"{row.label} — {seed}" + (f" (1 of {runs} runs)" if runs > 1 else ""), loc="left"
+        )
 
         names = list(final)
-        bar_colours = ["tab:green" if kept.get(n) else "0.65" for n in names] if decides else ["tab:blue"] * len(names)
+        bar_colours = (
+            ["tab:green" if kept.get(n) else "0.65" for n in names]
+            if decides
+            else ["tab:blue"] * len(names)
+        )
         bar_ax.bar(range(len(names)), list(final.values()), color=bar_colours)
         for x, value in enumerate(final.values()):
-            bar_ax.text(x, value + top * 0.015, f"{value:.2f}", ha="center", va="bottom", fontsize=7)
+            bar_ax.text(
+                x, value + top * 0.015, f"{value:.2f}", ha="center", va="bottom", fontsize=7
+            )
         for ax in (line_ax, bar_ax):
-            ax.text(1.0, threshold, f" {threshold:g}", transform=ax.get_yaxis_transform(), color="tab:red",
-                    fontsize=7, va="center", ha="left")
+            ax.text(
+                1.0,
+                threshold,
+                f" {threshold:g}",
+                transform=ax.get_yaxis_transform(),
+                color="tab:red",
+                fontsize=7,
+                va="center",
+                ha="left",
+            )
         bar_ax.axhline(threshold, color="tab:red", linestyle="--", linewidth=1)
         bar_ax.set_xticks(range(len(names)), names, rotation=0 if len(names) <= 5 else 45)
         bar_ax.set(ylabel=f"W after epoch {int(history['epoch'].iloc[-1])}", ylim=(0, top))
         if decides:
             n_kept = sum(kept.values())
-            bar_ax.set_title(f"final W: pruning keeps {n_kept} of {len(names)} (W > {threshold:g}, green)",
-                             loc="left")
+            bar_ax.set_title(
+                f"final W: pruning keeps {n_kept} of {len(names)} (W > {threshold:g}, green)",
+                loc="left",
+            )
         else:
             bar_ax.set_title("final W (initialised at w = 1: not used for pruning)", loc="left")
-    fig.suptitle(f"{_dataset_name(dataset)}: Focal layer weights during training (paper 000 Fig. 4)")
+    fig.suptitle(
+        f"{_dataset_name(dataset)}: Focal layer weights during training (paper 000 Fig. 4)"
+    )
     fig.tight_layout()
     return _save(fig, path)
 
 
-# ---------------------------------------------------------------------------------------------- curves
+# ------------------------------------------------------------------------------------------- curves
 
 
 def curves_plot(row: PlotRow, path: Path) -> Path | None:
@@ -295,27 +393,47 @@ def curves_plot(row: PlotRow, path: Path) -> Path | None:
         tag = f" (seed {run.config.get('seed', 0)})" if several else ""
         alpha = 1.0 if k == 0 else 0.45
         if "train_loss" in history:
-            left.plot(history["epoch"], history["train_loss"], color="tab:blue", alpha=alpha, label=f"train{tag}")
+            left.plot(
+                history["epoch"],
+                history["train_loss"],
+                color="tab:blue",
+                alpha=alpha,
+                label=f"train{tag}",
+            )
         if "val_loss" in history:
-            left.plot(history["epoch"], history["val_loss"], color="tab:orange", linestyle="--", alpha=alpha,
-                      label=f"validation{tag}")
+            left.plot(
+                history["epoch"],
+                history["val_loss"],
+                color="tab:orange",
+                linestyle="--",
+                alpha=alpha,
+                label=f"validation{tag}",
+            )
         for column in scores:
-            right.plot(history["epoch"], history[column], color=colours[column], alpha=alpha,
-                       label=column.removeprefix("val_").replace("dsc", "DSC") if k == 0 else None)
+            right.plot(
+                history["epoch"],
+                history[column],
+                color=colours[column],
+                alpha=alpha,
+                label=column.removeprefix("val_").replace("dsc", "DSC") if k == 0 else None,
+            )
     for ax in (left, right):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     left.set(xlabel="epoch", ylabel=f"loss ({row.entry.loss})", title="loss")
-    right.set(xlabel="epoch", ylabel="score (validation set)", title="validation scores", ylim=(0, 1))
+    right.set(
+        xlabel="epoch", ylabel="score (validation set)", title="validation scores", ylim=(0, 1)
+    )
     left.legend()
     right.legend()
     runs = f"{len(found)} runs" if several else f"seed {found[0][0].config.get('seed', 0)}"
-    fig.suptitle(f"{_dataset_name(row.entry.dataset)} · {row.label} · {row.entry.model} · {runs}")
+    title = f"{_dataset_name(row.entry.dataset)} · {row.label} · {row.entry.model} · {runs}"
+    fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
 
 
-# ---------------------------------------------------------------------------------------------- predictions
+# -------------------------------------------------------------------------------------- predictions
 
 
 def _show_image(image: np.ndarray) -> np.ndarray:
@@ -331,7 +449,7 @@ def _image_dsc(run: Run) -> dict[str, float]:
 
 def predictions_plot(dataset: str, rows: list[PlotRow], path: Path) -> Path | None:
     """Rows = the first run's sample test images; columns = image, ground truth, each row's
-    prediction (p ≥ 0.5) of the same image id from its first finished run, with that image's DSC."""
+    prediction (p ≥ 0.5) of the same image id from its first finished run, with the image's DSC."""
     columns: list[tuple[str, dict[str, np.ndarray], dict[str, float]]] = []
     for row in rows:
         if row.entry.dataset != dataset:
@@ -347,7 +465,9 @@ def predictions_plot(dataset: str, rows: list[PlotRow], path: Path) -> Path | No
     ids = [str(i) for i in reference["ids"]]
     plt = _pyplot()
     width = 2 + len(columns)
-    fig, axes = plt.subplots(len(ids), width, figsize=(1.55 * width, 1.62 * len(ids) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        len(ids), width, figsize=(1.55 * width, 1.62 * len(ids) + 0.6), squeeze=False
+    )
     for r, image_id in enumerate(ids):
         axes[r][0].imshow(_show_image(reference["images"][r]), cmap="gray")
         axes[r][1].imshow(reference["masks"][r], cmap="gray", vmin=0, vmax=1)
@@ -374,7 +494,7 @@ def _short(image_id: str) -> str:
     return image_id if len(image_id) <= 12 else image_id[:10] + "…"
 
 
-# ---------------------------------------------------------------------------------------------- FDPT
+# --------------------------------------------------------------------------------------------- FDPT
 
 
 def uses_distance_penalty(entry: Entry) -> bool:
@@ -394,24 +514,29 @@ def fdpt_weights(mask: np.ndarray, eps: float) -> np.ndarray:
 
 def fdpt_plot(mask: np.ndarray, path: Path, source: str) -> Path:
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 1 + len(FDPT_EPSILONS), figsize=(2.4 * (1 + len(FDPT_EPSILONS)), 2.5))
+    fig, axes = plt.subplots(
+        1, 1 + len(FDPT_EPSILONS), figsize=(2.4 * (1 + len(FDPT_EPSILONS)), 2.5)
+    )
     axes[0].imshow(mask, cmap="gray", vmin=0, vmax=1)
     axes[0].set_title(f"mask ({source})", fontsize=8)
     for ax, eps in zip(axes[1:], FDPT_EPSILONS):
         weights = fdpt_weights(mask, eps)
-        shown = ax.imshow(weights, cmap="viridis", vmin=1.0, vmax=2.0 ** eps)
+        shown = ax.imshow(weights, cmap="viridis", vmin=1.0, vmax=2.0**eps)
         ax.set_title(rf"$W = (1 + D)^{{\varepsilon}}$, $\varepsilon$ = {eps:g}", fontsize=8)
         fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("FDPT pixel weights: D = 1 at the boundary, 0 farthest from it (paper 000 Fig. 1)", fontsize=8)
+    fig.suptitle(
+        "FDPT pixel weights: D = 1 at the boundary, 0 farthest from it (paper 000 Fig. 1)",
+        fontsize=8,
+    )
     fig.tight_layout()
     return _save(fig, path)
 
 
 def _richest_mask(rows: list[PlotRow]) -> tuple[np.ndarray, str] | None:
-    """The sample test mask with the most foreground: it shows the map's interior and exterior best."""
+    """The sample test mask with the most foreground: it shows the map inside and outside best."""
     for row in rows:
         for run in row.entry.done:
             samples = _samples(run)
@@ -436,9 +561,17 @@ def make_plots(table: Table, folder: Path, tests: Sequence[TestResult] = ()) -> 
         stem = f"{name}-{slug(dataset)}"
         made.append(focal_weights_plot(dataset, rows, folder / f"{stem}-focal-weights.png"))
         made.append(predictions_plot(dataset, rows, folder / f"{stem}-predictions.png"))
-        penalised = [r for r in rows if r.entry.dataset == dataset and uses_distance_penalty(r.entry)]
+        penalised = [
+            r for r in rows if r.entry.dataset == dataset and uses_distance_penalty(r.entry)
+        ]
         found = _richest_mask(penalised) if penalised else None
         if found is not None:
-            made.append(fdpt_plot(found[0], folder / f"{stem}-fdpt-weights.png", f"{_dataset_name(dataset)} {found[1]}"))
+            made.append(
+                fdpt_plot(
+                    found[0],
+                    folder / f"{stem}-fdpt-weights.png",
+                    f"{_dataset_name(dataset)} {found[1]}",
+                )
+            )
     made += [curves_plot(row, folder / f"curves-{row.name}.png") for row in rows]
     return [p for p in made if p is not None]
