@@ -454,6 +454,7 @@ def _write_grid(grid_dir: Path, grid: GridPlan, threshold: float) -> None:
 def _drive(grid: GridPlan, runner: LocalExecutor | RayExecutor, results: str, retry_failed: bool,
            threshold: float, train_fn: TrainFn | None, grid_dir: Path, progress: bool) -> None:
     """Feed ready cells to the executor; derive pruned cells as their sources finish."""
+    from focalbench.engine.progress import PlainGridLog, output_is_terminal
     from focalbench.prune import decide, record
 
     cells = grid.cells
@@ -464,7 +465,8 @@ def _drive(grid: GridPlan, runner: LocalExecutor | RayExecutor, results: str, re
             dependents.setdefault(c.source, []).append(i)
     in_flight: set[int] = set()
     durations: list[float] = []
-    display = GridProgress(grid, results, runner.capacity) if progress else None
+    # a log file or CI cannot redraw a live display: plain lines there (engine.progress)
+    display = (GridProgress if output_is_terminal() else PlainGridLog)(grid, results, runner.capacity) if progress else None
     try:
         while ready or in_flight:
             while ready and runner.free > 0:

@@ -92,7 +92,7 @@ def test_losses_table_is_paper000_table2_with_mean_std_dashes_and_bold(results):
              precision=[0.5, 0.5, 0.5])
     rows = table_rows(report(results, table="losses"))
     header = rows[0]
-    assert header == ["Dataset", "Metric", "DSC", "DSC + DPT", "DSC + FDPT", "DSC + CE", "DSC + CE + DPT",
+    assert header == ["Dataset", "Metrics", "DSC", "DSC + DPT", "DSC + FDPT", "DSC + CE", "DSC + CE + DPT",
                       "DSC + CE + FDPT", "UFL", "UFL + DPT", "UFL + FDPT"]
     dsc = row_of(rows, "DRIVE", "DSC")
     # dice: run means 0.8 and 0.7 → 0.75 ± sample std 0.0707; UFL + FDPT: one run, 0.85, no ±
@@ -149,9 +149,10 @@ def test_focal_tversky_table_gives_mean_std_over_folds_and_the_parameters_column
     assert rows[0] == ["Dataset", "Model", "Parameters", "DSC", "Precision", "Recall"]
     dl = row_of(rows, "BUS 2017 B", "U-Net + DL")
     assert dl[2] == "α = 0.5, β = 0.5"
-    assert dl[3] == f"{np.mean(folds['dice']):.4f} ± {np.std(folds['dice'], ddof=1):.4f}"
+    # three decimals, as paper 003 prints them ("0.804 ± 0.024")
+    assert dl[3] == f"{np.mean(folds['dice']):.3f} ± {np.std(folds['dice'], ddof=1):.3f}"
     ftl = row_of(rows, "", "U-Net + FTL")
-    assert ftl[3] == f"**{np.mean(folds['focal_tversky']):.4f} ± {np.std(folds['focal_tversky'], ddof=1):.4f}**"
+    assert ftl[3] == f"**{np.mean(folds['focal_tversky']):.3f} ± {np.std(folds['focal_tversky'], ddof=1):.3f}**"
     # a run with its own loss arguments shows them, not the paper's
     assert row_of(rows, "", "Attn U-Net + Multi-Input + TL")[2] == "alpha=0.6"
     assert row_of(rows, "", "U-Net + TL")[3:] == ["—", "—", "—"]
@@ -323,7 +324,7 @@ def test_protocol_option_keeps_one_protocols_runs_and_baseline_tests_stay_within
     assert tested == {"tversky"}  # the smoke run trained on another recipe: never paired with paper003's
     only = table_rows(report(results, table="focal-tversky", dataset="bus", protocol="paper003"))
     assert row_of(only, "", "U-Net + FTL")[3:] == ["—", "—", "—"]
-    assert row_of(only, "", "U-Net + TL")[3] == "**0.7167**"
+    assert row_of(only, "", "U-Net + TL")[3] == "**0.717**"  # paper 003 prints 3 decimals
     with pytest.raises(FocalbenchError, match="no runs with protocol 'paper000' .* protocols with runs: paper003, smoke"):
         build_report(results, protocol="paper000")
 
@@ -497,16 +498,15 @@ def _samples(seed: int) -> dict[str, np.ndarray]:
             "masks": masks, "probs": probs}
 
 
-def test_plots_are_written_as_png_for_focal_weights_curves_samples_and_fdpt(results, tmp_path):
-    make_run(results, "sample", "focal-use-net", "ufl", [0.7, 0.8],
+def test_plots_are_named_by_what_they_show_and_drawn_only_where_the_runs_allow(results, tmp_path):
+    make_run(results, "sample", "focal-use-net", "ufl", [0.7, 0.8], model_params={"focal_init": 0.0},
              history=_history({"se1": 0.05, "se2": 0.4, "se9": 0.9}), samples=_samples(0))
     make_run(results, "sample", "unet", "ufl", [0.6, 0.7], history=_history({}), samples=_samples(1))
-    built = build_report(results, plots=tmp_path / "plots")
+    built = build_report(results, table="se", plots=tmp_path / "plots")
     names = sorted(p.name for p in built.plots)
-    focal = [n for n in names if n.startswith("focal-")]
-    assert len(focal) == 1 and "focal-use-net" in focal[0]  # the U-Net has no focal weights
-    assert len([n for n in names if n.startswith("curves-")]) == 2
-    assert "samples-sample.png" in names and "fdpt-weights.png" in names
+    # no FDPT in this study: no boundary-weight map; no hash where the labels already differ
+    assert names == ["curves-sample-focal-use-net-w0-0.png", "curves-sample-u-net.png",
+                     "se-sample-focal-weights.png", "se-sample-predictions.png", "se-sample-summary.png"]
     for path in built.plots:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -536,7 +536,7 @@ def test_report_reads_the_run_folders_the_engine_writes(results, tmp_path):
     engine = json.loads(next((results / "runs").glob("sample-unet-*/metrics.json")).read_text())
     assert metrics["unet"]["mean"] == pytest.approx(engine["test"]["dsc"])  # per-image mean, as the engine's
     assert 0 <= metrics["focal-use-net"]["p"] <= 1
-    assert any(p.name.startswith("focal-sample-focal-use-net") for p in built.plots)
+    assert {"auto-sample-summary.png", "auto-sample-focal-weights.png"} <= {p.name for p in built.plots}
 
 
 def test_focusnet_table_footnotes_what_paper_002s_flops_column_measures(results):

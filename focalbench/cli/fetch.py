@@ -60,16 +60,36 @@ def _sizes(sizes: list[list[int]]) -> str:
     return f"{len(sizes)} sizes"
 
 
+def access(name: str, data_dir: Path | None = None) -> dict[str, str]:
+    """How to get a dataset, from ``datasets.toml``: ``license``, ``homepage``, ``access``
+    (``builtin``, ``download``, or ``manual`` for a login or a request) and ``get``, the command
+    (with the ``--from`` instructions for a gated set)."""
+    from focalbench.datasets import get_spec
+    from focalbench.datasets.fetch import how_to_get
+
+    spec = get_spec(name)
+    folder = f" --data-dir {data_dir}" if data_dir is not None else ""
+    if spec.builtin:
+        kind, get = "builtin", "ships inside the package: nothing to fetch"
+    elif spec.downloadable:
+        urls = ", ".join(s.url for s in spec.sources)
+        get = f"focalbench fetch {name}{folder}  (downloads {urls}, sha256-checked)"
+        kind = "download"
+    else:
+        kind, get = "manual", how_to_get(spec, data_dir)
+    return {"license": spec.license, "homepage": spec.homepage, "access": kind, "get": get}
+
+
 @command()
 def datasets(data_dir: Path = DataDirOption, json_: bool = JsonOption) -> None:
     """List every dataset: status (missing / downloaded / prepared), images per split, native sizes,
-    mean foreground %.
+    mean foreground %, licence and how to get it (the URL, or what to request and how to --from).
 
     Example: focalbench datasets --data-dir /data/focalbench --json
     """
     from focalbench.datasets import dataset_status
 
-    rows = dataset_status(data_dir)
+    rows = [{**r, **access(r["name"], data_dir)} for r in dataset_status(data_dir)]
     if json_:
         print_json(rows)
         return
@@ -80,4 +100,13 @@ def datasets(data_dir: Path = DataDirOption, json_: bool = JsonOption) -> None:
         if r.get("foreground_pct_fov") is not None:
             fg += f" ({r['foreground_pct_fov']:.2f} in FOV)"
         table.add_row(r["name"], r["status"], str(r["images"] or ""), splits, _sizes(r["native_sizes"]), fg)
-    Console(width=160).print(table)
+    console = Console(width=160)
+    console.print(table)
+    terms = Table(title="licences and access (datasets.toml)")
+    terms.add_column("dataset")
+    terms.add_column("licence", max_width=36)
+    terms.add_column("how to get it", overflow="fold")  # folded, not cut: a URL must stay whole
+    for r in rows:
+        get = f"{r['get']}\n{r['homepage']}" if r["access"] == "download" else r["get"]
+        terms.add_row(r["name"], r["license"], get)
+    console.print(terms)

@@ -24,7 +24,10 @@ def report(
     protocol: str | None = typer.Option(
         None, "--protocol", help="Only runs trained with this protocol, e.g. paper003.", show_default=False
     ),
-    fmt: Format = typer.Option(Format.markdown, "--format", help="Text format of the table."),
+    fmt: Format = typer.Option(
+        Format.markdown, "--format",
+        help="markdown, csv, latex, or html (one self-contained page: tables, statistics, figures, configs).",
+    ),
     out: Path | None = typer.Option(
         None, "--out", help="Write the table here (default: RESULTS/reports/report-<table>[-<dataset>].<ext>).",
         show_default=False,
@@ -59,5 +62,6 @@ def report(
     if json_out:
         print_json(built.records)
         return
-    typer.echo(built.text, nl=False)
+    if fmt is not Format.html:  # a page of inlined figures is for a browser, not a terminal
+        typer.echo(built.text, nl=False)
     typer.echo(f"written: {built.path}" + "".join(f"\nplot: {p}" for p in built.plots), err=True)

@@ -33,7 +33,7 @@ from focalbench.engine import checkpoint
 from focalbench.engine.augment import augment, channel_stats, normalize
 from focalbench.engine.data import DeviceSplit
 from focalbench.engine.device import describe, resolve_device
-from focalbench.engine.progress import Display, Quiet
+from focalbench.engine.progress import Quiet, train_display
 from focalbench.engine.run_folder import DIVERGED, INTERRUPTED, PER_IMAGE_METRICS, RunFolder, State
 from focalbench.errors import FocalbenchError
 from focalbench.losses import build_loss, loss_preset
@@ -372,7 +372,7 @@ def fit_and_test(
         folder.write_history(state["history"])
     folder.write_status(State.running, state["epoch"], started=utc_now() if state["epoch"] == 0 else None)
     steps = math.ceil(len(run.train) / recipe.batch_size)
-    display = Display(run.config.key, recipe.epochs, steps, state["epoch"] + 1) if progress else Quiet()
+    display = train_display(run.config.key, recipe.epochs, steps, state["epoch"] + 1) if progress else Quiet()
     with display:
         epoch = state["epoch"]
         while epoch < recipe.epochs and not state["stopped"]:

@@ -11,8 +11,19 @@ the verdict rule (:mod:`~focalbench.report.verdict`, laid out by
 (:mod:`~focalbench.report.plots`).
 """
 
-from focalbench.report.build import Report, build_report, report
-from focalbench.report.formats import Format
-from focalbench.report.layouts import TableName
+from importlib import import_module
+from typing import Any
 
-__all__ = ["Format", "Report", "TableName", "build_report", "report"]
+# name -> module that defines it; imported on first use so that the CLI, which only needs the
+# enums, does not load scipy and pandas at start-up.
+_API = {"Report": "focalbench.report.build", "build_report": "focalbench.report.build",
+        "report": "focalbench.report.build", "Format": "focalbench.report.formats",
+        "TableName": "focalbench.report.layouts"}
+
+__all__ = list(_API)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(import_module(_API[name]), name)
+    raise AttributeError(f"module 'focalbench.report' has no attribute {name!r}")

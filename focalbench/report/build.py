@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,14 +17,12 @@ from focalbench.report import formats, stats
 from focalbench.report.claim_report import document, evaluate
 from focalbench.report.formats import DASH, DAGGER, Document, Format, Text
 from focalbench.report.layouts import (
-    LAYOUTS, LOWER_IS_BETTER, NOT_RANKED, Cell, Table, TableName, block_title, build_table,
+    DECIMALS, LAYOUTS, LOWER_IS_BETTER, NOT_RANKED, Cell, Table, TableName, block_title, build_table,
 )
 from focalbench.report.published import Comparison, compare, footnotes
 from focalbench.report.runs import IMAGE_METRICS, Entry, Skipped, group_entries, load_runs
 from focalbench.store import atomic_write_text
 
-#: Decimals of a score (paper 000 prints four).
-DECIMALS = 4
 
 
 @dataclass(frozen=True)
@@ -107,14 +107,10 @@ def build_report(results: str | os.PathLike | None = None, table: TableName | st
         notes=notes(tab, tests, skipped, baseline),
         appendices=[vs_paper_table(comparisons)] if vs_paper else [],
     )
-    text = _render(fmt, doc, records)
+    made = _plots(tab, Path(plots), tests) if plots is not None else []
+    text = _html(doc, tab, tests, made) if fmt is Format.html else _render(fmt, doc, records)
     path = Path(out) if out is not None else results / "reports" / _default_name(table_name, dataset, fmt)
     atomic_write_text(path, text)
-    made = []
-    if plots is not None:
-        from focalbench.report.plots import make_plots
-
-        made = make_plots(tab, Path(plots))
     return Report(text, records, path, made, skipped)
 
 
@@ -126,20 +122,41 @@ def _claims_report(results: Path, entries: list[Entry], dataset: str | None, fmt
     evidence, not_run = evaluate(entries, dataset)
     doc, records = document(evidence, not_run)
     doc.notes += [f"skipped corrupt run folder {s.path}: {s.reason}" for s in skipped]
-    text = _render(fmt, doc, records)
+    text = _render(fmt, doc, records, entries)
     name = f"report-claims{'-' + dataset if dataset else ''}.{formats.EXTENSIONS[fmt]}"
     path = Path(out) if out is not None else results / "reports" / name
     atomic_write_text(path, text)
     return Report(text, records, path, [], skipped)
 
 
-def _render(fmt: Format, doc: Document, records: list[dict[str, Any]]) -> str:
-    """Markdown and LaTeX lay out the document; CSV is the tidy records."""
+def _render(fmt: Format, doc: Document, records: list[dict[str, Any]],
+            entries: Sequence[Entry] = ()) -> str:
+    """Markdown, LaTeX and HTML lay out the document; CSV is the tidy records."""
     if fmt is Format.markdown:
         return formats.markdown(doc)
     if fmt is Format.latex:
         return formats.latex(doc)
+    if fmt is Format.html:
+        from focalbench.report.html import html_document
+
+        return html_document(doc, [], entries)
     return formats.csv_text(records)
+
+
+def _plots(table: Table, folder: Path, tests: list[TestResult]) -> list[Path]:
+    from focalbench.report.plots import make_plots
+
+    return make_plots(table, folder, tests)
+
+
+def _html(doc: Document, table: Table, tests: list[TestResult], made: list[Path]) -> str:
+    """The page with every figure inlined; without --plots the figures are drawn in a temporary folder."""
+    from focalbench.report.html import html_document
+
+    if made:
+        return html_document(doc, made, table.entries)
+    with tempfile.TemporaryDirectory() as folder:
+        return html_document(doc, _plots(table, Path(folder), tests), table.entries)
 
 
 def _enum(kind: type, value: Any, flag: str) -> Any:
@@ -166,14 +183,14 @@ def cell_stats(cell: Cell) -> tuple[float, float, int]:
     return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else math.nan, int(values.size)
 
 
-def format_value(metric: str, value: float) -> str:
+def format_value(metric: str, value: float, decimals: int = DECIMALS) -> str:
     if metric == "params":
         return f"{value / 1e6:.2f}"
     if metric in {"gflops", "hd95"}:
         return f"{value:.2f}"
     if metric == "modules":
         return f"{value:.0f}"
-    return f"{value:.{DECIMALS}f}"
+    return f"{value:.{decimals}f}"
 
 
 def _value_text(cell: Cell) -> str:
@@ -183,11 +200,12 @@ def _value_text(cell: Cell) -> str:
     mean, std, n = cell_stats(cell)
     if n == 0:
         return DASH
-    text = format_value(cell.metric, mean)
+    metric, places = cell.metric, cell.decimals
+    text = format_value(metric, mean, places)
     if n > 1:
-        text += f" ± {format_value(cell.metric, std)}"
+        text += f" ± {format_value(metric, std, places)}"
     if cell.ci is not None and all(map(math.isfinite, cell.ci)):
-        text += f" [{format_value(cell.metric, cell.ci[0])}, {format_value(cell.metric, cell.ci[1])}]"
+        text += f" [{format_value(metric, cell.ci[0], places)}, {format_value(metric, cell.ci[1], places)}]"
     return text
 
 
@@ -208,7 +226,7 @@ def mark_best(table: Table) -> None:
     for cells in groups.values():
         if len(cells) < 2:
             continue
-        shown = [float(format_value(c.metric, cell_stats(c)[0])) for c in cells]
+        shown = [float(format_value(c.metric, cell_stats(c)[0], c.decimals)) for c in cells]
         best = min(shown) if cells[0].metric in LOWER_IS_BETTER else max(shown)
         for cell, value in zip(cells, shown):
             cell.bold = value == best

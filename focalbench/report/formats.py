@@ -1,4 +1,4 @@
-"""Markdown, LaTeX (booktabs) and CSV text of a finished table.
+"""Markdown, LaTeX (booktabs) and CSV text of a finished table (HTML: ``report/html.py``).
 
 The formatters only lay out text: every number is already a string and every cell already knows
 whether it is bold (best of its metric) or marked † (significant against the baseline).
@@ -22,9 +22,10 @@ class Format(str, Enum):
     markdown = "markdown"
     csv = "csv"
     latex = "latex"
+    html = "html"  # a self-contained page with the figures: focalbench.report.html
 
 
-EXTENSIONS = {Format.markdown: "md", Format.csv: "csv", Format.latex: "tex"}
+EXTENSIONS = {Format.markdown: "md", Format.csv: "csv", Format.latex: "tex", Format.html: "html"}
 
 
 @dataclass

@@ -26,6 +26,8 @@ from focalbench.report.runs import Entry, parse_loss
 LOWER_IS_BETTER = {"params", "gflops", "hd95"}
 #: Not a score: shown, never bolded, never tested.
 NOT_RANKED = {"modules"}
+#: Decimals of a score: paper 000 and paper 002 print four, paper 003 three (its Layout says so).
+DECIMALS = 4
 
 METRIC_NAMES = {
     "dsc": "DSC", "precision": "Precision", "recall": "Recall", "jaccard": "Jaccard",
@@ -85,6 +87,7 @@ class Layout:
     filled_labels: Callable[[Slot, Entry], tuple[str, ...]] = lambda slot, entry: slot.labels
     metric_names: dict[str, str] = field(default_factory=dict)
     paper: str | None = None  # the paper whose tables the layout reproduces (its footnotes apply)
+    decimals: int = DECIMALS  # of a score, as the paper prints them
 
     def metric_name(self, metric: str) -> str:
         return self.metric_names.get(metric, METRIC_NAMES.get(metric, metric))
@@ -151,7 +154,7 @@ LAYOUTS: dict[TableName, Layout] = {
         "U-Net trained with each loss (layout of paper 000 Table 2)",
         Shape.metric_rows, ("dsc", "precision", "recall"),
         tuple(Slot((label,), ("unet",), (family,)) for label, family in _PAPER000_LOSSES),
-        ("Dataset", "Metric"), lambda e: e.model == "unet" and not e.pruned, lambda e: (e.family,),
+        ("Dataset", "Metrics"), lambda e: e.model == "unet" and not e.pruned, lambda e: (e.family,),
         _PAPER000_DATASETS, paper="000",
     ),
     TableName.se: Layout(
@@ -180,6 +183,7 @@ LAYOUTS: dict[TableName, Layout] = {
         lambda e: (f"{e.model} + {e.loss}", _loss_arguments(e) or _variant(e)), ("bus", "isic2018"),
         filled_labels=lambda slot, e: (slot.labels[0], _loss_arguments(e) or slot.labels[1]),
         paper="003",
+        decimals=3,  # "0.804 ± 0.024"
     ),
     TableName.focusnet: Layout(
         TableName.focusnet,
@@ -212,6 +216,7 @@ class Cell:
     bold: bool = False
     marked: bool = False  # significant against the baseline (†)
     ci: tuple[float, float] | None = None
+    decimals: int = DECIMALS
 
     @property
     def is_value(self) -> bool:
@@ -315,7 +320,8 @@ def _metric_rows(layout: Layout, placements: list[Placement], metrics: list[str]
         by_column = {p.labels: p.entry for p in placements if p.block == block}
         for i, metric in enumerate(metrics):
             row = [Cell(block_title(block) if i == 0 else ""), Cell(layout.metric_name(metric))]
-            row += [Cell(entry=by_column.get(c), metric=metric, group=(block, metric)) for c in columns]
+            row += [Cell(entry=by_column.get(c), metric=metric, group=(block, metric), decimals=layout.decimals)
+                    for c in columns]
             rows.append(row)
     return Table(layout, header, rows, rules, placements)
 
@@ -331,7 +337,7 @@ def _metric_columns(layout: Layout, placements: list[Placement], metrics: list[s
             rules.append(len(rows))
         labels = (p.labels + ("",) * width)[:width]
         row = [Cell(block_title(p.block) if p.block != previous else ""), *(Cell(t) for t in labels)]
-        row += [Cell(entry=p.entry, metric=m, group=(p.block, m)) for m in metrics]
+        row += [Cell(entry=p.entry, metric=m, group=(p.block, m), decimals=layout.decimals) for m in metrics]
         rows.append(row)
         previous = p.block
     return Table(layout, header, rows, rules, placements)

@@ -18,10 +18,12 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where a table is read: the CLI starts without it
+    import pandas as pd
 
 from focalbench.config import parse_value
 
@@ -146,6 +148,8 @@ def read_run(path: Path) -> Run:
 
 
 def _read_per_image(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     if not path.is_file():
         raise _Corrupt("state is done but per_image.csv is missing")
     try:
@@ -270,6 +274,8 @@ class Entry:
         of ``holdout-P-kfold-K``, repeat the same images, so they average — every test image
         then counts once in tests and bootstrap intervals.
         """
+        import pandas as pd
+
         pieces = []
         for run in self.done:
             if run.per_image is None or metric not in run.per_image:
