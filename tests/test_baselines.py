@@ -138,15 +138,40 @@ def test_bcdunet_bottleneck_is_densely_connected():
     assert [type(m).__name__ for m in net.ups[0]] == ["ConvTranspose2d", "BatchNorm2d", "ReLU"]
 
 
-@pytest.mark.parametrize("name,params,paper_millions,rel", [
+@pytest.mark.parametrize("name,params,paper_millions,rel,trainable", [
     # paper 002 Table 2 (ISIC) and Table 3 (2018 DSB), "x10^8" read as x10^6: the public code's form
-    ("bcdu-net", {"convlstm": "backward"}, 20.66, 1e-4),
-    ("bcdu-net-small", {"convlstm": "backward"}, 5.22, 0.015),
+    ("bcdu-net", {"convlstm": "backward"}, 20.66, 1e-4, 20_659_973),
+    ("bcdu-net-small", {"convlstm": "backward"}, 5.22, 0.015, 5_167_493),
 ])
-def test_bcdunet_code_form_matches_paper_002(name, params, paper_millions, rel):
+def test_bcdunet_code_form_matches_paper_002(name, params, paper_millions, rel, trainable):
     with torch.device("meta"):
         net = build_model(name, **params)
     assert count_parameters(net) / 1e6 == pytest.approx(paper_millions, rel=rel)
+    assert count_parameters(net) == trainable
+
+
+# ---------------------------------------------------------------------------------------------- paper 003's U-Net
+
+
+def test_abraham_unet_parameter_count_by_hand():
+    # newmodels.unet, 1 input channel (BUS): conv = k²·cin·cout + cout, BN = 2 per channel
+    conv = lambda cin, cout, k=3: k * k * cin * cout + cout  # noqa: E731
+    unet_conv = lambda cin, c: conv(cin, c) + conv(c, c) + 4 * c  # noqa: E731  (two convs, two BNs)
+    encoder = unet_conv(1, 32) + unet_conv(32, 64) + unet_conv(64, 128) + unet_conv(128, 256)
+    center = conv(256, 512) + conv(512, 512)  # no BN
+    up = lambda cin, cout: conv(cin, cout, 2)  # noqa: E731  (ConvT 2x2: 4·cin·cout + cout)
+    decoder = (up(512, 256) + conv(512, 256) + conv(256, 256)      # conv6 ×2
+               + up(256, 128) + conv(256, 128) + conv(128, 128)    # conv7 ×2
+               + up(128, 64) + conv(128, 64)                       # conv8: one conv, as coded
+               + up(64, 32) + conv(64, 32) + conv(32, 32))         # conv9 ×2
+    head = conv(32, 1, 1)
+    assert encoder + center + decoder + head == 7_724_513
+    assert count_parameters(build_model("unet-abraham", in_channels=1)) == 7_724_513
+    # batch norm in the encoder only
+    net = build_model("unet-abraham", width=8)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.down.modules()) == 8
+    assert not any(isinstance(m, nn.BatchNorm2d) for part in (net.center, net.up_blocks) for m in part.modules())
+    assert [sum(isinstance(m, nn.Conv2d) for m in block) for block in net.up_blocks] == [2, 2, 1, 2]
 
 
 def test_default_counts_are_pinned():
