@@ -180,6 +180,43 @@ def test_default_counts_are_pinned():
     assert counts == {"r2u-net": 8_907_425, "bcdu-net": 23_026_533, "bcdu-net-small": 5_759_413}
 
 
+def test_attention_unet_of_the_authors_parameter_counts_by_hand():
+    # newmodels.attn_unet / TheFocusNetSeries attn_unet: UnetConv encoder and centre with BN,
+    # gating conv1x1(C_g)+BN, gate = θ conv2x2 + φ conv1x1 + ConvT3x3 + ψ conv1x1 + W conv1x1 + BN
+    conv = lambda cin, cout, k=3: k * k * cin * cout + cout  # noqa: E731
+    unet_conv = lambda cin, c: conv(cin, c) + conv(c, c) + 4 * c  # noqa: E731
+    gating = lambda c: conv(c, c, 1) + 2 * c  # noqa: E731
+    gate = lambda cx, cg, f: gating(cg) + conv(cx, f, 2) + conv(cg, f, 1) + conv(f, f) + conv(f, 1, 1) + conv(cx, cx, 1) + 2 * cx  # noqa: E731
+
+    def count(e, g, u, cin=3):
+        encoder = sum(unet_conv(a, b) for a, b in zip([cin, *e[:4]], e))
+        up1, up2, up3 = u[0] + e[3], u[1] + e[2], u[2] + e[1]
+        gates = gate(e[3], e[4], g[0]) + gate(e[2], up1, g[1]) + gate(e[1], up1, g[2])
+        ups = conv(e[4], u[0]) + conv(up1, u[1]) + conv(up2, u[2]) + conv(up3, u[3])
+        return encoder + gates + ups + conv(u[3] + e[0], 1, 1)
+
+    kaul = count([32, 64, 128, 256, 512], [256, 128, 64], [256, 128, 64, 32])
+    assert kaul == 8_898_308 == count_parameters(build_model("attention-unet-kaul"))
+    # paper 002 Table 2's 8.91 M is Keras' total: + the BN moving statistics of the 1,984
+    # UnetConv, 3·512 gating and 448 gate-output channels
+    assert kaul + 2 * (2 * (32 + 64 + 128 + 256 + 512) + 3 * 512 + 256 + 128 + 64) == 8_906_244
+    abraham = count([32, 32, 64, 64, 128], [128, 64, 32], [32, 64, 32, 32], cin=1)
+    assert abraham == 846_500 == count_parameters(build_model("attention-unet-abraham", in_channels=1))
+
+
+def test_unetplusplus_of_the_authors_parameter_count_by_hand():
+    # Nest_Net: unit = two conv3x3; X_ij (j >= 1) reads ConvT2x2(X_{i+1,j-1}) and X_i0..X_i,j-1
+    conv = lambda cin, cout, k=3: k * k * cin * cout + cout  # noqa: E731
+    f = [32, 64, 128, 256, 512]
+    unit = lambda cin, c: conv(cin, c) + conv(c, c)  # noqa: E731
+    total = sum(unit(a, b) for a, b in zip([3, *f[:4]], f))
+    total += sum(conv(f[i + 1], f[i], 2) + unit((j + 1) * f[i], f[i]) for j in range(1, 5) for i in range(5 - j))
+    total += conv(32, 1, 1)
+    assert total == 9_042_177 == count_parameters(build_model("unetplusplus"))  # paper 002 Table 2: 9.04 M
+    net = build_model("unetplusplus", width=4).eval()
+    assert net(torch.randn(1, 3, 32, 48)).shape == (1, 1, 32, 48)
+
+
 # ---------------------------------------------------------------------------------------------- sizes, errors, CLI
 
 

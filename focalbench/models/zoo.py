@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from focalbench.errors import FocalbenchError
-from focalbench.models.abraham import AbrahamUNet
+from focalbench.models.abraham import AbrahamAttentionUNet, AbrahamUNet
 from focalbench.models.base import check_input_size
 from focalbench.models.bcdunet import BCDUNet, ConvLSTMForm
 from focalbench.models.blocks import GateForm
@@ -24,6 +24,7 @@ from focalbench.models.keras import KERAS_BN_EPS, KERAS_BN_MOMENTUM
 from focalbench.models.pyramid import GateSource, PyramidAttentionUNet
 from focalbench.models.smp import SmpArch, SmpNet
 from focalbench.models.unet import Attention, Block, UNet
+from focalbench.models.unetplusplus import UNetPlusPlus
 from focalbench.registry import Registry
 
 
@@ -63,6 +64,12 @@ MODELS.add("unet", ModelSpec(
 MODELS.add("unet-abraham", ModelSpec(
     AbrahamUNet, "paper 003's U-Net baseline as coded (newmodels.unet: BN in the encoder only, one conv at decoder level 1)",
     PAPER_003, defaults={"width": 32, **_KERAS_BN}, tiny_params=_UNET_TINY))
+_ATTN_TINY = {"widths": [8, 8, 8, 8, 16], "gate_widths": [8, 8, 8], "up_widths": [8, 8, 8, 8]}
+MODELS.add("attention-unet-abraham", ModelSpec(
+    AbrahamAttentionUNet, "paper 003's Attn U-Net baseline as coded (newmodels.attn_unet: widths 32/32/64/64/128, "
+    "3 gates, no decoder convs)", PAPER_003,
+    defaults={"widths": [32, 32, 64, 64, 128], "gate_widths": [128, 64, 32], "up_widths": [32, 64, 32, 32], **_KERAS_BN},
+    tiny_params=_ATTN_TINY))
 for _focal, _init in (("", None), ("focal-", 1.0)):
     MODELS.add(f"{_focal}use-net", ModelSpec(
         UNet, f"U-Net with {_focal.replace('-', ' ')}SE blocks (r=8) at 9 positions: 1-4 encoder, 5 bottleneck, 6-9 decoder",
@@ -100,6 +107,16 @@ MODELS.add("focusnetpp-paper", ModelSpec(
     defaults={"widths": [32, 64, 128, 192, 256], "stem": None, "blocks": [1, 3, 3, 3, 2], "se": True, "se_reduction": 16,
               "head": Head.PAPER, "dropout": 0.5, **_KERAS_BN},
     tiny_params={"widths": [8, 8, 16, 16, 16], "blocks": [1, 1, 1, 1, 1]}))
+# Paper 002's baselines as its authors' repository (TheFocusNetSeries models.py) builds them.
+MODELS.add("attention-unet-kaul", ModelSpec(
+    AbrahamAttentionUNet, "paper 002's Attn U-Net baseline as coded (TheFocusNetSeries attn_unet: widths 32→512, "
+    "gates F_int 256/128/64, no decoder convs)", PAPER_002,
+    defaults={"widths": [32, 64, 128, 256, 512], "gate_widths": [256, 128, 64], "up_widths": [256, 128, 64, 32], **_KERAS_BN},
+    tiny_params=_ATTN_TINY))
+MODELS.add("unetplusplus", ModelSpec(
+    UNetPlusPlus, "UNet++ as paper 002's code builds it (Nest_Net: nested U-Net 32→512, ELU, dropout 0.5)",
+    "Zhou et al. 2018, UNet++ (DLMIA); baseline of paper 002",
+    defaults={"width": 32, "dropout": 0.5}, tiny_params={"width": 8}))
 # Paper 002's baselines [9] and [10]. R2U-Net has no -small preset: paper 002 Table 3 (2018 DSB)
 # has no R2U-Net row to size it by. bcdu-net-small halves the widths: the public code's network at
 # width 32 has 5.17 M parameters against Table 3's 5.22 M (models/bcdunet.py).
@@ -156,7 +173,8 @@ def model_info(name: str) -> dict[str, Any]:
 
 
 #: Parameters that take a list of integers, with the example a user error shows.
-_INT_LISTS = {"positions": "[2,6,9]", "blocks": "[1,3,3,3,2]", "widths": "[32,64,128,192,256]"}
+_INT_LISTS = {"positions": "[2,6,9]", "blocks": "[1,3,3,3,2]", "widths": "[48,96,156,256,512]",
+              "gate_widths": "[128,64,32]", "up_widths": "[32,64,32,32]"}
 #: Integer parameters that must be at least 1.
 _POSITIVE_INTS = ("width", "depth", "se_reduction", "out_channels", "dense_blocks")
 #: Integer parameters that must be at least 0.
