@@ -18,8 +18,9 @@ k = width / 32::
 UnetConv(F) = [conv3×3(F) → BN → ReLU] × 2; ConvT = transposed conv3×3 stride 2 with Keras'
 'same' arithmetic (the full output's last row and column cut, :mod:`focalbench.models.keras`),
 as is the gates' φ up-sampling; BatchNorm with Keras' ε = 1e-3 and momentum 0.99 (PyTorch
-0.01), which the code leaves at their defaults. The papers' sigmoids are left to the loss: the
-network returns logits.
+0.01), which the code leaves at their defaults. Glorot-normal init (``kinit``) except where the
+code names no initialiser (Glorot-uniform, Keras' default). The papers' sigmoids are left to
+the loss: the network returns logits.
 """
 
 from __future__ import annotations
@@ -108,6 +109,12 @@ class PyramidAttentionUNet(SegmentationNet):
             for cin, n in ((up1, 256), (up2, 128), (c(32) + c(64), 64), (c(32) + c(32), 32))
         )
         init_weights_(self, InitScheme.XAVIER_NORMAL)
+        # Keras' Glorot-uniform default where the code names no kernel_initializer: the pyramid
+        # input convs, the gates' θ, φ, ψ and output convs, and the four 1×1 output convs
+        uniform = [*self.side_in, *(head[1] for head in self.side_out)]
+        uniform += [part for gate in self.gates.values() for part in (gate.theta, gate.phi, gate.psi, gate.out)]
+        for module in uniform:
+            init_weights_(module, InitScheme.XAVIER_UNIFORM)
 
     def attention_modules(self) -> list[nn.Module]:
         return sorted(self.gates.values(), key=lambda m: m.position)
