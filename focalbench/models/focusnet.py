@@ -29,10 +29,8 @@ from torch import nn
 
 from focalbench.models.base import SegmentationNet
 from focalbench.models.blocks import InitScheme, SqueezeExcitation, init_weights_
-from focalbench.models.keras import KERAS_BN_EPS, KERAS_BN_MOMENTUM, Conv2dSame, batch_norm, conv2d_same
+from focalbench.models.keras import KERAS_BN, BatchNormSettings, KERAS_BN_EPS, KERAS_BN_MOMENTUM, Conv2dSame, batch_norm, conv2d_same
 
-_BN = tuple[float, float]  # (eps, momentum) of every batch norm
-_KERAS_BN: _BN = (KERAS_BN_EPS, KERAS_BN_MOMENTUM)
 
 
 class PreActBlock(nn.Module):
@@ -43,7 +41,7 @@ class PreActBlock(nn.Module):
     shortcut is a 1×1 conv (with stride) when the shape changes; convs keep Keras' bias.
     """
 
-    def __init__(self, cin: int, cout: int, stride: int = 1, preact: bool = True, bn: _BN = _KERAS_BN) -> None:
+    def __init__(self, cin: int, cout: int, stride: int = 1, preact: bool = True, bn: BatchNormSettings = KERAS_BN) -> None:
         super().__init__()
         lead: list[nn.Module] = [batch_norm(cin, *bn), nn.ReLU(inplace=True)] if preact else []
         self.body = nn.Sequential(
@@ -56,18 +54,18 @@ class PreActBlock(nn.Module):
         return self.body(x) + self.shortcut(x)
 
 
-def _first(cin: int, cout: int, bn: _BN) -> PreActBlock:
+def _first(cin: int, cout: int, bn: BatchNormSettings) -> PreActBlock:
     return PreActBlock(cin, cout, preact=False, bn=bn)
 
 
-def _down(c: int, bn: _BN) -> PreActBlock:
+def _down(c: int, bn: BatchNormSettings) -> PreActBlock:
     return PreActBlock(c, c, stride=2, bn=bn)
 
 
 class UpStep(nn.Module):
     """Keras-style decoder step: nearest up×2 → conv2×2 ('same') + ReLU → concat [skip, up] → residual block."""
 
-    def __init__(self, cin: int, skip: int, cout: int, bn: _BN) -> None:
+    def __init__(self, cin: int, skip: int, cout: int, bn: BatchNormSettings) -> None:
         super().__init__()
         # TF 'same' for a 2×2 kernel pads one row/column at the bottom/right only
         self.conv = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), Conv2dSame(cin, cout, 2), nn.ReLU(inplace=True))

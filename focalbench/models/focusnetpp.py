@@ -30,11 +30,9 @@ from torch import nn
 from focalbench.errors import FocalbenchError
 from focalbench.models.base import SegmentationNet
 from focalbench.models.blocks import InitScheme, SqueezeExcitation, init_weights_
-from focalbench.models.keras import KERAS_BN_EPS, KERAS_BN_MOMENTUM, batch_norm
+from focalbench.models.keras import KERAS_BN, BatchNormSettings, KERAS_BN_EPS, KERAS_BN_MOMENTUM, batch_norm
 
 LEAK = 0.3  # Keras LeakyReLU's default slope, used by the authors' code
-_BN = tuple[float, float]  # (eps, momentum) of every batch norm
-_KERAS_BN: _BN = (KERAS_BN_EPS, KERAS_BN_MOMENTUM)
 
 
 class Head(str, Enum):
@@ -52,11 +50,11 @@ class Head(str, Enum):
     PAPER = "paper"
 
 
-def _bn_act_conv(cin: int, cout: int, k: int = 3, bn: _BN = _KERAS_BN) -> list[nn.Module]:
+def _bn_act_conv(cin: int, cout: int, k: int = 3, bn: BatchNormSettings = KERAS_BN) -> list[nn.Module]:
     return [batch_norm(cin, *bn), nn.LeakyReLU(LEAK, inplace=True), nn.Conv2d(cin, cout, k, padding=k // 2)]
 
 
-def _conv_bn_act(cin: int, cout: int, k: int = 1, bn: _BN = _KERAS_BN) -> nn.Sequential:
+def _conv_bn_act(cin: int, cout: int, k: int = 1, bn: BatchNormSettings = KERAS_BN) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2), batch_norm(cout, *bn), nn.LeakyReLU(LEAK, inplace=True))
 
 
@@ -74,7 +72,7 @@ class ResGANet(nn.Module):
     right"). ``se=False`` (the code's ``residual_block``) leaves out the SE block.
     """
 
-    def __init__(self, cin: int, cout: int, se_reduction: int = 16, se: bool = True, bn: _BN = _KERAS_BN) -> None:
+    def __init__(self, cin: int, cout: int, se_reduction: int = 16, se: bool = True, bn: BatchNormSettings = KERAS_BN) -> None:
         super().__init__()
         if cin % 4:
             raise FocalbenchError(f"ResGANet splits {cin} channels into 4 groups: every level width must be divisible by 4 (e.g. --param model.widths=[48,96,156,256,512])")

@@ -28,6 +28,9 @@ from torch import nn
 KERAS_BN_EPS = 1e-3
 #: Keras ``BatchNormalization(momentum=0.99)`` in PyTorch's convention (weight of the new batch).
 KERAS_BN_MOMENTUM = 0.01
+#: ``(eps, momentum)`` of a batch norm, as blocks pass it down; Keras' by default
+BatchNormSettings = tuple[float, float]
+KERAS_BN: BatchNormSettings = (KERAS_BN_EPS, KERAS_BN_MOMENTUM)
 
 
 def tf_same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
