@@ -138,21 +138,83 @@ def test_bcdunet_bottleneck_is_densely_connected():
     assert [type(m).__name__ for m in net.ups[0]] == ["ConvTranspose2d", "BatchNorm2d", "ReLU"]
 
 
-@pytest.mark.parametrize("name,params,paper_millions,rel", [
+@pytest.mark.parametrize("name,params,paper_millions,rel,trainable", [
     # paper 002 Table 2 (ISIC) and Table 3 (2018 DSB), "x10^8" read as x10^6: the public code's form
-    ("bcdu-net", {"convlstm": "backward"}, 20.66, 1e-4),
-    ("bcdu-net-small", {"convlstm": "backward"}, 5.22, 0.015),
+    ("bcdu-net", {"convlstm": "backward"}, 20.66, 1e-4, 20_659_973),
+    ("bcdu-net-small", {"convlstm": "backward"}, 5.22, 0.015, 5_167_493),
 ])
-def test_bcdunet_code_form_matches_paper_002(name, params, paper_millions, rel):
+def test_bcdunet_code_form_matches_paper_002(name, params, paper_millions, rel, trainable):
     with torch.device("meta"):
         net = build_model(name, **params)
     assert count_parameters(net) / 1e6 == pytest.approx(paper_millions, rel=rel)
+    assert count_parameters(net) == trainable
+
+
+# ---------------------------------------------------------------------------------------------- paper 003's U-Net
+
+
+def test_abraham_unet_parameter_count_by_hand():
+    # newmodels.unet, 1 input channel (BUS): conv = k²·cin·cout + cout, BN = 2 per channel
+    conv = lambda cin, cout, k=3: k * k * cin * cout + cout  # noqa: E731
+    unet_conv = lambda cin, c: conv(cin, c) + conv(c, c) + 4 * c  # noqa: E731  (two convs, two BNs)
+    encoder = unet_conv(1, 32) + unet_conv(32, 64) + unet_conv(64, 128) + unet_conv(128, 256)
+    center = conv(256, 512) + conv(512, 512)  # no BN
+    up = lambda cin, cout: conv(cin, cout, 2)  # noqa: E731  (ConvT 2x2: 4·cin·cout + cout)
+    decoder = (up(512, 256) + conv(512, 256) + conv(256, 256)      # conv6 ×2
+               + up(256, 128) + conv(256, 128) + conv(128, 128)    # conv7 ×2
+               + up(128, 64) + conv(128, 64)                       # conv8: one conv, as coded
+               + up(64, 32) + conv(64, 32) + conv(32, 32))         # conv9 ×2
+    head = conv(32, 1, 1)
+    assert encoder + center + decoder + head == 7_724_513
+    assert count_parameters(build_model("unet-abraham", in_channels=1)) == 7_724_513
+    # batch norm in the encoder only
+    net = build_model("unet-abraham", width=8)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in net.down.modules()) == 8
+    assert not any(isinstance(m, nn.BatchNorm2d) for part in (net.center, net.up_blocks) for m in part.modules())
+    assert [sum(isinstance(m, nn.Conv2d) for m in block) for block in net.up_blocks] == [2, 2, 1, 2]
 
 
 def test_default_counts_are_pinned():
     with torch.device("meta"):
         counts = {name: count_parameters(build_model(name)) for name in ("r2u-net", "bcdu-net", "bcdu-net-small")}
     assert counts == {"r2u-net": 8_907_425, "bcdu-net": 23_026_533, "bcdu-net-small": 5_759_413}
+
+
+def test_attention_unet_of_the_authors_parameter_counts_by_hand():
+    # newmodels.attn_unet / TheFocusNetSeries attn_unet: UnetConv encoder and centre with BN,
+    # gating conv1x1(C_g)+BN, gate = θ conv2x2 + φ conv1x1 + ConvT3x3 + ψ conv1x1 + W conv1x1 + BN
+    conv = lambda cin, cout, k=3: k * k * cin * cout + cout  # noqa: E731
+    unet_conv = lambda cin, c: conv(cin, c) + conv(c, c) + 4 * c  # noqa: E731
+    gating = lambda c: conv(c, c, 1) + 2 * c  # noqa: E731
+    gate = lambda cx, cg, f: gating(cg) + conv(cx, f, 2) + conv(cg, f, 1) + conv(f, f) + conv(f, 1, 1) + conv(cx, cx, 1) + 2 * cx  # noqa: E731
+
+    def count(e, g, u, cin=3):
+        encoder = sum(unet_conv(a, b) for a, b in zip([cin, *e[:4]], e))
+        up1, up2, up3 = u[0] + e[3], u[1] + e[2], u[2] + e[1]
+        gates = gate(e[3], e[4], g[0]) + gate(e[2], up1, g[1]) + gate(e[1], up1, g[2])
+        ups = conv(e[4], u[0]) + conv(up1, u[1]) + conv(up2, u[2]) + conv(up3, u[3])
+        return encoder + gates + ups + conv(u[3] + e[0], 1, 1)
+
+    kaul = count([32, 64, 128, 256, 512], [256, 128, 64], [256, 128, 64, 32])
+    assert kaul == 8_898_308 == count_parameters(build_model("attention-unet-kaul"))
+    # paper 002 Table 2's 8.91 M is Keras' total: + the BN moving statistics of the 1,984
+    # UnetConv, 3·512 gating and 448 gate-output channels
+    assert kaul + 2 * (2 * (32 + 64 + 128 + 256 + 512) + 3 * 512 + 256 + 128 + 64) == 8_906_244
+    abraham = count([32, 32, 64, 64, 128], [128, 64, 32], [32, 64, 32, 32], cin=1)
+    assert abraham == 846_500 == count_parameters(build_model("attention-unet-abraham", in_channels=1))
+
+
+def test_unetplusplus_of_the_authors_parameter_count_by_hand():
+    # Nest_Net: unit = two conv3x3; X_ij (j >= 1) reads ConvT2x2(X_{i+1,j-1}) and X_i0..X_i,j-1
+    conv = lambda cin, cout, k=3: k * k * cin * cout + cout  # noqa: E731
+    f = [32, 64, 128, 256, 512]
+    unit = lambda cin, c: conv(cin, c) + conv(c, c)  # noqa: E731
+    total = sum(unit(a, b) for a, b in zip([3, *f[:4]], f))
+    total += sum(conv(f[i + 1], f[i], 2) + unit((j + 1) * f[i], f[i]) for j in range(1, 5) for i in range(5 - j))
+    total += conv(32, 1, 1)
+    assert total == 9_042_177 == count_parameters(build_model("unetplusplus"))  # paper 002 Table 2: 9.04 M
+    net = build_model("unetplusplus", width=4).eval()
+    assert net(torch.randn(1, 3, 32, 48)).shape == (1, 1, 32, 48)
 
 
 # ---------------------------------------------------------------------------------------------- sizes, errors, CLI

@@ -35,12 +35,48 @@ def test_gflops_of_the_unet_equal_the_layer_by_layer_count():
 
 @pytest.mark.parametrize("name,params,paper_millions,rel", [
     ("focusnet", {}, 19.07, 0.01),
-    # the public code's widths (48/96/156/256/512): paper 002 evidently counted that network
-    ("focusnetpp", {"widths": [48, 96, 156, 256, 512]}, 7.80, 0.02),
+    ("focusnetpp", {}, 7.80, 0.01),
 ])
 def test_parameter_counts_match_paper_002_table_2(name, params, paper_millions, rel):
     # paper 002 Table 2 (ISIC, 256x256), "x10^8" read as x10^6 (spec section 8)
     assert count_parameters(build_model(name, **params)) / 1e6 == pytest.approx(paper_millions, rel=rel)
+
+
+def _running_statistics(net) -> int:
+    return sum(b.numel() for k, b in net.named_buffers() if k.endswith(("running_mean", "running_var")))
+
+
+@pytest.mark.parametrize("name,trainable", [
+    ("focusnet", 19_063_933),
+    # the authors' focusnetpp.py network: Keras counts 7,803,739 with the BN moving statistics
+    ("focusnetpp", 7_771_723),
+    ("focusnetpp-small", 1_984_615),
+    # the paper's text: widths 32..256, SE in every block, a side head at every scale
+    ("focusnetpp-paper", 3_339_209),
+])
+def test_focusnet_family_counts_are_pinned(name, trainable):
+    with torch.device("meta"):
+        net = build_model(name)
+    assert count_parameters(net) == trainable
+
+
+def test_focusnetpp_is_the_authors_code_network():
+    with torch.device("meta"):
+        net = build_model("focusnetpp")
+    # Keras' model.summary() total = trainable + the BN moving mean and variance: Table 2's 7.80 M
+    assert count_parameters(net) + _running_statistics(net) == 7_803_739
+    assert net.stem.out_channels == 32 and net.stem.kernel_size == (5, 5)
+    # conv1 = residual_block(32 -> 48); conv2..conv4: 3 blocks each; bottleneck: 2 blocks
+    pairs = [[(b.split.in_channels, b.merge[0].out_channels) for b in stage] for stage in net.encoder]
+    assert pairs == [[(32, 48)], [(48, 96), (96, 96), (96, 96)], [(96, 156), (156, 156), (156, 156)],
+                     [(156, 256), (256, 256), (256, 256)]]
+    assert [(b.split.in_channels, b.merge[0].out_channels) for b in net.bottleneck[0]] == [(256, 512), (512, 512)]
+    assert not any(type(m).__name__ == "SqueezeExcitation" for m in net.modules())
+    # decoder convs conv5..conv8: 256, 156, 96 and, at full size, 16 (then 9, 3 and the sigmoid map)
+    assert [m[0].out_channels for m in net.merge] == [256, 156, 96, 16]
+    assert [m.out_channels for m in net.sides[3] if isinstance(m, torch.nn.Conv2d)] == [9, 3, 1]
+    assert [side[1][0].out_channels for side in net.sides[:3]] == [128, 64, 32]
+    assert net.fuse[0][0].out_channels == 32
 
 
 def test_resganet_with_a_silent_merge_is_leaky_relu_of_its_input():

@@ -45,6 +45,7 @@ from torch import nn
 from focalbench.errors import FocalbenchError
 from focalbench.models.base import SegmentationNet
 from focalbench.models.blocks import InitScheme, init_weights_
+from focalbench.models.keras import KERAS_BN_EPS, KERAS_BN_MOMENTUM, batch_norm
 
 
 class ConvLSTMForm(str, Enum):
@@ -135,7 +136,9 @@ def _double_conv(cin: int, cout: int) -> nn.Sequential:
 class BCDUNet(SegmentationNet):
     """BCDU-Net with ``width`` first-level filters (64), ``depth`` down-samplings (3),
     ``dense_blocks`` in the bottleneck (3 = the paper's "D3", 1 = "D1"), ``convlstm``
-    bidirectional (paper) | backward (code) and ``dropout`` (0.5, as coded).
+    bidirectional (paper) | backward (code), ``dropout`` (0.5, as coded) and ``bn_eps`` /
+    ``bn_momentum`` of the decoder's batch norms (Keras' 1e-3 / 0.99 = PyTorch 0.01: the code's
+    ``BatchNormalization(axis=3)`` keeps the defaults).
     """
 
     def __init__(
@@ -146,6 +149,8 @@ class BCDUNet(SegmentationNet):
         dense_blocks: int = 3,
         convlstm: ConvLSTMForm = ConvLSTMForm.BIDIRECTIONAL,
         dropout: float = 0.5,
+        bn_eps: float = KERAS_BN_EPS,
+        bn_momentum: float = KERAS_BN_MOMENTUM,
     ) -> None:
         super().__init__()
         if width % 2:
@@ -168,7 +173,7 @@ class BCDUNet(SegmentationNet):
         self.up_blocks = nn.ModuleList()
         for level in reversed(range(depth)):
             f = widths[level]
-            self.ups.append(nn.Sequential(nn.ConvTranspose2d(widths[level + 1], f, 2, stride=2), nn.BatchNorm2d(f), nn.ReLU(inplace=True)))
+            self.ups.append(nn.Sequential(nn.ConvTranspose2d(widths[level + 1], f, 2, stride=2), batch_norm(f, bn_eps, bn_momentum), nn.ReLU(inplace=True)))
             self.fuse.append(BConvLSTM(f, f // 2, convlstm))
             self.up_blocks.append(_double_conv(f // 2, f))
         self.head = nn.Sequential(nn.Conv2d(widths[0], 2, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(2, 1, 1))

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from focalbench.models.keras import KERAS_BN_EPS, KERAS_BN_MOMENTUM, ConvTranspose2dSame, batch_norm, conv2d_same
+
 FOCAL_EPS = 1e-7
 
 
@@ -39,11 +41,14 @@ class GateForm(str, Enum):
     ABRAHAM = "abraham"
 
 
-def make_norm(kind: Norm, channels: int) -> nn.Module:
+def make_norm(kind: Norm, channels: int, eps: float = KERAS_BN_EPS, momentum: float = KERAS_BN_MOMENTUM) -> nn.Module:
+    """Instance or batch norm with ε = ``eps`` (Keras' 1e-3 by default) and, for batch norm, the
+    running-statistics ``momentum`` in PyTorch's sense (Keras' 0.99 = 0.01 here)."""
     if Norm(kind) is Norm.INSTANCE:
-        # affine=True: the spec counts γ, β per channel; no running stats, so train == test.
-        return nn.InstanceNorm2d(channels, affine=True)
-    return nn.BatchNorm2d(channels)
+        # affine=True: the spec counts γ, β per channel; no running stats, so train == test. It
+        # stands in for MIScnn's Keras batch norm at batch size 1, so it takes that ε.
+        return nn.InstanceNorm2d(channels, eps=eps, affine=True)
+    return batch_norm(channels, eps, momentum)
 
 
 def focal_power(a: torch.Tensor, w: torch.Tensor, eps: float = FOCAL_EPS) -> torch.Tensor:
@@ -80,15 +85,15 @@ def _focal(focal_init: float | None) -> FocalLayer | None:
 class ConvNormAct(nn.Sequential):
     """MIScnn order: conv3×3 (bias, 'same') → ReLU → norm (activation *before* norm, spec §1)."""
 
-    def __init__(self, cin: int, cout: int, norm: Norm) -> None:
-        super().__init__(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True), make_norm(norm, cout))
+    def __init__(self, cin: int, cout: int, norm: Norm, bn_eps: float = KERAS_BN_EPS, bn_momentum: float = KERAS_BN_MOMENTUM) -> None:
+        super().__init__(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True), make_norm(norm, cout, bn_eps, bn_momentum))
 
 
 class DoubleConv(nn.Sequential):
     """Two :class:`ConvNormAct` — one U-Net level."""
 
-    def __init__(self, cin: int, cout: int, norm: Norm) -> None:
-        super().__init__(ConvNormAct(cin, cout, norm), ConvNormAct(cout, cout, norm))
+    def __init__(self, cin: int, cout: int, norm: Norm, bn_eps: float = KERAS_BN_EPS, bn_momentum: float = KERAS_BN_MOMENTUM) -> None:
+        super().__init__(ConvNormAct(cin, cout, norm, bn_eps, bn_momentum), ConvNormAct(cout, cout, norm, bn_eps, bn_momentum))
 
 
 class RecurrentConv(nn.Module):
@@ -100,10 +105,10 @@ class RecurrentConv(nn.Module):
     conv-BN-ReLU. Shapes: (N, C, H, W) → (N, C, H, W).
     """
 
-    def __init__(self, channels: int, t: int = 2) -> None:
+    def __init__(self, channels: int, t: int = 2, bn_eps: float = KERAS_BN_EPS, bn_momentum: float = KERAS_BN_MOMENTUM) -> None:
         super().__init__()
         self.t = t
-        self.f = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+        self.f = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), batch_norm(channels, bn_eps, bn_momentum), nn.ReLU(inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.f(x)
@@ -118,10 +123,10 @@ class RecurrentResidualBlock(nn.Module):
     The 1×1 conv gives the residual add matching channels; no activation after the add.
     """
 
-    def __init__(self, cin: int, cout: int, t: int = 2) -> None:
+    def __init__(self, cin: int, cout: int, t: int = 2, bn_eps: float = KERAS_BN_EPS, bn_momentum: float = KERAS_BN_MOMENTUM) -> None:
         super().__init__()
         self.project = nn.Conv2d(cin, cout, 1)
-        self.body = nn.Sequential(RecurrentConv(cout, t), RecurrentConv(cout, t))
+        self.body = nn.Sequential(RecurrentConv(cout, t, bn_eps, bn_momentum), RecurrentConv(cout, t, bn_eps, bn_momentum))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = self.project(x)
@@ -182,6 +187,8 @@ class AttentionGate(nn.Module):
         norm: Norm = Norm.INSTANCE,
         focal_init: float | None = None,
         g_stride: int = 1,
+        bn_eps: float = KERAS_BN_EPS,
+        bn_momentum: float = KERAS_BN_MOMENTUM,
     ) -> None:
         super().__init__()
         form = GateForm(form)
@@ -192,21 +199,19 @@ class AttentionGate(nn.Module):
             phi_in = g_channels
         else:
             gate_out = inter_channels if form is GateForm.MISCNN else g_channels
-            self.gating = nn.Sequential(nn.Conv2d(g_channels, gate_out, 1), make_norm(norm, gate_out), nn.ReLU(inplace=True))
-            if form is GateForm.MISCNN:
-                # TF 'same' with stride 2 pads only bottom/right, so θ's pixel i is centred on
-                # skip pixels 2i..2i+1, the two pixels the nearest up-sampling gives α_i back to
-                self.theta = nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(x_channels, inter_channels, 3, stride=2))
-            else:
-                self.theta = nn.Conv2d(x_channels, inter_channels, 2, stride=2)
+            self.gating = nn.Sequential(nn.Conv2d(g_channels, gate_out, 1), make_norm(norm, gate_out, bn_eps, bn_momentum), nn.ReLU(inplace=True))
+            # TF 'same' with stride 2 pads an even side only at the bottom/right, so θ's pixel i
+            # is centred on skip pixels 2i..2i+1, the two the nearest up-sampling gives α_i to
+            kernel = 3 if form is GateForm.MISCNN else 2
+            self.theta = conv2d_same(x_channels, inter_channels, kernel, stride=2)
             phi_in = gate_out
         phi: list[nn.Module] = [nn.Conv2d(phi_in, inter_channels, 1)]
         if form is GateForm.ABRAHAM:
-            # Keras Conv2DTranspose(3×3, strides=s, 'same') multiplies the size by s exactly.
-            phi.append(nn.ConvTranspose2d(inter_channels, inter_channels, 3, stride=g_stride, padding=1, output_padding=g_stride - 1))
+            # Keras Conv2DTranspose(3×3, strides=s, 'same'): s·n pixels, the full output's last cut
+            phi.append(ConvTranspose2dSame(inter_channels, inter_channels, 3, stride=g_stride))
         self.phi = nn.Sequential(*phi)
         self.psi = nn.Conv2d(inter_channels, 1, 1)
-        self.out = nn.Sequential(nn.Conv2d(x_channels, x_channels, 1), make_norm(norm, x_channels))
+        self.out = nn.Sequential(nn.Conv2d(x_channels, x_channels, 1), make_norm(norm, x_channels, bn_eps, bn_momentum))
         self.focal = _focal(focal_init)
         self.position: int | None = None
 

@@ -1,17 +1,28 @@
 """FocusNet++ (paper 002): a U-Net-like network of residual group attention (ResGANet) blocks.
 
 Kaul et al. 2021, "FocusNet++: attentive aggregated transformations for efficient and accurate
-medical image segmentation" (ISBI), §2 and spec §7. Paper widths 32 → 64 → 128 → 192 → 256 →
-192 → 128 → 64 → 32 (scaled by width/32), 4 filter groups, first conv 5×5, max-pool
-down-sampling, nearest up-sampling followed by a conv, skips by *addition*, dropout 0.5 in the
-bottleneck, and per-scale side outputs ``Conv-BN-LReLU-Conv-σ`` at full size (up-sampled first,
-as coded), concatenated and fused by ``Conv-BN-LReLU-Conv`` (the final σ is left to the loss).
-Topology details the paper leaves open follow the public code (``TheFocusNetSeries/focusnetpp.py``).
+medical image segmentation" (ISBI), §2 and spec §7. Two forms of one network:
+
+* ``focusnetpp`` — the authors' code, ``chaitanya-kaul/TheFocusNetSeries`` ``focusnetpp.py``
+  (``residual_network``), the network paper 002's numbers were measured on: stem conv5×5(32),
+  level widths 48, 96, 156, 256, bottleneck 512, ResGANet blocks 1, 3, 3, 3, 2, no SE, the coded
+  head (:attr:`Head.CODE`). 7,771,723 trainable parameters (Keras adds 32,016 BatchNorm moving
+  statistics: 7,803,739 = Table 2's 7.80 M).
+* ``focusnetpp-paper`` — the paper's text: widths 32 → 64 → 128 → 192 → 256 → 192 → 128 → 64 →
+  32, SE inside every block, side outputs ``Conv-BN-LReLU-Conv-σ`` at every scale
+  (:attr:`Head.PAPER`); the block counts the paper leaves open come from the code.
+
+Common to both: 4 filter groups, max-pool down-sampling, nearest up-sampling followed by a
+ResGANet, skips by *addition*, side outputs up-sampled to full size first (as coded),
+concatenated and fused by ``Conv-BN-LReLU-Conv`` (the final σ is left to the loss), LeakyReLU
+slope 0.3 and BatchNorm ε = 1e-3, momentum 0.99 (Keras' defaults, which the code keeps; PyTorch
+momentum 0.01). All convs are stride 1 with odd kernels, so 'same' padding is symmetric.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import Enum
 
 import torch
 from torch import nn
@@ -19,16 +30,32 @@ from torch import nn
 from focalbench.errors import FocalbenchError
 from focalbench.models.base import SegmentationNet
 from focalbench.models.blocks import InitScheme, SqueezeExcitation, init_weights_
+from focalbench.models.keras import KERAS_BN, BatchNormSettings, KERAS_BN_EPS, KERAS_BN_MOMENTUM, batch_norm
 
 LEAK = 0.3  # Keras LeakyReLU's default slope, used by the authors' code
 
 
-def _bn_act_conv(cin: int, cout: int, k: int = 3) -> list[nn.Module]:
-    return [nn.BatchNorm2d(cin), nn.LeakyReLU(LEAK, inplace=True), nn.Conv2d(cin, cout, k, padding=k // 2)]
+class Head(str, Enum):
+    """The output head: the authors' code or the paper's text (both end in the same fusion).
+
+    * ``code`` — side outputs at 1/8, 1/4, 1/2: up-sample → conv1×1(128 | 64 | 32)-BN-LReLU →
+      conv1×1 σ; at full size the last decoder conv is conv3×3(16) (not F0), then conv3×3(9) →
+      conv3×3(3) (ReLU each) → conv1×1 σ; fusion conv1×1(32)-BN-LReLU → conv1×1.
+    * ``paper`` — every scale, full size included: up-sample → conv1×1(4F0 | 2F0 | F0 | F0/2)-BN-
+      LReLU → conv1×1 σ ("Conv → BN → LeakyReLU → Conv → σ"); fusion conv1×1(F0)-BN-LReLU →
+      conv1×1, with F0 the first level's width.
+    """
+
+    CODE = "code"
+    PAPER = "paper"
 
 
-def _conv_bn_act(cin: int, cout: int, k: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2), nn.BatchNorm2d(cout), nn.LeakyReLU(LEAK, inplace=True))
+def _bn_act_conv(cin: int, cout: int, k: int = 3, bn: BatchNormSettings = KERAS_BN) -> list[nn.Module]:
+    return [batch_norm(cin, *bn), nn.LeakyReLU(LEAK, inplace=True), nn.Conv2d(cin, cout, k, padding=k // 2)]
+
+
+def _conv_bn_act(cin: int, cout: int, k: int = 1, bn: BatchNormSettings = KERAS_BN) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2), batch_norm(cout, *bn), nn.LeakyReLU(LEAK, inplace=True))
 
 
 class ResGANet(nn.Module):
@@ -38,28 +65,28 @@ class ResGANet(nn.Module):
         A_r = σ(conv1×1(d)(BN-LReLU-conv3×3 ∘ BN-LReLU-conv3×3 (u_r)))          r = 1, 3 (attention)
         O_r = LReLU(BN(conv1×1(u_r))) + BN-LReLU-conv3×3 ∘ BN-LReLU-conv3×3 (u_r)  r = 2, 4 (features)
         h_1 = LReLU(BN(conv1×1(2d)(A_1 ⊙ O_2))),  h_2 likewise from A_3 ⊙ O_4
-        m = SE(BN(conv1×1(C_out)([h_1, h_2])))          SE r = 16 (paper; absent in the public code)
+        m = SE(BN(conv1×1(C_out)([h_1, h_2])))          SE r = 16 (paper; absent in the code)
         y = LReLU(m + shortcut(x)),  shortcut = BN(conv1×1(C_out)(x)) when C_in ≠ C_out, else x
 
     Group r attends group r + 1 ("each group learns the attention weights for the group to its
-    right").
+    right"). ``se=False`` (the code's ``residual_block``) leaves out the SE block.
     """
 
-    def __init__(self, cin: int, cout: int, se_reduction: int = 16) -> None:
+    def __init__(self, cin: int, cout: int, se_reduction: int = 16, se: bool = True, bn: BatchNormSettings = KERAS_BN) -> None:
         super().__init__()
         if cin % 4:
-            raise FocalbenchError(f"ResGANet splits {cin} channels into 4 groups: every level width must be divisible by 4 (e.g. --param model.width=16)")
+            raise FocalbenchError(f"ResGANet splits {cin} channels into 4 groups: every level width must be divisible by 4 (e.g. --param model.widths=[48,96,156,256,512])")
         d = cin // 4
         self.split = nn.Conv2d(cin, cin, 1)
         self.attend = nn.ModuleList(
-            nn.Sequential(*_bn_act_conv(d, d), *_bn_act_conv(d, d), nn.Conv2d(d, d, 1), nn.Sigmoid()) for _ in range(2)
+            nn.Sequential(*_bn_act_conv(d, d, bn=bn), *_bn_act_conv(d, d, bn=bn), nn.Conv2d(d, d, 1), nn.Sigmoid()) for _ in range(2)
         )
-        self.feature_skip = nn.ModuleList(_conv_bn_act(d, d) for _ in range(2))
-        self.feature = nn.ModuleList(nn.Sequential(*_bn_act_conv(d, d), *_bn_act_conv(d, d)) for _ in range(2))
-        self.expand = nn.ModuleList(_conv_bn_act(d, 2 * d) for _ in range(2))
-        self.merge = nn.Sequential(nn.Conv2d(4 * d, cout, 1), nn.BatchNorm2d(cout))
-        self.se = SqueezeExcitation(cout, se_reduction, bias=True)
-        self.shortcut = nn.Identity() if cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1), nn.BatchNorm2d(cout))
+        self.feature_skip = nn.ModuleList(_conv_bn_act(d, d, bn=bn) for _ in range(2))
+        self.feature = nn.ModuleList(nn.Sequential(*_bn_act_conv(d, d, bn=bn), *_bn_act_conv(d, d, bn=bn)) for _ in range(2))
+        self.expand = nn.ModuleList(_conv_bn_act(d, 2 * d, bn=bn) for _ in range(2))
+        self.merge = nn.Sequential(nn.Conv2d(4 * d, cout, 1), batch_norm(cout, *bn))
+        self.se = SqueezeExcitation(cout, se_reduction, bias=True) if se else nn.Identity()
+        self.shortcut = nn.Identity() if cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1), batch_norm(cout, *bn))
         self.act = nn.LeakyReLU(LEAK)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,22 +101,23 @@ class ResGANet(nn.Module):
         return self.act(m + self.shortcut(x))
 
 
-def _stage(cin: int, cout: int, n: int, se_reduction: int) -> nn.Sequential:
-    return nn.Sequential(*(ResGANet(cin if i == 0 else cout, cout, se_reduction) for i in range(n)))
+def _stage(cin: int, cout: int, n: int, block: dict) -> nn.Sequential:
+    return nn.Sequential(*(ResGANet(cin if i == 0 else cout, cout, **block) for i in range(n)))
 
 
 class FocusNetPP(SegmentationNet):
-    """FocusNet++ with the paper's widths (× width/32; ``widths`` overrides all five) and the
-    public code's topology::
+    """FocusNet++ (defaults: the authors' code)::
 
-        stem conv5×5(F0); encoder level l: ``blocks[l]`` ResGANet(F_l) → skip_l → maxpool
-        bottleneck: ``blocks[4]`` ResGANet(F4) → dropout
+        stem conv5×5(``stem``); encoder level l: ``blocks[l]`` ResGANet(F_l) → skip_l → maxpool
+        bottleneck: ``blocks[4]`` ResGANet(F_4) → dropout
         decoder l = 3..0: nearest up×2 → ResGANet(F_{l+1} → F_l) → + skip_l → conv3×3(F_l) + ReLU
-        side l: nearest up to full size → conv1×1(S_l)-BN-LReLU → conv1×1(1) → σ,  S = 128k, 64k, 32k, 16k
-        fuse: concat of the 4 side maps → conv1×1(F0)-BN-LReLU → conv1×1(1)  (logit)
+        head: :class:`Head` (side outputs, then their fusion → logit)
 
-    ``blocks`` (ResGANet blocks per encoder level and bottleneck) is not in the paper; the
-    default is the code's 1, 3, 3, 3, 2.
+    ``widths`` = F_0..F_4 (code 48, 96, 156, 256, 512), ``stem`` (code 32; ``None`` = F_0),
+    ``blocks`` ResGANet blocks per level (code 1, 3, 3, 3, 2), ``se`` SE blocks inside every
+    ResGANet (paper; the code has none) with ``se_reduction``, ``head``, ``dropout`` after the
+    bottleneck (0.5: the code builds it but leaves it unconnected, the paper uses it) and
+    ``bn_eps`` / ``bn_momentum`` of every batch norm.
     """
 
     size_multiple = 16
@@ -97,34 +125,51 @@ class FocusNetPP(SegmentationNet):
     def __init__(
         self,
         in_channels: int = 3,
-        width: int = 32,
+        widths: Sequence[int] = (48, 96, 156, 256, 512),
+        stem: int | None = 32,
         blocks: Sequence[int] = (1, 3, 3, 3, 2),
-        dropout: float = 0.5,
-        widths: Sequence[int] | None = None,
+        se: bool = False,
         se_reduction: int = 16,
+        head: Head = Head.CODE,
+        dropout: float = 0.5,
+        bn_eps: float = KERAS_BN_EPS,
+        bn_momentum: float = KERAS_BN_MOMENTUM,
     ) -> None:
         super().__init__()
         if len(blocks) != 5 or min(blocks) < 1:
             raise FocalbenchError(f"blocks needs 5 counts >= 1 (4 encoder levels + bottleneck), got {list(blocks)}")
-        f = list(widths) if widths else [width * m // 32 for m in (32, 64, 128, 192, 256)]
+        f = list(widths)
         if len(f) != 5:
             raise FocalbenchError(f"widths needs 5 values (4 encoder levels + bottleneck), got {f}")
-        self.stem = nn.Conv2d(in_channels, f[0], 5, padding=2)
-        self.encoder = nn.ModuleList(_stage(cin, cout, n, se_reduction) for cin, cout, n in zip([f[0], *f[:3]], f[:4], blocks[:4]))
+        stem = f[0] if stem is None else stem
+        bn = (bn_eps, bn_momentum)
+        block = {"se_reduction": se_reduction, "se": se, "bn": bn}
+        self.stem = nn.Conv2d(in_channels, stem, 5, padding=2)
+        self.encoder = nn.ModuleList(_stage(cin, cout, n, block) for cin, cout, n in zip([stem, *f[:3]], f[:4], blocks[:4]))
         self.pool = nn.MaxPool2d(2)
-        self.bottleneck = nn.Sequential(_stage(f[3], f[4], blocks[4], se_reduction), nn.Dropout(dropout))
+        self.bottleneck = nn.Sequential(_stage(f[3], f[4], blocks[4], block), nn.Dropout(dropout))
         # "repeat the values ... and let convolutions learn them": nearest ×2, then a ResGANet
         self.up = nn.ModuleList(
-            nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), ResGANet(cin, cout, se_reduction))
+            nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), ResGANet(cin, cout, **block))
             for cin, cout in zip(f[:0:-1], f[-2::-1])
         )
-        self.merge = nn.ModuleList(nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(inplace=True)) for c in f[-2::-1])
-        side_widths = [max(1, width * m // 32) for m in (128, 64, 32, 16)]
-        self.sides = nn.ModuleList(
-            nn.Sequential(nn.Upsample(scale_factor=2**i, mode="nearest"), _conv_bn_act(c, s), nn.Conv2d(s, 1, 1), nn.Sigmoid())
-            for i, c, s in zip(range(3, -1, -1), f[-2::-1], side_widths)
+        if Head(head) is Head.CODE:
+            # the code's last decoder conv is already the head's first: conv3×3(16), then 9, 3
+            merge_widths, side_widths, fuse_width = [*f[-2:0:-1], 16], (128, 64, 32), 32
+            full = nn.Sequential(nn.Conv2d(16, 9, 3, padding=1), nn.ReLU(inplace=True),
+                                 nn.Conv2d(9, 3, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(3, 1, 1), nn.Sigmoid())
+        else:
+            merge_widths, side_widths, fuse_width = f[-2::-1], (4 * f[0], 2 * f[0], f[0]), f[0]
+            full = nn.Sequential(_conv_bn_act(f[0], max(1, f[0] // 2), bn=bn), nn.Conv2d(max(1, f[0] // 2), 1, 1), nn.Sigmoid())
+        self.merge = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True)) for cin, cout in zip(f[-2::-1], merge_widths)
         )
-        self.fuse = nn.Sequential(_conv_bn_act(4, f[0]), nn.Conv2d(f[0], 1, 1))
+        self.sides = nn.ModuleList([
+            *(nn.Sequential(nn.Upsample(scale_factor=2**i, mode="nearest"), _conv_bn_act(c, s, bn=bn), nn.Conv2d(s, 1, 1), nn.Sigmoid())
+              for i, c, s in zip((3, 2, 1), f[-2:0:-1], side_widths)),
+            full,
+        ])
+        self.fuse = nn.Sequential(_conv_bn_act(4, fuse_width, bn=bn), nn.Conv2d(fuse_width, 1, 1))
         init_weights_(self, InitScheme.XAVIER_UNIFORM)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

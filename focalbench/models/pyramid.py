@@ -15,8 +15,12 @@ k = width / 32::
     up4 = [ReLU(ConvT(32k) up3),    conv1]                             full (first skip ungated)
     outputs: conv1×1(UnetConv(256k, 128k, 64k, 32k)(up1..up4))          coarsest first
 
-UnetConv(F) = [conv3×3(F) → BN → ReLU] × 2; ConvT = transposed conv3×3 stride 2. The papers'
-sigmoids are left to the loss: the network returns logits.
+UnetConv(F) = [conv3×3(F) → BN → ReLU] × 2; ConvT = transposed conv3×3 stride 2 with Keras'
+'same' arithmetic (the full output's last row and column cut, :mod:`focalbench.models.keras`),
+as is the gates' φ up-sampling; BatchNorm with Keras' ε = 1e-3 and momentum 0.99 (PyTorch
+0.01), which the code leaves at their defaults. Glorot-normal init (``kinit``) except where the
+code names no initialiser (Glorot-uniform, Keras' default). The papers' sigmoids are left to
+the loss: the network returns logits.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from torch import nn
 
 from focalbench.models.base import SegmentationNet
 from focalbench.models.blocks import AttentionGate, GateForm, InitScheme, Norm, init_weights_
+from focalbench.models.keras import KERAS_BN_EPS, KERAS_BN_MOMENTUM, ConvTranspose2dSame, batch_norm
 from focalbench.models.unet import resolve_positions
 
 
@@ -40,16 +45,17 @@ class GateSource(str, Enum):
     UP2 = "up2"
 
 
-def _unet_conv(cin: int, cout: int) -> nn.Sequential:
+def unet_conv(cin: int, cout: int, bn_eps: float = KERAS_BN_EPS, bn_momentum: float = KERAS_BN_MOMENTUM, bn: bool = True) -> nn.Sequential:
+    """The code's ``UnetConv2D``: [conv3×3(F) → BN → ReLU] × 2 (``bn=False``: conv → ReLU × 2)."""
     layers: list[nn.Module] = []
     for c in (cin, cout):
-        layers += [nn.Conv2d(c, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+        norm = [batch_norm(cout, bn_eps, bn_momentum)] if bn else []
+        layers += [nn.Conv2d(c, cout, 3, padding=1), *norm, nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
 
 def _up(cin: int, cout: int) -> nn.Sequential:
-    # Keras Conv2DTranspose(3×3, strides 2, 'same') doubles the size exactly
-    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1), nn.ReLU(inplace=True))
+    return nn.Sequential(ConvTranspose2dSame(cin, cout, 3, stride=2), nn.ReLU(inplace=True))
 
 
 class PyramidAttentionUNet(SegmentationNet):
@@ -69,21 +75,24 @@ class PyramidAttentionUNet(SegmentationNet):
         gate3_source: GateSource = GateSource.UP1,
         positions: Sequence[int] | None = None,
         focal_init: float | None = None,
+        bn_eps: float = KERAS_BN_EPS,
+        bn_momentum: float = KERAS_BN_MOMENTUM,
     ) -> None:
         super().__init__()
         k = width / 32
+        bn = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
         c = lambda n: max(1, int(n * k))  # noqa: E731  (the coded widths, scaled)
         self.gate3_source = GateSource(gate3_source)
-        self.conv1 = _unet_conv(in_channels, c(32))
+        self.conv1 = unet_conv(in_channels, c(32), **bn)
         self.side_in = nn.ModuleList(
             nn.Sequential(nn.Conv2d(in_channels, c(n), 3, padding=1), nn.ReLU(inplace=True)) for n in (64, 128, 256)
         )
         self.enc = nn.ModuleList([
-            _unet_conv(c(64) + c(32), c(64)),
-            _unet_conv(c(128) + c(64), c(128)),
-            _unet_conv(c(256) + c(128), c(64)),
+            unet_conv(c(64) + c(32), c(64), **bn),
+            unet_conv(c(128) + c(64), c(128), **bn),
+            unet_conv(c(256) + c(128), c(64), **bn),
         ])
-        self.center = _unet_conv(c(64), c(512))
+        self.center = unet_conv(c(64), c(512), **bn)
         self.up = nn.ModuleList([_up(c(512), c(32)), _up(c(32) + c(64), c(64)), _up(c(64) + c(128), c(32)), _up(c(32) + c(64), c(32))])
         up1, up2 = c(32) + c(64), c(64) + c(128)
         # (skip channels, gating channels, F_int, θ-to-g size ratio) of gates 1..3
@@ -92,14 +101,20 @@ class PyramidAttentionUNet(SegmentationNet):
         self.gates = nn.ModuleDict()
         for p in resolve_positions(positions, 3, "attention-gate"):
             x_ch, g_ch, inter, stride = gate_shapes[p - 1]
-            gate = AttentionGate(x_ch, g_ch, inter, GateForm.ABRAHAM, Norm.BATCH, focal_init, g_stride=stride)
+            gate = AttentionGate(x_ch, g_ch, inter, GateForm.ABRAHAM, Norm.BATCH, focal_init, g_stride=stride, **bn)
             gate.position = p
             self.gates[f"ag{p}"] = gate
         self.side_out = nn.ModuleList(
-            nn.Sequential(_unet_conv(cin, c(n)), nn.Conv2d(c(n), 1, 1))
+            nn.Sequential(unet_conv(cin, c(n), **bn), nn.Conv2d(c(n), 1, 1))
             for cin, n in ((up1, 256), (up2, 128), (c(32) + c(64), 64), (c(32) + c(32), 32))
         )
         init_weights_(self, InitScheme.XAVIER_NORMAL)
+        # Keras' Glorot-uniform default where the code names no kernel_initializer: the pyramid
+        # input convs, the gates' θ, φ, ψ and output convs, and the four 1×1 output convs
+        uniform = [*self.side_in, *(head[1] for head in self.side_out)]
+        uniform += [part for gate in self.gates.values() for part in (gate.theta, gate.phi, gate.psi, gate.out)]
+        for module in uniform:
+            init_weights_(module, InitScheme.XAVIER_UNIFORM)
 
     def attention_modules(self) -> list[nn.Module]:
         return sorted(self.gates.values(), key=lambda m: m.position)

@@ -40,6 +40,7 @@ from focalbench.models.blocks import (
     SqueezeExcitation,
     init_weights_,
 )
+from focalbench.models.keras import KERAS_BN_EPS, KERAS_BN_MOMENTUM
 
 
 class Attention(str, Enum):
@@ -75,7 +76,9 @@ class UNet(SegmentationNet):
     oktay), ``norm`` (instance), ``out_channels`` (1; 2 only to compare with the 2-channel
     softmax head of the paper), ``block`` (double_conv | recurrent_residual) and its
     ``recurrence`` t (2; recurrent blocks have their own batch norm, so ``norm`` then only
-    reaches attention gates).
+    reaches attention gates), ``bn_eps`` / ``bn_momentum`` (Keras' 1e-3 / 0.99, i.e. PyTorch
+    momentum 0.01, as MIScnn's ``BatchNormalization(momentum=0.99)``; the instance norm takes
+    the same ε).
     """
 
     def __init__(
@@ -92,6 +95,8 @@ class UNet(SegmentationNet):
         out_channels: int = 1,
         block: Block = Block.DOUBLE_CONV,
         recurrence: int = 2,
+        bn_eps: float = KERAS_BN_EPS,
+        bn_momentum: float = KERAS_BN_MOMENTUM,
     ) -> None:
         super().__init__()
         attention, block = Attention(attention), Block(block)
@@ -102,8 +107,8 @@ class UNet(SegmentationNet):
 
         def make_block(cin: int, cout: int) -> nn.Module:
             if block is Block.RECURRENT_RESIDUAL:
-                return RecurrentResidualBlock(cin, cout, recurrence)
-            return DoubleConv(cin, cout, norm)
+                return RecurrentResidualBlock(cin, cout, recurrence, bn_eps, bn_momentum)
+            return DoubleConv(cin, cout, norm, bn_eps, bn_momentum)
 
         if attention is Attention.NONE and (positions is not None or focal_init is not None):
             raise FocalbenchError("positions/focal_init need an attention network: use use-net, attention-unet or their focal- variants")
@@ -135,7 +140,7 @@ class UNet(SegmentationNet):
         elif attention is Attention.AG:
             for p in resolve_positions(positions, depth, "attention-gate"):
                 f = widths[depth - p]
-                self._add(AttentionGate(f, 2 * f, f, gate_form, norm, focal_init), p)
+                self._add(AttentionGate(f, 2 * f, f, gate_form, norm, focal_init, bn_eps=bn_eps, bn_momentum=bn_momentum), p)
         init_weights_(self, InitScheme.XAVIER_UNIFORM)
 
     def _add(self, module: nn.Module, position: int) -> None:

@@ -14,14 +14,17 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from focalbench.errors import FocalbenchError
+from focalbench.models.abraham import AbrahamAttentionUNet, AbrahamUNet
 from focalbench.models.base import check_input_size
 from focalbench.models.bcdunet import BCDUNet, ConvLSTMForm
 from focalbench.models.blocks import GateForm
 from focalbench.models.focusnet import FocusNet
-from focalbench.models.focusnetpp import FocusNetPP
+from focalbench.models.focusnetpp import FocusNetPP, Head
+from focalbench.models.keras import KERAS_BN_EPS, KERAS_BN_MOMENTUM
 from focalbench.models.pyramid import GateSource, PyramidAttentionUNet
 from focalbench.models.smp import SmpArch, SmpNet
 from focalbench.models.unet import Attention, Block, UNet
+from focalbench.models.unetplusplus import UNetPlusPlus
 from focalbench.registry import Registry
 
 
@@ -50,48 +53,83 @@ class ModelSpec:
 MODELS: Registry[ModelSpec] = Registry("model")
 
 PAPER_000 = "Yeung et al. 2022, Focal Attention Networks (ISBI), paper 000"
+PAPER_003 = "Abraham & Khan 2019, Focal Tversky loss with improved Attention U-Net (ISBI), paper 003"
+# Every paper network's reference is Keras code: Keras' BatchNorm ε and momentum (0.99 = PyTorch 0.01)
+_KERAS_BN = {"bn_eps": KERAS_BN_EPS, "bn_momentum": KERAS_BN_MOMENTUM}
 
 _UNET_TINY = {"width": 8}
 MODELS.add("unet", ModelSpec(
     UNet, "U-Net of paper 000 (MIScnn standard: 32→512 filters, depth 4, instance norm)", PAPER_000,
-    defaults={"width": 32, "depth": 4}, fixed={"attention": Attention.NONE}, tiny_params=_UNET_TINY))
+    defaults={"width": 32, "depth": 4, **_KERAS_BN}, fixed={"attention": Attention.NONE}, tiny_params=_UNET_TINY))
+MODELS.add("unet-abraham", ModelSpec(
+    AbrahamUNet, "paper 003's U-Net baseline as coded (newmodels.unet: BN in the encoder only, one conv at decoder level 1)",
+    PAPER_003, defaults={"width": 32, **_KERAS_BN}, tiny_params=_UNET_TINY))
+_ATTN_TINY = {"widths": [8, 8, 8, 8, 16], "gate_widths": [8, 8, 8], "up_widths": [8, 8, 8, 8]}
+MODELS.add("attention-unet-abraham", ModelSpec(
+    AbrahamAttentionUNet, "paper 003's Attn U-Net baseline as coded (newmodels.attn_unet: widths 32/32/64/64/128, "
+    "3 gates, no decoder convs)", PAPER_003,
+    defaults={"widths": [32, 32, 64, 64, 128], "gate_widths": [128, 64, 32], "up_widths": [32, 64, 32, 32], **_KERAS_BN},
+    tiny_params=_ATTN_TINY))
 for _focal, _init in (("", None), ("focal-", 1.0)):
     MODELS.add(f"{_focal}use-net", ModelSpec(
         UNet, f"U-Net with {_focal.replace('-', ' ')}SE blocks (r=8) at 9 positions: 1-4 encoder, 5 bottleneck, 6-9 decoder",
-        PAPER_000, defaults={"width": 32, "depth": 4, "positions": None, "focal_init": _init, "se_reduction": 8},
+        PAPER_000, defaults={"width": 32, "depth": 4, "positions": None, "focal_init": _init, "se_reduction": 8, **_KERAS_BN},
         fixed={"attention": Attention.SE}, tiny_params=_UNET_TINY))
     MODELS.add(f"{_focal}attention-unet", ModelSpec(
         UNet, f"U-Net with {_focal.replace('-', ' ')}attention gates on the 4 skips (1 = deepest; MIScnn form, or gate_form=oktay)",
-        PAPER_000, defaults={"width": 32, "depth": 4, "positions": None, "focal_init": _init, "gate_form": GateForm.MISCNN},
+        PAPER_000, defaults={"width": 32, "depth": 4, "positions": None, "focal_init": _init, "gate_form": GateForm.MISCNN, **_KERAS_BN},
         fixed={"attention": Attention.AG}, tiny_params=_UNET_TINY))
 MODELS.add("pyramid-attention-unet", ModelSpec(
     PyramidAttentionUNet, "improved Attention U-Net: input pyramid, 3 gates, 4 deeply supervised outputs (full last)",
-    "Abraham & Khan 2019, Focal Tversky loss with improved Attention U-Net (ISBI), paper 003",
-    defaults={"width": 32, "gate3_source": GateSource.UP1, "positions": None, "focal_init": None},
+    PAPER_003, defaults={"width": 32, "gate3_source": GateSource.UP1, "positions": None, "focal_init": None, **_KERAS_BN},
     tiny_params=_UNET_TINY, deep_supervision=True))
 PAPER_001 = "Kaul, Manandhar & Pears 2019, FocusNet (ISBI), paper 001"
 PAPER_002 = "Kaul et al. 2021, FocusNet++ (ISBI), paper 002"
 for _suffix, _width, _note in (("", 32, "filters 32→512"), ("-small", 16, "half the filters, the reduced 2018 DSB network of paper 002 Table 3")):
     MODELS.add(f"focusnet{_suffix}", ModelSpec(
         FocusNet, f"FocusNet: SE-residual encoder gated by a second encoder-decoder's sigmoid maps ({_note})", PAPER_001,
-        defaults={"width": _width, "dropout": 0.2, "se_reduction": 16}, tiny_params={"width": 8}))
+        defaults={"width": _width, "dropout": 0.2, "se_reduction": 16, **_KERAS_BN}, tiny_params={"width": 8}))
+# FocusNet++: the authors' code (focusnetpp.py) is the default, the network paper 002 measured;
+# -small halves its widths (156 / 2 = 78 rounded up to 80: 4 groups must split it); -paper is
+# the paper's text (widths 32..256, SE in every block, its side-output head).
+_PP_TINY = {"widths": [8, 8, 16, 16, 16], "stem": 8, "blocks": [1, 1, 1, 1, 1]}
+for _suffix, _widths, _stem, _note in (
+    ("", [48, 96, 156, 256, 512], 32, "the authors' code: widths 48/96/156/256/512, no SE"),
+    ("-small", [24, 48, 80, 128, 256], 16, "the code's network at half width, for the reduced 2018 DSB network of paper 002 Table 3"),
+):
     MODELS.add(f"focusnetpp{_suffix}", ModelSpec(
-        FocusNetPP, f"FocusNet++: ResGANet blocks, 4 filter groups, additive skips, fused side outputs ({_note.replace('512', '256')})",
-        PAPER_002, defaults={"width": _width, "blocks": [1, 3, 3, 3, 2], "dropout": 0.5, "widths": None,
-                             "se_reduction": 16}, tiny_params={"width": 8, "blocks": [1, 1, 1, 1, 1]}))
+        FocusNetPP, f"FocusNet++: ResGANet blocks, 4 filter groups, additive skips, fused side outputs ({_note})", PAPER_002,
+        defaults={"widths": _widths, "stem": _stem, "blocks": [1, 3, 3, 3, 2], "se": False, "head": Head.CODE,
+                  "dropout": 0.5, **_KERAS_BN}, tiny_params=_PP_TINY))
+MODELS.add("focusnetpp-paper", ModelSpec(
+    FocusNetPP, "FocusNet++ as the paper's text describes it: widths 32/64/128/192/256, SE (r=16) in every ResGANet, "
+    "a side head at every scale", PAPER_002,
+    defaults={"widths": [32, 64, 128, 192, 256], "stem": None, "blocks": [1, 3, 3, 3, 2], "se": True, "se_reduction": 16,
+              "head": Head.PAPER, "dropout": 0.5, **_KERAS_BN},
+    tiny_params={"widths": [8, 8, 16, 16, 16], "blocks": [1, 1, 1, 1, 1]}))
+# Paper 002's baselines as its authors' repository (TheFocusNetSeries models.py) builds them.
+MODELS.add("attention-unet-kaul", ModelSpec(
+    AbrahamAttentionUNet, "paper 002's Attn U-Net baseline as coded (TheFocusNetSeries attn_unet: widths 32→512, "
+    "gates F_int 256/128/64, no decoder convs)", PAPER_002,
+    defaults={"widths": [32, 64, 128, 256, 512], "gate_widths": [256, 128, 64], "up_widths": [256, 128, 64, 32], **_KERAS_BN},
+    tiny_params=_ATTN_TINY))
+MODELS.add("unetplusplus", ModelSpec(
+    UNetPlusPlus, "UNet++ as paper 002's code builds it (Nest_Net: nested U-Net 32→512, ELU, dropout 0.5)",
+    "Zhou et al. 2018, UNet++ (DLMIA); baseline of paper 002",
+    defaults={"width": 32, "dropout": 0.5}, tiny_params={"width": 8}))
 # Paper 002's baselines [9] and [10]. R2U-Net has no -small preset: paper 002 Table 3 (2018 DSB)
 # has no R2U-Net row to size it by. bcdu-net-small halves the widths: the public code's network at
 # width 32 has 5.17 M parameters against Table 3's 5.22 M (models/bcdunet.py).
 MODELS.add("r2u-net", ModelSpec(
     UNet, "R2U-Net: U-Net of recurrent residual conv units (RRCNN, t=2), filters 32→512, depth 4",
     "Alom et al. 2018, R2U-Net (arXiv 1802.06955); baseline [9] of paper 002",
-    defaults={"width": 32, "depth": 4, "recurrence": 2},
+    defaults={"width": 32, "depth": 4, "recurrence": 2, **_KERAS_BN},
     fixed={"attention": Attention.NONE, "block": Block.RECURRENT_RESIDUAL}, tiny_params=_UNET_TINY))
 for _suffix, _width, _note in (("", 64, "filters 64→512"), ("-small", 32, "half the filters, the reduced 2018 DSB network of paper 002 Table 3")):
     MODELS.add(f"bcdu-net{_suffix}", ModelSpec(
         BCDUNet, f"BCDU-Net: U-Net with 3 densely connected bottleneck blocks and bidirectional ConvLSTM skip fusion ({_note})",
         "Azad et al. 2019, BCDU-Net (ICCV workshops); baseline [10] of paper 002",
-        defaults={"width": _width, "depth": 3, "dense_blocks": 3, "convlstm": ConvLSTMForm.BIDIRECTIONAL, "dropout": 0.5},
+        defaults={"width": _width, "depth": 3, "dense_blocks": 3, "convlstm": ConvLSTMForm.BIDIRECTIONAL, "dropout": 0.5, **_KERAS_BN},
         tiny_params={"width": 8}))
 
 _SMP_TINY = {"encoder": "resnet18"}
@@ -135,7 +173,8 @@ def model_info(name: str) -> dict[str, Any]:
 
 
 #: Parameters that take a list of integers, with the example a user error shows.
-_INT_LISTS = {"positions": "[2,6,9]", "blocks": "[1,3,3,3,2]", "widths": "[32,64,128,192,256]"}
+_INT_LISTS = {"positions": "[2,6,9]", "blocks": "[1,3,3,3,2]", "widths": "[48,96,156,256,512]",
+              "gate_widths": "[128,64,32]", "up_widths": "[32,64,32,32]"}
 #: Integer parameters that must be at least 1.
 _POSITIVE_INTS = ("width", "depth", "se_reduction", "out_channels", "dense_blocks")
 #: Integer parameters that must be at least 0.
@@ -144,6 +183,10 @@ _NON_NEGATIVE_INTS = ("recurrence",)
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _coerce(name: str, key: str, value: Any, default: Any) -> Any:
@@ -166,6 +209,15 @@ def _coerce(name: str, key: str, value: Any, default: Any) -> Any:
         raise FocalbenchError(f"model {name!r}: {key}={value!r} must be an integer >= 0")
     if key == "focal_init" and value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0):
         raise FocalbenchError(f"model {name!r}: focal_init={value!r} must be a number >= 0 (the Focal weight w >= 0), or None for plain modules")
+    if key == "bn_eps" and not (_is_number(value) and value > 0):
+        raise FocalbenchError(f"model {name!r}: bn_eps={value!r} must be a number > 0 (Keras' 1e-3, PyTorch's 1e-5)")
+    if key == "bn_momentum" and not (_is_number(value) and 0 < value <= 1):
+        raise FocalbenchError(f"model {name!r}: bn_momentum={value!r} must be a number in (0, 1], the weight of the new batch "
+                              "(PyTorch's convention: Keras' momentum 0.99 is 0.01 here)")
+    if key == "se" and not isinstance(value, bool):
+        raise FocalbenchError(f"model {name!r}: se={value!r} must be true or false")
+    if key == "stem" and value is not None and not (_is_int(value) and value >= 1):
+        raise FocalbenchError(f"model {name!r}: stem={value!r} must be an integer >= 1, or None for the first level's width")
     if key == "dropout" and not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1):
         raise FocalbenchError(f"model {name!r}: dropout={value!r} must be a number in [0, 1)")
     return value
