@@ -46,12 +46,15 @@ class Schedule(str, Enum):
     ``plateau``: multiply by ``plateau_factor`` when the validation loss has not improved by more
     than ``plateau_threshold`` (absolute) for ``plateau_patience`` epochs (Keras
     ``ReduceLROnPlateau``). ``inverse_time``: Keras' legacy ``decay`` argument,
-    lr_t = lr / (1 + lr_decay · t) with t the optimiser step count.
+    lr_t = lr / (1 + lr_decay · t) with t the optimiser step count. ``steps``: piecewise constant
+    per epoch, ``lr`` until the first of ``lr_steps`` = ((E, lr_E), ...), then lr_E from epoch E
+    (1-based) on — a Keras ``LearningRateScheduler`` whose function returns a constant per range.
     """
 
     constant = "constant"
     plateau = "plateau"
     inverse_time = "inverse_time"
+    steps = "steps"
 
 
 class Normalization(str, Enum):
@@ -69,10 +72,51 @@ class Normalization(str, Enum):
 
 
 class Checkpoint(str, Enum):
-    """Which weights the final test uses: lowest validation loss (``best``) or the final ones."""
+    """Which weights the final test uses: the ``monitor``'s best epoch (``best``) or the final
+    ones (``last``)."""
 
     best = "best"
     last = "last"
+
+
+class Monitor(str, Enum):
+    """What makes an epoch the best one (Keras ``ModelCheckpoint(monitor=...)``).
+
+    ``val_loss``: the lowest validation loss. ``val_soft_dice``: the highest validation soft Dice
+    of the final output, (2·Σ g p + 1) / (Σ g + Σ p + 1) over each flattened validation batch of
+    ``batch_size`` images, image-weighted mean over the batches — Keras' ``val_final_dsc`` of
+    paper 003's code (focal-tversky-unet ``losses.py:8-14``, ``isic_train.py:68``). Early
+    stopping and the plateau schedule always watch the validation loss.
+    """
+
+    val_loss = "val_loss"
+    val_soft_dice = "val_soft_dice"
+
+
+class ScoreSize(str, Enum):
+    """Where the test predictions are scored. ``working``: at the training size, against the
+    resized masks. ``native``: each thresholded prediction resized back to its image's native size
+    (with the ``resize`` rule's mask interpolation) and scored against the original mask, as
+    paper 003's code (``bus_train.py:105-109``) and MIScnn's ``predict`` (``Resize``
+    postprocessing) do. Both are written; ``native`` runs keep the working-size score beside."""
+
+    working = "working"
+    native = "native"
+
+
+class Resize(str, Enum):
+    """How images and masks reach the working size (docs/datasets.md).
+
+    ``area``: images by pixel area when shrinking (anti-aliased), bilinear when enlarging; masks
+    nearest. ``nearest``: ``cv2.INTER_NEAREST`` for images and masks (paper 003's code,
+    ``bus_train.py:63-64``). ``miscnn``: MIScnn's ``Resize`` subfunction (batchgenerators,
+    scikit-image): images by an order-3 spline, masks by linear interpolation thresholded at 0.5
+    (``resize_segmentation`` with ``order_seg=1``), edge mode, no anti-aliasing.
+    """
+
+    area = "area"
+    nearest = "nearest"
+    miscnn = "miscnn"
 
 
 class Init(str, Enum):
@@ -140,8 +184,12 @@ class Protocol:
     plateau_patience: int = 10
     plateau_threshold: float = 1e-4  # Keras ReduceLROnPlateau's min_delta default
     lr_decay: float = 0.0
+    lr_steps: tuple[tuple[int, float], ...] = ()
     early_stopping: int | None = None
     test_checkpoint: Checkpoint = Checkpoint.best
+    monitor: Monitor = Monitor.val_loss
+    score_size: ScoreSize = ScoreSize.working
+    resize: Resize = Resize.area
     init: Init = Init.default
     precision: Precision = Precision.bf16
     tiny_model: bool = False
@@ -172,6 +220,9 @@ _register(Protocol(
     batch_size=1, epochs=500,
     normalization=Normalization.zscore_image, augmentation=MISCNN_AUGMENTATION,
     init=Init.xavier_uniform,
+    # MIScnn's Resize subfunction to the Table 1 size, and its predict(), which resizes the
+    # prediction back to the original image (Resize.postprocessing).
+    resize=Resize.miscnn, score_size=ScoreSize.native,
 ))
 _register(Protocol(
     name="paper001",
@@ -184,21 +235,26 @@ _register(Protocol(
 _register(Protocol(
     name="paper002",
     source="Kaul et al., FocusNet++, ISBI 2021, §3",
-    # The "carefully constructed learning rate schedule" is not given: Adam 1e-3, constant.
-    optimizer=Optimizer.adam, lr=1e-3,
+    # The paper's "carefully constructed learning rate schedule" is the code's
+    # LearningRateScheduler (focusnetpp.py:294-304): Keras passes the 0-based epoch index i,
+    # 1e-4 for i <= 15, 1e-5 for i <= 25, 1e-6 for i <= 40, then 1e-7 — from 1-based epochs
+    # 17, 27 and 42 on. Batch 8 is the paper's (the code has 4).
+    optimizer=Optimizer.adam, lr=1e-4,
+    schedule=Schedule.steps, lr_steps=((17, 1e-5), (27, 1e-6), (42, 1e-7)),
     batch_size=8, epochs=50,
     normalization=Normalization.unit, augmentation=None,
 ))
 _register(Protocol(
     name="paper003",
-    source="Abraham & Khan, Focal Tversky loss, ISBI 2019, §3",
+    source="Abraham & Khan, Focal Tversky loss, ISBI 2019, §3 and nabsabraham/focal-tversky-unet",
     optimizer=Optimizer.sgd, lr=0.01, momentum=0.9,
     schedule=Schedule.inverse_time, lr_decay=1e-6,
     # ISIC values; BUS (100 epochs, batch 16) comes from the dataset's paper settings.
     batch_size=8, epochs=50,
-    # Keras Adam/SGD code of the paper feeds raw [0, 1]-scaled images.
-    normalization=Normalization.unit, augmentation=None,
+    # The code reads PNGs with plt.imread, i.e. [0, 1], and resizes them with INTER_NEAREST.
+    normalization=Normalization.unit, augmentation=None, resize=Resize.nearest,
     init=Init.xavier_normal,
+    monitor=Monitor.val_soft_dice, score_size=ScoreSize.native,
 ))
 _register(Protocol(
     name="smoke",
@@ -281,6 +337,8 @@ def _coerce(name: str, value: Any) -> Any:
             raise FocalbenchError(
                 f"--param {name}={value!r}: choose from: {', '.join(m.value for m in base)}"
             ) from None
+    if name == "lr_steps":
+        return _lr_steps(value)
     if name == "size":
         if isinstance(value, int):
             value = (value, value)
@@ -307,6 +365,30 @@ def _coerce(name: str, value: Any) -> Any:
     raise FocalbenchError(f"--param {name}={value!r}: expected {getattr(base, '__name__', base)}")
 
 
+def _lr_steps(value: Any) -> tuple[tuple[int, float], ...]:
+    """``--param lr_steps=17:1e-5,27:1e-6`` (or pairs from Python) → ((17, 1e-5), (27, 1e-6))."""
+    pairs = value
+    if isinstance(value, str):
+        pairs = [item.split(":") for item in value.split(",") if item.strip()]
+    try:
+        steps = tuple((int(epoch), float(lr)) for epoch, lr in pairs)
+    except (TypeError, ValueError):
+        raise FocalbenchError(
+            f"--param lr_steps={value!r}: write EPOCH:LR pairs, e.g. --param lr_steps=17:1e-5,27:1e-6"
+        ) from None
+    return steps
+
+
+def lr_at_epoch(p: Protocol, epoch: int) -> float:
+    """The ``steps`` schedule's learning rate of 1-based ``epoch``: ``lr``, or the last of
+    ``lr_steps`` whose start epoch has been reached."""
+    lr = p.lr
+    for start, value in p.lr_steps:
+        if epoch >= start:
+            lr = value
+    return lr
+
+
 def _check(p: Protocol) -> None:
     problems = []
     if p.batch_size < 1:
@@ -319,6 +401,13 @@ def _check(p: Protocol) -> None:
         problems.append("size must be positive")
     if p.early_stopping is not None and p.early_stopping < 1:
         problems.append("early_stopping must be ≥ 1 (or none)")
+    starts = [start for start, _ in p.lr_steps]
+    if starts != sorted(set(starts)) or any(s < 2 for s in starts):
+        problems.append("lr_steps must start at increasing epochs ≥ 2")
+    if any(not (math.isfinite(lr) and lr > 0) for _, lr in p.lr_steps):
+        problems.append("every lr of lr_steps must be > 0")
+    if p.schedule is Schedule.steps and not p.lr_steps:
+        problems.append("schedule steps needs lr_steps, e.g. --param lr_steps=17:1e-5")
     if problems:
         raise FocalbenchError(f"protocol {p.name!r}: {'; '.join(problems)}; fix the --param/--epochs value")
 
