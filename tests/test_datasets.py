@@ -166,3 +166,37 @@ def test_unprepared_dataset_names_the_fetch_command(tmp_path):
         load("drive", data_dir=tmp_path)
     with pytest.raises(FocalbenchError, match=r"run: focalbench fetch dsb2018 --data-dir"):
         load("dsb2018", size=(64, 64), data_dir=tmp_path)
+
+
+def test_resize_rules_by_hand():
+    from focalbench.datasets.prepared import resize_image, resize_mask
+
+    img = np.array([[[0, 100], [200, 50]]], np.uint8)  # (C, H, W) = (1, 2, 2)
+    # nearest (paper 003's cv2.INTER_NEAREST): every pixel becomes a 2×2 block
+    assert (resize_image(img, (4, 4), "nearest")[0] == np.kron(img[0], np.ones((2, 2), np.uint8))).all()
+    # miscnn masks: linear at (o + 1/2)/2 − 1/2 = −.25, .25, .75, 1.25 (edge), then ≥ 0.5
+    mask = np.array([[1, 0], [0, 0]], np.uint8)
+    expected = np.zeros((4, 4), np.uint8)
+    expected[:2, :2] = 1  # (1, 1): .75 · .75 = .5625
+    assert (resize_mask(mask, (4, 4), "miscnn") == expected).all()
+    # miscnn images: an order-3 spline reproduces a constant and stays in the input range
+    flat = np.full((3, 5, 7), 77, np.uint8)
+    assert (resize_image(flat, (8, 3), "miscnn") == 77).all()
+    ramp = np.tile(np.arange(0, 250, 25, dtype=np.uint8), (3, 10, 1))
+    out = resize_image(ramp, (10, 19), "miscnn")
+    assert out.min() >= 0 and out.max() <= 225 and (np.diff(out[0, 0].astype(int)) >= 0).all()
+    with pytest.raises(FocalbenchError, match="choose from: area, nearest, miscnn"):
+        resize_mask(mask, (4, 4), "bicubic")
+
+
+def test_load_with_a_resize_rule_and_native_masks_of_the_sample():
+    import cv2
+
+    from focalbench.datasets.prepared import load_native_masks
+
+    native = load("sample")
+    nearest = load("sample", size=(64, 64), resize="nearest")
+    by_hand = cv2.resize(native.images[3].transpose(1, 2, 0), (64, 64), interpolation=cv2.INTER_NEAREST)
+    assert (nearest.images[3] == by_hand.transpose(2, 0, 1)).all() and nearest.meta["resize"] == "nearest"
+    masks, fov = load_native_masks("sample", [3, 7])
+    assert fov is None and (masks[0] == native.masks[3]).all() and (masks[1] == native.masks[7]).all()

@@ -58,6 +58,6 @@ def batch_sizes(n: int, batch_size: int, merge_single: bool = False) -> list[int
     (BatchNorm in training mode would otherwise normalise that image by its own statistics
     alone — a step Keras takes and focalbench does not; docs/training.md)."""
     sizes = [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
-    if merge_single and len(sizes) > 1 and sizes[-1] == 1:
+    if merge_single and batch_size > 1 and len(sizes) > 1 and sizes[-1] == 1:
         sizes[-2:] = [sizes[-2] + 1]
     return sizes

@@ -205,7 +205,8 @@ def setup(
         input_stats = channel_stats(parts["train"].images)
     native_targets = None
     if recipe.score_size is ScoreSize.native:
-        native_targets = load_native_masks(config.dataset, split["test"], data_dir)
+        masks, fovs = load_native_masks(config.dataset, split["test"], data_dir)
+        native_targets = (masks, fovs if recipe.fov_only else None)
 
     folder.write_config({
         "config": config.to_dict(),
@@ -363,7 +364,8 @@ def evaluate(
 
     The loss and the soft Dice are image-weighted means of batch values (Keras' validation
     metrics); counts (and HD95, when asked) are restricted to the field of view where the
-    dataset has one (DRIVE). ``keep_predictions`` returns every thresholded prediction.
+    dataset has one (DRIVE) and the protocol's ``fov_only`` asks for it. ``keep_predictions``
+    returns every thresholded prediction.
     """
     run.model.eval()
     total = torch.zeros((), device=run.device)
@@ -379,7 +381,7 @@ def evaluate(
         dice_total += soft_dice(logits, y) * y.shape[0]
         if keep_predictions:
             predictions.append((logits[:, 0] > 0).cpu())
-        valid = None if split.fov is None else split.fov[part].bool()
+        valid = None if split.fov is None or not run.recipe.fov_only else split.fov[part].bool()
         counts.append(metrics.confusion_counts(logits > 0, y.bool(), valid=valid))
         if with_hd95:
             inside = torch.ones_like(y, dtype=torch.bool) if valid is None else valid
