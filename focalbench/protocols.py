@@ -496,7 +496,8 @@ FIELD_SOURCES: dict[str, dict[str, str]] = {
         "precision": "Keras code runs float32; bf16 autocast on CUDA is " + _F,
         "tiny_model": "paper widths (false)",
         "size": "datasets.toml ← paper §3.2 (256×256)",
-        "split": "datasets.toml ← paper §3.2 (lung 80-20 train-validation; a test half is " + _F + ")",
+        "split": "datasets.toml ← paper §3.2 (lung 80-20 train-validation; the 20 % halved into "
+                 "validation and test: " + _F + ")",
         "split_seed": "paper silent: seed 0, " + _F,
         "hd95": "not reported by the paper (off)",
     },
@@ -585,7 +586,8 @@ def ledger_rows(name: str) -> list[str]:
     """docs/reproduction.md's table rows of a paper protocol: ``| field | value | source |``, the
     value as the protocol holds it (dataset settings shown as the sources say)."""
     values = get_protocol(name).to_dict()
-    return [f"| `{key}` | {_ledger_value(values[key])} | {text} |" for key, text in field_sources(name).items()]
+    shown = {k: "per dataset" if v is None and k in {"size", "split"} else _ledger_value(v) for k, v in values.items()}
+    return [f"| `{key}` | {shown[key]} | {text} |" for key, text in field_sources(name).items()]
 
 
 def _ledger_value(value: Any) -> str:
