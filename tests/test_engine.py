@@ -192,3 +192,7 @@ def test_native_scoring_resizes_the_prediction_back_and_scores_the_original_mask
     fov[3] = 0  # the FOV hides the last row
     counts, _ = loop.native_counts(pred, [mask], [fov], rule)
     assert counts.tolist() == [[4, 0, 0, 8]]
+    # HD95 at native size: 8 surface distances 0 and one √8 ((3, 3) to (1, 1)); the 95th
+    # percentile interpolates 0.6 of the way from the 8th to the 9th
+    _, hd95 = loop.native_counts(pred, [mask], None, rule, with_hd95=True)
+    assert hd95.tolist() == pytest.approx([0.6 * math.sqrt(8)])

@@ -550,7 +550,8 @@ def restore(run: Run, saved: dict[str, Any]) -> dict[str, Any]:
     checkpoint.restore_rng(saved["rng"], run.generator)
     keys = ("epoch", "best_loss", "best_epoch", "bad_epochs", "stopped", "history", "wall_seconds")
     # checkpoints written before the monitor existed watched the validation loss
-    return {**{k: saved[k] for k in keys}, "best_monitor": saved.get("best_monitor", saved["best_loss"])}
+    fallback = saved["best_loss"] if run.recipe.monitor is Monitor.val_loss else None
+    return {**{k: saved[k] for k in keys}, "best_monitor": saved.get("best_monitor", fallback)}
 
 
 def diverged(run: Run, state: dict[str, Any], epoch: int, train_loss: float, val_loss: float) -> dict[str, Any]:
