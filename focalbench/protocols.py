@@ -376,7 +376,8 @@ def _lr_steps(value: Any) -> tuple[tuple[int, float], ...]:
         steps = tuple((int(epoch), float(lr)) for epoch, lr in pairs)
     except (TypeError, ValueError):
         raise FocalbenchError(
-            f"--param lr_steps={value!r}: write EPOCH:LR pairs, e.g. --param lr_steps=17:1e-5,27:1e-6"
+            f"--param lr_steps={value!r}: write EPOCH:LR pairs, "
+            "e.g. --param lr_steps=17:1e-5,27:1e-6"
         ) from None
     return steps
 
@@ -461,7 +462,8 @@ FIELD_SOURCES: dict[str, dict[str, str]] = {
                   + _MISCNN + "processing/subfunctions/resize.py:44,62-65",
         "init": "paper §2.4 (Xavier; Keras glorot_uniform, the Conv2D default)",
         "fov_only": "paper silent (Table 1: DRIVE 8.70 % foreground = whole image, footnote: higher "
-                    "in the FOV); MIScnn's Sample holds image, segmentation and prediction only (data_loading/sample.py:42-64): whole images",
+                    "in the FOV); MIScnn's Sample holds image, segmentation and prediction only "
+                    "(data_loading/sample.py:42-64): whole images",
         "precision": "Keras code runs float32; bf16 autocast on CUDA is " + _F
                      + " (--param precision=fp32 for the code's arithmetic)",
         "tiny_model": "paper widths (false)",
@@ -530,8 +532,8 @@ FIELD_SOURCES: dict[str, dict[str, str]] = {
         "tiny_model": "paper widths (false)",
         "size": "datasets.toml ← paper §3.1-3.2 (256×256)",
         "split": "datasets.toml ← paper §3.1 (ISIC 1815/259/520), §3.2 (DSB 540/130)",
-        "split_seed": "paper: 'the train-validate-test data split is fixed' (not published): seed 0, "
-                      + _F,
+        "split_seed": "paper: 'the train-validate-test data split is fixed' (not published): "
+                      "seed 0, " + _F,
         "hd95": "not reported by the paper (off)",
     },
     "paper003": {
@@ -586,7 +588,10 @@ def ledger_rows(name: str) -> list[str]:
     """docs/reproduction.md's table rows of a paper protocol: ``| field | value | source |``, the
     value as the protocol holds it (dataset settings shown as the sources say)."""
     values = get_protocol(name).to_dict()
-    shown = {k: "per dataset" if v is None and k in {"size", "split"} else _ledger_value(v) for k, v in values.items()}
+    shown = {
+        k: "per dataset" if v is None and k in {"size", "split"} else _ledger_value(v)
+        for k, v in values.items()
+    }
     return [f"| `{key}` | {shown[key]} | {text} |" for key, text in field_sources(name).items()]
 
 

@@ -18,8 +18,9 @@ A prepared dataset is a folder ``<data_root>/<name>/`` written once by ``fetch``
 
 Resizing follows a rule (``RESIZE_RULES``; the protocol's ``resize`` field names one):
 
-* ``area`` (default): images with ``INTER_AREA`` when shrinking (anti-aliased, like paper 002's
-  "anti-aliasing down-sampling"), bilinear when enlarging; masks and FOV nearest, so they stay {0, 1}.
+* ``area`` (default): images with ``INTER_AREA`` when shrinking (anti-aliased, like paper
+  002's "anti-aliasing down-sampling"), bilinear when enlarging; masks and FOV nearest, so they
+  stay {0, 1}.
 * ``nearest``: ``cv2.INTER_NEAREST`` for images, masks and FOV (paper 003's code).
 * ``miscnn``: MIScnn's ``Resize`` subfunction (batchgenerators → scikit-image ``resize`` with
   ``mode="edge"``, ``anti_aliasing=False``): images by an order-3 spline, clipped to their input
@@ -167,7 +168,8 @@ def _decode_binary(data: bytes) -> np.ndarray:
 
 def _check_rule(rule: str) -> None:
     if rule not in RESIZE_RULES:
-        raise FocalbenchError(f"unknown resize rule {rule!r}; choose from: {', '.join(RESIZE_RULES)}")
+        choices = ", ".join(RESIZE_RULES)
+        raise FocalbenchError(f"unknown resize rule {rule!r}; choose from: {choices}")
 
 
 def skimage_resize(plane: np.ndarray, size: tuple[int, int], order: int) -> np.ndarray:
@@ -345,7 +347,8 @@ def load_native_masks(
     picked = np.asarray(list(indices), dtype=np.int64)
 
     def read(key: str) -> list[np.ndarray]:
-        records = _read_records(folder / f"{key}.bin", index[f"{key}_offset"][picked], index[f"{key}_length"][picked])
+        offsets, lengths = index[f"{key}_offset"][picked], index[f"{key}_length"][picked]
+        records = _read_records(folder / f"{key}.bin", offsets, lengths)
         return [_decode_binary(b).astype(np.uint8) for b in records]
 
     return read("masks"), (read("fov") if meta.get("has_fov") else None)

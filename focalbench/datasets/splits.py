@@ -29,8 +29,9 @@ indices (images are stored sorted by id, so a split depends only on the ids, the
 ``keras-T-V`` and ``keras-T-V-xK``
     paper 003 as its code split (nabsabraham/focal-tversky-unet ``bus_train.py:68-70,87``,
     ``isic_train.py:59-61,78``): scikit-learn ``train_test_split(test_size=T/100)`` takes
-    ``test = ⌈N·T/100⌉`` images of a random permutation, and Keras ``fit(validation_split=V/100)``
-    then takes the *last* ``n − int(n·(1 − V/100))`` of the remaining ``n`` arrays, in their
+    ``test = ⌈N·T/100⌉`` images of a random permutation, and Keras
+    ``fit(validation_split=V/100)`` then takes the *last* ``n − int(n·(1 − V/100))`` of the
+    remaining ``n`` arrays, in their
     shuffled order, as validation (BUS 163 → 103/19/41, ISIC 2018 2594 → 1653/292/649). With
     ``-xK`` the rule has K folds: fold ``f`` is the same rule with the permutation of seed
     ``seed + f`` (paper 003's "5-fold cross validation" = ``keras-25-15-x5``, seeds 0–4); the
@@ -47,7 +48,9 @@ import numpy as np
 
 from focalbench.errors import FocalbenchError
 
-RULES = ("official", "random-A-B-C", "fixed-T-V-S", "kfold-K", "holdout-P-kfold-K", "keras-T-V[-xK]")
+RULES = (
+    "official", "random-A-B-C", "fixed-T-V-S", "kfold-K", "holdout-P-kfold-K", "keras-T-V[-xK]"
+)
 # Validation share of a development set where the rule does not name one (paper 000: 80:20).
 DEV_TRAIN, DEV_VAL = 80, 20
 
@@ -125,7 +128,9 @@ def split_indices(
     raise FocalbenchError(f"unknown split rule {rule!r}; choose from: {', '.join(RULES)}")
 
 
-def _keras_split(n: int, test_pct: int, val_pct: int, seed: int, rule: str) -> dict[str, np.ndarray]:
+def _keras_split(
+    n: int, test_pct: int, val_pct: int, seed: int, rule: str
+) -> dict[str, np.ndarray]:
     """scikit-learn's test share, then Keras' ``validation_split`` tail (module docstring)."""
     n_test = math.ceil(test_pct / 100 * n)  # sklearn: ceil(test_size · n_samples)
     n_dev = n - n_test

@@ -86,9 +86,9 @@ def soft_confusion(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Soft ``TP_c, FN_c, FP_c``, each ``(N or 1, 2)`` (spec §0).
 
-    ``1 − P_c`` is read from the other channel, ``P_c̄`` (equal in exact arithmetic, the clipping
-    to [ε, 1 − ε] included): in float32 ``1 − 0.9999999`` is 1.19e-7 where ``P_c̄`` holds 1e-7,
-    a 19 % error in the FN of every saturated pixel.
+    ``1 − P_c`` is read from the other channel, ``P_c̄`` (equal in exact arithmetic, the
+    clipping to [ε, 1 − ε] included): in float32 ``1 − 0.9999999`` is 1.19e-7 where ``P_c̄``
+    holds 1e-7, a 19 % error in the FN of every saturated pixel.
     """
     complement = probs.flip(1)
     tp = _sum(_weighted(targets * probs, weight), reduction)
