@@ -20,6 +20,8 @@ from focalbench.losses.boundary import edt
 COUNTS = ("tp", "fp", "fn", "tn")
 #: Keys of :func:`scores`, in report order.
 SCORES = ("dsc", "precision", "recall", "jaccard", "accuracy", "sensitivity", "specificity")
+#: Keys of :func:`smoothed_scores`: paper 003's evaluation code, +1 in numerator and denominator.
+SMOOTH1_SCORES = ("smooth1_dsc", "smooth1_precision", "smooth1_recall", "smooth1_specificity")
 
 
 class Aggregation(str, Enum):
@@ -32,8 +34,8 @@ class Aggregation(str, Enum):
 class EmptyPolicy(str, Enum):
     """What an image whose target and prediction are both empty contributes (0/0 scores)."""
 
-    EXCLUDE = "exclude"  # left out of the mean and counted (nnU-Net, MONAI)
-    ONE = "one"  # a perfect 1 for every 0/0 score of such an image
+    EXCLUDE = "exclude"  # left out of the mean and counted (nnU-Net's evaluator)
+    ONE = "one"  # a perfect 1 for every 0/0 score of such an image (MONAI ignore_empty=False)
 
 
 def _binary(x: Tensor, name: str) -> Tensor:
@@ -86,6 +88,28 @@ def scores(counts: Tensor) -> dict[str, Tensor]:
         "accuracy": _ratio(tp + tn, tp + fp + fn + tn),
         "sensitivity": recall.clone(),
         "specificity": _ratio(tn, tn + fp),
+    }
+
+
+def smoothed_scores(counts: Tensor, smooth: float = 1.0) -> dict[str, Tensor]:
+    """The scores of paper 003's evaluation code, per row of ``counts`` (float64 ``(N,)``)::
+
+        smooth1_dsc = (2tp + s) / (2tp + fp + fn + s)       (utils.py check_preds)
+        smooth1_precision = (tp + s) / (tp + fp + s)        (utils.py auc: prec)
+        smooth1_recall = (tp + s) / (tp + fn + s)           (utils.py auc: tpr)
+        smooth1_specificity = (tn + s) / (tn + fp + s)      (utils.py auc: tnr)
+
+    with s = 1 (nabsabraham/focal-tversky-unet ``utils.py``). Always defined: an empty
+    prediction of an empty target scores 1, an empty prediction of a lesion has precision
+    1/(fn·0 + 1) = 1 — which is why these sit beside, never in place of, :func:`scores`.
+    ``check_preds`` also rounds to 5 decimals; that rounding is not reproduced.
+    """
+    tp, fp, fn, tn = counts.double().unbind(-1)
+    return {
+        "smooth1_dsc": (2 * tp + smooth) / (2 * tp + fp + fn + smooth),
+        "smooth1_precision": (tp + smooth) / (tp + fp + smooth),
+        "smooth1_recall": (tp + smooth) / (tp + fn + smooth),
+        "smooth1_specificity": (tn + smooth) / (tn + fp + smooth),
     }
 
 

@@ -20,8 +20,8 @@ def test_registry_lists_the_seven_datasets_and_the_sample():
         ("drive", "paper000", (512, 512), "official", 0.1),
         ("dsb2018", "paper000", (256, 256), "random-64-16-20", 0.2),
         ("cvc-clinicdb", "paper000", (288, 384), "random-64-16-20", 0.3),
-        ("isic2018", "paper003", (192, 256), "holdout-25-kfold-5", None),
-        ("bus", "paper003", (128, 128), "holdout-25-kfold-5", None),
+        ("isic2018", "paper003", (192, 256), "keras-25-15-x5", None),
+        ("bus", "paper003", (128, 128), "keras-25-15-x5", None),
         ("isic2018", "paper002", (256, 256), "fixed-1815-259-520", None),
         ("lung", "paper001", (256, 256), "random-80-10-10", None),
     ],
@@ -97,6 +97,25 @@ def test_holdout_kfold_keeps_one_test_set_and_cross_validates_the_rest(n, n_test
         assert len(f["train"]) + len(f["val"]) == dev and not set(f["train"]) & set(f["val"])
 
 
+@pytest.mark.parametrize("n, counts", [(163, (103, 19, 41)), (2594, (1653, 292, 649))])
+def test_keras_split_is_sklearn_test_share_then_the_last_15_percent_as_validation(n, counts):
+    # by hand: test = ceil(0.25 n) (sklearn); train = int((n - test) * 0.85) (Keras split_at)
+    s = split_indices(n, "keras-25-15", seed=3)
+    assert (len(s["train"]), len(s["val"]), len(s["test"])) == counts
+    perm = np.random.default_rng(3).permutation(n)
+    n_test, n_train = counts[2], counts[0]
+    assert s["test"].tolist() == sorted(perm[:n_test].tolist())
+    # validation is the tail of the remaining arrays in their shuffled order
+    assert s["val"].tolist() == sorted(perm[n_test + n_train:].tolist())
+
+
+def test_keras_split_folds_are_reruns_with_seeds_0_to_4():
+    folds = [split_indices(163, "keras-25-15-x5", seed=0, fold=f) for f in range(5)]
+    for f, split in enumerate(folds):
+        assert all((split[k] == split_indices(163, "keras-25-15", seed=f)[k]).all() for k in split)
+    assert len({tuple(f["test"]) for f in folds}) == 5
+
+
 def test_splits_are_deterministic_per_seed():
     a, b = split_indices(100, "random-64-16-20", seed=5), split_indices(100, "random-64-16-20", seed=5)
     assert all((a[k] == b[k]).all() for k in a)
@@ -115,6 +134,9 @@ def test_splits_are_deterministic_per_seed():
         ("fixed-50-50-50", None, "needs 150 images"),
         ("halves", None, "unknown split rule"),
         ("official", None, "no official"),
+        ("keras-25-15", 0, "has no folds"),
+        ("keras-25-15-x5", 5, "needs a fold between 0 and 4"),
+        ("keras-100-15", None, "empty train"),
     ],
 )
 def test_bad_split_rules_are_user_errors(rule, fold, message):
@@ -144,3 +166,37 @@ def test_unprepared_dataset_names_the_fetch_command(tmp_path):
         load("drive", data_dir=tmp_path)
     with pytest.raises(FocalbenchError, match=r"run: focalbench fetch dsb2018 --data-dir"):
         load("dsb2018", size=(64, 64), data_dir=tmp_path)
+
+
+def test_resize_rules_by_hand():
+    from focalbench.datasets.prepared import resize_image, resize_mask
+
+    img = np.array([[[0, 100], [200, 50]]], np.uint8)  # (C, H, W) = (1, 2, 2)
+    # nearest (paper 003's cv2.INTER_NEAREST): every pixel becomes a 2×2 block
+    assert (resize_image(img, (4, 4), "nearest")[0] == np.kron(img[0], np.ones((2, 2), np.uint8))).all()
+    # miscnn masks: linear at (o + 1/2)/2 − 1/2 = −.25, .25, .75, 1.25 (edge), then ≥ 0.5
+    mask = np.array([[1, 0], [0, 0]], np.uint8)
+    expected = np.zeros((4, 4), np.uint8)
+    expected[:2, :2] = 1  # (1, 1): .75 · .75 = .5625
+    assert (resize_mask(mask, (4, 4), "miscnn") == expected).all()
+    # miscnn images: an order-3 spline reproduces a constant and stays in the input range
+    flat = np.full((3, 5, 7), 77, np.uint8)
+    assert (resize_image(flat, (8, 3), "miscnn") == 77).all()
+    ramp = np.tile(np.arange(0, 250, 25, dtype=np.uint8), (3, 10, 1))
+    out = resize_image(ramp, (10, 19), "miscnn")
+    assert out.min() >= 0 and out.max() <= 225 and (np.diff(out[0, 0].astype(int)) >= 0).all()
+    with pytest.raises(FocalbenchError, match="choose from: area, nearest, miscnn"):
+        resize_mask(mask, (4, 4), "bicubic")
+
+
+def test_load_with_a_resize_rule_and_native_masks_of_the_sample():
+    import cv2
+
+    from focalbench.datasets.prepared import load_native_masks
+
+    native = load("sample")
+    nearest = load("sample", size=(64, 64), resize="nearest")
+    by_hand = cv2.resize(native.images[3].transpose(1, 2, 0), (64, 64), interpolation=cv2.INTER_NEAREST)
+    assert (nearest.images[3] == by_hand.transpose(2, 0, 1)).all() and nearest.meta["resize"] == "nearest"
+    masks, fov = load_native_masks("sample", [3, 7])
+    assert fov is None and (masks[0] == native.masks[3]).all() and (masks[1] == native.masks[7]).all()

@@ -119,3 +119,80 @@ def test_dataset_zscore_scales_every_split_by_the_training_images_statistics(tmp
     assert resolved["normalization"] == "zscore_dataset"
     assert resolved["input_mean"] == pytest.approx(train.mean(axis=(0, 2, 3)).tolist(), rel=1e-6)
     assert resolved["input_std"] == pytest.approx(train.std(axis=(0, 2, 3)).tolist(), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "n, batch, merge, sizes",
+    [
+        (103, 16, True, [16] * 6 + [7]),  # paper 003 BUS: Keras keeps the short last batch
+        (17, 8, False, [8, 8, 1]),  # Keras would train on the lone image
+        (17, 8, True, [8, 9]),  # under BatchNorm it joins the previous batch
+        (1, 8, True, [1]),
+        (5, 1, True, [1] * 5),  # batch size 1 (paper 000) stays one image per step
+    ],
+)
+def test_training_batches_keep_the_short_last_batch_but_never_a_lone_image(n, batch, merge, sizes):
+    from focalbench.engine.data import batch_sizes
+
+    assert batch_sizes(n, batch, merge) == sizes
+    assert sum(sizes) == n
+
+
+def test_steps_schedule_sets_each_epochs_rate_before_its_first_step():
+    import types
+
+    recipe = dataclasses.replace(get_protocol("paper002"))
+    run = types.SimpleNamespace(recipe=recipe, optimizer=_optimizer(1e-3))
+    seen = []
+    for epoch in (1, 16, 17, 27, 42):
+        loop.set_epoch_lr(run, epoch)
+        seen.append(run.optimizer.param_groups[0]["lr"])
+    assert seen == [1e-4, 1e-4, 1e-5, 1e-6, 1e-7]
+
+
+def test_soft_dice_is_the_keras_metric_by_hand():
+    logits = torch.zeros(1, 1, 2, 2)  # p = 0.5 everywhere
+    target = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    # (2 · Σ g p + 1) / (Σ g + Σ p + 1) = (2 · 1 + 1) / (2 + 2 + 1)
+    assert loop.soft_dice(logits, target).item() == pytest.approx(3 / 5)
+
+
+def test_checkpoint_monitor_val_soft_dice_keeps_the_highest_epoch():
+    from focalbench.protocols import Monitor
+
+    recipe = dataclasses.replace(get_protocol("paper003"))
+    assert recipe.monitor is Monitor.val_soft_dice
+    state = {"best_loss": math.inf, "best_monitor": None}
+    picks = []
+    for loss, dice in [(0.9, 0.5), (0.5, 0.4), (0.4, 0.7), (0.3, 0.7)]:  # a tie is no improvement
+        val = loop.Evaluation(loss=loss, counts=torch.zeros(0, 4), probs=None, soft_dice=dice)
+        improved, value = loop.checkpoint_improves(recipe, val, state)
+        picks.append(improved)
+        if improved:
+            state["best_monitor"] = value
+        state["best_loss"] = min(state["best_loss"], loss)
+    assert picks == [True, False, True, False]
+    by_loss = dataclasses.replace(recipe, monitor=Monitor.val_loss)
+    val = loop.Evaluation(loss=0.2, counts=torch.zeros(0, 4), probs=None, soft_dice=0.0)
+    assert loop.checkpoint_improves(by_loss, val, state) == (True, 0.2)
+
+
+@pytest.mark.parametrize("rule", ["nearest", "miscnn"])
+def test_native_scoring_resizes_the_prediction_back_and_scores_the_original_mask(rule):
+    import numpy as np
+
+    pred = torch.tensor([[[True, False], [False, False]]])  # working size 2×2
+    mask = np.zeros((4, 4), np.uint8)
+    mask[:2, :2] = 1
+    mask[3, 3] = 1  # a lesion pixel the working size cannot show
+    # by hand: both rules give the top-left 2×2 block at 4×4 (linear: 1, .75, .5625 ≥ .5)
+    counts, hd95 = loop.native_counts(pred, [mask], None, rule)
+    assert counts.tolist() == [[4, 0, 1, 11]] and hd95 is None
+    fov = np.ones((4, 4), np.uint8)
+    fov[3] = 0  # the FOV hides the last row
+    counts, _ = loop.native_counts(pred, [mask], [fov], rule)
+    assert counts.tolist() == [[4, 0, 0, 8]]
+    # HD95 at native size: 8 surface distances 0 and one √8 ((3, 3) to (1, 1)); the 95th
+    # percentile interpolates 0.6 of the way from the 8th to the 9th
+    _, hd95 = loop.native_counts(pred, [mask], None, rule, with_hd95=True)
+    assert hd95.tolist() == pytest.approx([0.6 * math.sqrt(8)])

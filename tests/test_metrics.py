@@ -126,3 +126,15 @@ def test_summary_averages_extra_metrics_and_counts_their_undefined_images():
     out = summarize(COUNTS, extra=extra)
     assert out["metrics"]["hd95"] == pytest.approx(1.0)
     assert out["n_undefined"]["hd95"] == 1
+
+
+def test_smooth1_scores_are_paper_003s_evaluation_code_by_hand():
+    from focalbench.metrics import smoothed_scores
+
+    counts = torch.tensor([[0, 0, 5, 10], [3, 1, 2, 4], [0, 0, 0, 16]])
+    s = smoothed_scores(counts)
+    # utils.py: (2tp + 1)/(2tp + fp + fn + 1), (tp + 1)/(tp + fp + 1), (tp + 1)/(tp + fn + 1)
+    assert s["smooth1_dsc"].tolist() == pytest.approx([1 / 6, 7 / 10, 1.0])
+    assert s["smooth1_precision"].tolist() == pytest.approx([1.0, 4 / 5, 1.0])  # empty prediction: 1
+    assert s["smooth1_recall"].tolist() == pytest.approx([1 / 6, 4 / 6, 1.0])
+    assert s["smooth1_specificity"].tolist() == pytest.approx([11 / 11, 5 / 6, 17 / 17])

@@ -73,3 +73,54 @@ def test_bad_overrides_say_what_to_write(overrides, needle):
 def test_unknown_protocol_lists_the_valid_ones():
     with pytest.raises(FocalbenchError, match="did you mean 'smoke'.*paper000, paper001"):
         get_protocol("smok")
+
+
+def test_paper002_learning_rate_steps_are_the_codes_keras_scheduler():
+    from focalbench.protocols import lr_at_epoch
+
+    p = get_protocol("paper002")
+    assert p.schedule is Schedule.steps and p.batch_size == 8
+    # focusnetpp.py: schedule(i) with Keras' 0-based epoch index i: <=15 1e-4, <=25 1e-5, <=40 1e-6
+    expected = [1e-4 if i <= 15 else 1e-5 if i <= 25 else 1e-6 if i <= 40 else 1e-7 for i in range(50)]
+    assert [lr_at_epoch(p, epoch) for epoch in range(1, 51)] == expected
+
+
+def test_paper003_checkpoints_on_validation_soft_dice_and_scores_at_native_size():
+    from focalbench.protocols import Monitor, Resize, ScoreSize
+
+    p = get_protocol("paper003")
+    assert (p.monitor, p.score_size, p.resize) == (Monitor.val_soft_dice, ScoreSize.native, Resize.nearest)
+    assert get_protocol("paper000").resize is Resize.miscnn  # MIScnn's Resize subfunction
+    assert get_protocol("smoke").monitor is Monitor.val_loss
+
+
+def test_every_field_of_every_paper_protocol_names_its_source():
+    from focalbench.protocols import field_sources, overridable_fields
+
+    for name in ("paper000", "paper001", "paper002", "paper003"):
+        sources = field_sources(name)
+        assert set(sources) == set(overridable_fields()), name
+        assert all(text.strip() for text in sources.values())
+    assert field_sources("smoke") == {}
+
+
+def test_reproduction_ledger_lists_every_field_with_its_value_and_source():
+    from pathlib import Path
+
+    from focalbench.protocols import field_sources, ledger_rows
+
+    ledger = (Path(__file__).parents[1] / "docs" / "reproduction.md").read_text()
+    for name in ("paper000", "paper001", "paper002", "paper003"):
+        for row in ledger_rows(name):
+            assert row in ledger, f"docs/reproduction.md lacks {row!r}; regenerate with ledger_rows"
+        assert len(ledger_rows(name)) == len(field_sources(name))
+
+
+def test_lr_steps_parse_from_the_command_line_and_are_checked():
+    r = resolve(_config("smoke", overrides={"schedule": "steps", "lr_steps": "3:1e-3,5:1e-4"}))
+    assert r.lr_steps == ((3, 1e-3), (5, 1e-4))
+    for bad, needle in [("3-1e-3", "EPOCH:LR"), ("5:1e-3,3:1e-4", "increasing epochs")]:
+        with pytest.raises(FocalbenchError, match=needle):
+            resolve(_config("smoke", overrides={"schedule": "steps", "lr_steps": bad}))
+    with pytest.raises(FocalbenchError, match="needs lr_steps"):
+        resolve(_config("smoke", overrides={"schedule": "steps"}))

@@ -244,3 +244,27 @@ def test_a_crash_between_last_pt_and_history_of_the_final_epoch_is_repaired_on_r
     assert history["epoch"].tolist() == [1, 2]
     saved = torch.load(run_dir / "last.pt", weights_only=False)["history"]
     assert history["val_loss"].tolist() == [row["val_loss"] for row in saved]
+
+
+def test_paper003_scores_at_native_size_with_the_working_size_and_smoothed_scores_beside(tmp_path):
+    # paper 003's recipe on the sample (native 128×128) trained at 64×64: the test counts cover
+    # every native pixel, the working counts every working pixel, and the tested epoch is the one
+    # with the highest validation soft Dice.
+    config = RunConfig(dataset="sample", model="unet", loss="dice", protocol="paper003", fold=0, epochs=3,
+                       overrides={"tiny_model": True, "size": [64, 64], "lr": 0.05})
+    summary = loop.train(config, results=tmp_path, progress=False)
+    run = Path(summary["run_dir"])
+    per_image = pd.read_csv(run / "per_image.csv")
+    assert len(per_image) == 12  # keras-25-15 on 48 images: ⌈12⌉ test
+    assert (per_image[["tp", "fp", "fn", "tn"]].sum(axis=1) == 128 * 128).all()
+    assert (per_image[[f"working_{k}" for k in ("tp", "fp", "fn", "tn")]].sum(axis=1) == 64 * 64).all()
+    tp, fp, fn = (per_image[k].to_numpy(float) for k in ("tp", "fp", "fn"))
+    assert np.allclose(per_image["smooth1_dsc"], (2 * tp + 1) / (2 * tp + fp + fn + 1))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["scored_at"] == "native" and set(metrics["test_working"]) == set(metrics["test"])
+    assert metrics["test_smooth1"]["smooth1_dsc"] == pytest.approx(per_image["smooth1_dsc"].mean())
+    history = pd.read_csv(run / "history.csv")
+    assert metrics["best_epoch"] == int(history.loc[history["val_soft_dice"].idxmax(), "epoch"])
+    resolved = json.loads((run / "config.json").read_text())["resolved"]
+    assert (resolved["split"], resolved["resize"], resolved["monitor"]) == ("keras-25-15-x5", "nearest", "val_soft_dice")
+    assert resolved["n_images"] == {"train": 30, "val": 6, "test": 12}

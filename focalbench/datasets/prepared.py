@@ -16,8 +16,17 @@ A prepared dataset is a folder ``<data_root>/<name>/`` written once by ``fetch``
                 ``numpy.load``.
 ============== ==================================================================================
 
-Resizing: images with ``INTER_AREA`` when shrinking (anti-aliased, like paper 002's "anti-aliasing
-down-sampling"), bilinear when enlarging; masks and FOV with nearest neighbour so they stay {0, 1}.
+Resizing follows a rule (``RESIZE_RULES``; the protocol's ``resize`` field names one):
+
+* ``area`` (default): images with ``INTER_AREA`` when shrinking (anti-aliased, like paper
+  002's "anti-aliasing down-sampling"), bilinear when enlarging; masks and FOV nearest, so they
+  stay {0, 1}.
+* ``nearest``: ``cv2.INTER_NEAREST`` for images, masks and FOV (paper 003's code).
+* ``miscnn``: MIScnn's ``Resize`` subfunction (batchgenerators → scikit-image ``resize`` with
+  ``mode="edge"``, ``anti_aliasing=False``): images by an order-3 spline, clipped to their input
+  range and rounded to uint8; masks and FOV by linear interpolation, foreground where ≥ 0.5.
+
+The cache file of a rule other than ``area`` is ``<H>x<W>-<rule>.npz``.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from typing import Any, BinaryIO
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from scipy import ndimage
 
 from focalbench.datasets.catalog import get_spec
 from focalbench.datasets.splits import split_indices
@@ -44,6 +54,7 @@ from focalbench.store import atomic_open, atomic_write_json, read_json
 Image.MAX_IMAGE_PIXELS = None  # ISIC originals reach 6,000 x 4,000 pixels; they are trusted inputs
 
 FORMAT_VERSION = 1
+RESIZE_RULES = ("area", "nearest", "miscnn")
 
 
 def data_root(explicit: str | os.PathLike | None = None) -> Path:
@@ -177,21 +188,52 @@ def _decode_binary(data: bytes) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
 
 
-def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(C, H, W) uint8 → (C, *size): area when shrinking, bilinear when enlarging."""
+def _check_rule(rule: str) -> None:
+    if rule not in RESIZE_RULES:
+        choices = ", ".join(RESIZE_RULES)
+        raise FocalbenchError(f"unknown resize rule {rule!r}; choose from: {choices}")
+
+
+def skimage_resize(plane: np.ndarray, size: tuple[int, int], order: int) -> np.ndarray:
+    """One float64 (H, W) plane resized as scikit-image's ``resize(order, mode="edge",
+    anti_aliasing=False)``: output pixel o samples input coordinate (o + ½)·(in/out) − ½ with a
+    spline of ``order`` (scipy ``map_coordinates``, edge values repeated)."""
+    h, w = size
+    rows = (np.arange(h) + 0.5) * (plane.shape[0] / h) - 0.5
+    cols = (np.arange(w) + 0.5) * (plane.shape[1] / w) - 0.5
+    grid = np.meshgrid(rows, cols, indexing="ij")
+    return ndimage.map_coordinates(plane.astype(np.float64), grid, order=order, mode="nearest")
+
+
+def resize_image(img: np.ndarray, size: tuple[int, int], rule: str = "area") -> np.ndarray:
+    """(C, H, W) uint8 → (C, *size) by ``rule`` (module docstring)."""
+    _check_rule(rule)
     h, w = size
     if img.shape[1:] == (h, w):
         return img
-    shrink = h <= img.shape[1] and w <= img.shape[2]
-    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    if rule == "miscnn":
+        planes = [np.clip(skimage_resize(c, size, 3), c.min(), c.max()) for c in img]
+        return np.round(np.stack(planes)).astype(np.uint8)
+    if rule == "nearest":
+        interp = cv2.INTER_NEAREST
+    else:
+        shrink = h <= img.shape[1] and w <= img.shape[2]
+        interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     out = cv2.resize(img.transpose(1, 2, 0), (w, h), interpolation=interp)
     return out[None] if out.ndim == 2 else out.transpose(2, 0, 1)
 
 
-def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_mask(mask: np.ndarray, size: tuple[int, int], rule: str = "area") -> np.ndarray:
+    """A {0, 1} (H, W) mask (uint8 or bool) → ``size``, same dtype: nearest neighbour
+    (``cv2.INTER_NEAREST``), or under ``miscnn`` linear interpolation thresholded at 0.5."""
+    _check_rule(rule)
     h, w = size
     if mask.shape == (h, w):
         return mask
+    if rule == "miscnn":
+        return (skimage_resize(mask > 0, size, 1) >= 0.5).astype(mask.dtype)
+    if mask.dtype == np.bool_:
+        return cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
     return cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
@@ -288,25 +330,50 @@ def _read_records(path: Path, offsets: np.ndarray, lengths: np.ndarray) -> Itera
             yield handle.read(length)
 
 
-def _decode_all(folder: Path, meta: dict[str, Any], size: tuple[int, int] | None) -> dict[str, np.ndarray]:
+def _decode_all(
+    folder: Path, meta: dict[str, Any], size: tuple[int, int] | None, rule: str = "area"
+) -> dict[str, np.ndarray]:
     index = np.load(folder / "index.npz")
     channels = int(meta["channels"])
+    # JPEG draft decoding shrinks by DCT scaling first: fine for area, not for nearest/spline
+    draft = size if rule == "area" else None
     images = [
-        resize_image(decode_image(b, channels, draft=size), size) if size else decode_image(b, channels)
+        resize_image(decode_image(b, channels, draft=draft), size, rule) if size else decode_image(b, channels)
         for b in _read_records(folder / "images.bin", index["images_offset"], index["images_length"])
     ]
     masks = [
-        resize_mask(_decode_binary(b), size) if size else _decode_binary(b)
+        resize_mask(_decode_binary(b), size, rule) if size else _decode_binary(b)
         for b in _read_records(folder / "masks.bin", index["masks_offset"], index["masks_length"])
     ]
     arrays = {"images": np.stack(images), "masks": np.stack(masks).astype(np.uint8)}
     if meta.get("has_fov"):
         fov = [
-            resize_mask(_decode_binary(b), size) if size else _decode_binary(b)
+            resize_mask(_decode_binary(b), size, rule) if size else _decode_binary(b)
             for b in _read_records(folder / "fov.bin", index["fov_offset"], index["fov_length"])
         ]
         arrays["fov"] = np.stack(fov).astype(np.uint8)
     return arrays
+
+
+def load_native_masks(
+    name: str, indices: Iterable[int], data_dir: str | os.PathLike | None = None
+) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """The original-size masks (uint8 {0, 1}, each its own (H, W)) of images ``indices`` of a
+    prepared dataset, and their FOV masks where it has them: what native-size scoring compares
+    the resized-back predictions with."""
+    folder = prepared_folder(name, data_dir)
+    meta = read_meta(name, data_dir)
+    if meta is None:
+        raise FocalbenchError(f"dataset {name!r} is not prepared in {folder.parent}; run: {fetch_hint(name, data_dir)}")
+    index = np.load(folder / "index.npz")
+    picked = np.asarray(list(indices), dtype=np.int64)
+
+    def read(key: str) -> list[np.ndarray]:
+        offsets, lengths = index[f"{key}_offset"][picked], index[f"{key}_length"][picked]
+        records = _read_records(folder / f"{key}.bin", offsets, lengths)
+        return [_decode_binary(b).astype(np.uint8) for b in records]
+
+    return read("masks"), (read("fov") if meta.get("has_fov") else None)
 
 
 def sample_folder() -> Path:
@@ -332,10 +399,17 @@ def read_meta(name: str, data_dir: str | os.PathLike | None = None) -> dict[str,
     return read_json(path) if path.is_file() else None
 
 
-def load(name: str, size: tuple[int, int] | None = None, data_dir: str | os.PathLike | None = None) -> PreparedData:
+def load(
+    name: str,
+    size: tuple[int, int] | None = None,
+    data_dir: str | os.PathLike | None = None,
+    resize: str = "area",
+) -> PreparedData:
     """Load a prepared dataset as uint8 arrays at ``size`` = (H, W) (``None``: native size, only
-    for datasets whose images share one size). The first load at a size decodes and resizes every
-    image and caches the arrays in ``cache/<H>x<W>.npz``; later loads are one ``numpy.load``."""
+    for datasets whose images share one size), resized by rule ``resize`` (``RESIZE_RULES``).
+    The first load at a size and rule decodes and resizes every image and caches the arrays in
+    ``cache/<H>x<W>.npz`` (``<H>x<W>-<rule>.npz``); later loads are one ``numpy.load``."""
+    _check_rule(resize)
     folder = prepared_folder(name, data_dir)
     meta = read_meta(name, data_dir)
     if meta is None:
@@ -350,12 +424,13 @@ def load(name: str, size: tuple[int, int] | None = None, data_dir: str | os.Path
         size = (int(size[0]), int(size[1]))
         if min(size) < 1:
             raise FocalbenchError(f"size {size} is not a valid (H, W); pass positive integers, e.g. 256x256")
-    cache = folder / "cache" / ("native.npz" if size is None else f"{size[0]}x{size[1]}.npz")
+    suffix = "" if resize == "area" else f"-{resize}"
+    cache = folder / "cache" / ("native.npz" if size is None else f"{size[0]}x{size[1]}{suffix}.npz")
     if cache.is_file():
         with np.load(cache) as npz:
             arrays = {k: npz[k] for k in npz.files}
     else:
-        arrays = _decode_all(folder, meta, size)
+        arrays = _decode_all(folder, meta, size, resize)
         if not get_spec(name).builtin:  # the shipped sample may sit in a read-only site-packages
             # The cache only saves time: a read-only shared data folder still loads, uncached.
             with contextlib.suppress(PermissionError, OSError):
@@ -368,7 +443,7 @@ def load(name: str, size: tuple[int, int] | None = None, data_dir: str | os.Path
         masks=arrays["masks"],
         fov=arrays.get("fov"),
         ids=list(meta["ids"]),
-        meta={**meta, "size": actual},
+        meta={**meta, "size": actual, "resize": resize},
     )
 
 

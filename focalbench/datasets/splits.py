@@ -26,10 +26,21 @@ indices (images are stored sorted by id, so a split depends only on the ids, the
     cut into K ``array_split`` chunks, fold ``f``'s chunk is the validation set and the other
     K − 1 chunks train. Paper 003 prints 40 BUS and 649 ISIC 2018 test images; this gives 41 of
     163 and 649 of 2594 (no single rounding of 25 % gives both printed counts).
+``keras-T-V`` and ``keras-T-V-xK``
+    paper 003 as its code split (nabsabraham/focal-tversky-unet ``bus_train.py:68-70,87``,
+    ``isic_train.py:59-61,78``): scikit-learn ``train_test_split(test_size=T/100)`` takes
+    ``test = ⌈N·T/100⌉`` images of a random permutation, and Keras
+    ``fit(validation_split=V/100)`` then takes the *last* ``n − int(n·(1 − V/100))`` of the
+    remaining ``n`` arrays, in their
+    shuffled order, as validation (BUS 163 → 103/19/41, ISIC 2018 2594 → 1653/292/649). With
+    ``-xK`` the rule has K folds: fold ``f`` is the same rule with the permutation of seed
+    ``seed + f`` (paper 003's "5-fold cross validation" = ``keras-25-15-x5``, seeds 0–4); the
+    folds' test sets overlap, as five reruns of the authors' script would.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -37,7 +48,9 @@ import numpy as np
 
 from focalbench.errors import FocalbenchError
 
-RULES = ("official", "random-A-B-C", "fixed-T-V-S", "kfold-K", "holdout-P-kfold-K")
+RULES = (
+    "official", "random-A-B-C", "fixed-T-V-S", "kfold-K", "holdout-P-kfold-K", "keras-T-V[-xK]"
+)
 # Validation share of a development set where the rule does not name one (paper 000: 80:20).
 DEV_TRAIN, DEV_VAL = 80, 20
 
@@ -59,7 +72,6 @@ def split_indices(
 
     ``official`` maps ``"train"``/``"test"`` to index lists (only the ``official`` rule reads it).
     """
-    rng = np.random.default_rng(seed)
     k = n_folds(rule)
     if k is None and fold is not None:
         raise FocalbenchError(f"split {rule!r} has no folds; drop --fold or use a kfold-K split")
@@ -69,6 +81,11 @@ def split_indices(
         if fold is None or not 0 <= fold < k:
             raise FocalbenchError(f"split {rule!r} needs a fold between 0 and {k - 1}; pass --fold F")
 
+    keras = re.fullmatch(r"keras-(\d+)-(\d+)(?:-x\d+)?", rule)
+    if keras:
+        return _keras_split(n, int(keras.group(1)), int(keras.group(2)), seed + (fold or 0), rule)
+
+    rng = np.random.default_rng(seed)
     if rule == "official":
         if not official:
             raise FocalbenchError("this dataset has no official train/test partition; use e.g. split random-64-16-20")
@@ -111,6 +128,21 @@ def split_indices(
     raise FocalbenchError(f"unknown split rule {rule!r}; choose from: {', '.join(RULES)}")
 
 
+def _keras_split(
+    n: int, test_pct: int, val_pct: int, seed: int, rule: str
+) -> dict[str, np.ndarray]:
+    """scikit-learn's test share, then Keras' ``validation_split`` tail (module docstring)."""
+    n_test = math.ceil(test_pct / 100 * n)  # sklearn: ceil(test_size · n_samples)
+    n_dev = n - n_test
+    n_train = int(n_dev * (1.0 - val_pct / 100))  # Keras: split_at = int(n · (1 − split))
+    if not (0 < test_pct < 100 and 0 < val_pct < 100) or n_train < 1 or n_train == n_dev:
+        raise FocalbenchError(f"split {rule!r} leaves an empty train, validation or test set of "
+                              f"{n} images; use percentages such as keras-25-15")
+    perm = np.random.default_rng(seed).permutation(n)
+    dev = perm[n_test:]
+    return _result(dev[:n_train], dev[n_train:], perm[:n_test])
+
+
 def _percent_of(n: int, percent: int) -> int:
     """``round(n·percent/100)``, half up, in integers."""
     return (2 * n * percent + 100) // 200
@@ -121,6 +153,6 @@ def _without(chunks: list[np.ndarray], fold: int) -> np.ndarray:
 
 
 def n_folds(rule: str) -> int | None:
-    """K for a ``kfold-K`` or ``holdout-P-kfold-K`` rule, else ``None``."""
-    match = re.fullmatch(r"(?:holdout-\d+-)?kfold-(\d+)", rule)
-    return int(match.group(1)) if match else None
+    """K for a ``kfold-K``, ``holdout-P-kfold-K`` or ``keras-T-V-xK`` rule, else ``None``."""
+    match = re.fullmatch(r"(?:holdout-\d+-)?kfold-(\d+)|keras-\d+-\d+-x(\d+)", rule)
+    return int(match.group(1) or match.group(2)) if match else None

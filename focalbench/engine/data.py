@@ -41,10 +41,23 @@ class DeviceSplit:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def shuffled_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-        """Index tensors of one epoch in a random order (the last batch may be smaller)."""
+    def shuffled_batches(
+        self, batch_size: int, generator: torch.Generator, merge_single: bool = False
+    ) -> Iterator[torch.Tensor]:
+        """Index tensors of one epoch in a random order, in :func:`batch_sizes`' sizes."""
         order = torch.randperm(len(self), generator=generator, device=generator.device)
-        return iter(order.split(batch_size))
+        return iter(order.split(batch_sizes(len(self), batch_size, merge_single)))
 
     def ordered_batches(self, batch_size: int) -> Iterator[slice]:
         return (slice(start, start + batch_size) for start in range(0, len(self), batch_size))
+
+
+def batch_sizes(n: int, batch_size: int, merge_single: bool = False) -> list[int]:
+    """The sizes of one epoch's training batches: full batches and, as Keras does, a shorter
+    last one. ``merge_single``: a last batch of one image joins the previous batch instead
+    (BatchNorm in training mode would otherwise normalise that image by its own statistics
+    alone — a step Keras takes and focalbench does not; docs/training.md)."""
+    sizes = [batch_size] * (n // batch_size) + ([n % batch_size] if n % batch_size else [])
+    if merge_single and batch_size > 1 and len(sizes) > 1 and sizes[-1] == 1:
+        sizes[-2:] = [sizes[-2] + 1]
+    return sizes

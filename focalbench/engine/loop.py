@@ -31,14 +31,18 @@ from focalbench import datasets, metrics, models
 from focalbench.config import RunConfig
 from focalbench.engine import checkpoint
 from focalbench.engine.augment import augment, channel_stats, normalize
-from focalbench.engine.data import DeviceSplit
+from focalbench.engine.data import DeviceSplit, batch_sizes
 from focalbench.engine.device import describe, resolve_device
 from focalbench.engine.progress import Quiet, train_display
 from focalbench.engine.run_folder import DIVERGED, INTERRUPTED, PER_IMAGE_METRICS, RunFolder, State
 from focalbench.errors import FocalbenchError
 from focalbench.losses import build_loss, loss_preset
+from focalbench.datasets.prepared import load_native_masks, resize_mask
 from focalbench.losses.boundary import distance_map
-from focalbench.protocols import Checkpoint, Init, Normalization, Optimizer, Precision, Protocol, Schedule, get_protocol, resolve
+from focalbench.protocols import (
+    Checkpoint, Init, Monitor, Normalization, Optimizer, Precision, Protocol, Schedule, ScoreSize, get_protocol,
+    lr_at_epoch, resolve,
+)
 from focalbench.store import ensure_writable_dir, results_root, utc_now
 
 N_SAMPLES = 4  # test images kept in test_samples.npz for figures
@@ -71,6 +75,8 @@ class Run:
     model_params: dict[str, Any]
     size: tuple[int, int]
     input_stats: tuple[torch.Tensor, torch.Tensor] | None  # training μ, σ for zscore_dataset
+    # score_size=native: the test images' original masks and FOVs (datasets.load_native_masks)
+    native_targets: tuple[list[np.ndarray], list[np.ndarray] | None] | None = None
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return normalize(images, self.recipe.normalization, self.input_stats)
@@ -167,7 +173,7 @@ def setup(
 ) -> Run:
     settings = datasets.paper_settings(config.dataset, config.protocol)
     recipe = resolve(config, settings)
-    data = datasets.load(config.dataset, size=recipe.size, data_dir=data_dir)
+    data = datasets.load(config.dataset, size=recipe.size, data_dir=data_dir, resize=recipe.resize.value)
     size = tuple(int(s) for s in data.masks.shape[1:])
     split = datasets.get_split(data, recipe.split, seed=recipe.split_seed, fold=config.fold)
 
@@ -197,6 +203,10 @@ def setup(
     input_stats = None
     if recipe.normalization is Normalization.zscore_dataset:
         input_stats = channel_stats(parts["train"].images)
+    native_targets = None
+    if recipe.score_size is ScoreSize.native:
+        masks, fovs = load_native_masks(config.dataset, split["test"], data_dir)
+        native_targets = (masks, fovs if recipe.fov_only else None)
 
     folder.write_config({
         "config": config.to_dict(),
@@ -212,6 +222,7 @@ def setup(
             "model_params": model_params,
             "in_channels": int(data.images.shape[1]),
             "n_images": {k: len(v) for k, v in split.items()},
+            "train_batch_sizes": batch_sizes(len(split["train"]), recipe.batch_size, has_batch_norm(model)),
             "dataset_settings": settings,
             "data": datasets.fingerprint(data),
             **({} if input_stats is None else {"input_mean": input_stats[0].flatten().tolist(),
@@ -223,6 +234,7 @@ def setup(
         model=model, forward=forward, loss=loss.to(device), optimizer=optimizer,
         plateau=plateau, per_step=per_step, scaler=scaler, generator=generator,
         autocast_dtype=autocast_dtype, model_params=model_params, size=size, input_stats=input_stats,
+        native_targets=native_targets,
     )
 
 
@@ -250,6 +262,14 @@ class _InverseTime:
 
     def __call__(self, step: int) -> float:
         return 1.0 / (1.0 + self.decay * step)
+
+
+def set_epoch_lr(run: Run, epoch: int) -> None:
+    """The ``steps`` schedule: every parameter group at the protocol's rate for ``epoch``
+    (set before the epoch's first step, as Keras' ``LearningRateScheduler`` does)."""
+    if run.recipe.schedule is Schedule.steps:
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr_at_epoch(run.recipe, epoch)
 
 
 def initialise_(model: nn.Module, init: Init) -> None:
@@ -292,7 +312,8 @@ def train_epoch(run: Run, display: Quiet) -> torch.Tensor:
     """One pass over the training split; returns the image-weighted mean loss (on the device)."""
     run.model.train()
     total = torch.zeros((), device=run.device)
-    for index in run.train.shuffled_batches(run.recipe.batch_size, run.generator):
+    merge_single = has_batch_norm(run.model)
+    for index in run.train.shuffled_batches(run.recipe.batch_size, run.generator, merge_single):
         x = run.normalize(run.train.images[index])
         y = run.train.masks[index].float()
         if run.recipe.augmentation is not None:
@@ -314,24 +335,43 @@ def train_epoch(run: Run, display: Quiet) -> torch.Tensor:
     return total / len(run.train)
 
 
+def has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 @dataclass
 class Evaluation:
     loss: float
     counts: torch.Tensor  # (N, 4) tp, fp, fn, tn
     probs: torch.Tensor | None  # (k, H, W) uint8 = 255·p of the first k images, when asked
     hd95: torch.Tensor | None = None  # (N,) pixels, when asked
+    soft_dice: float = math.nan  # Monitor.val_soft_dice's value
+    predictions: torch.Tensor | None = None  # (N, H, W) bool on the CPU, when asked
+
+
+def soft_dice(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """(2·Σ g p + s) / (Σ g + Σ p + s) over a whole batch of the final output (a Keras metric
+    of paper 003's code, ``losses.py:8-14``), p = sigmoid(logit)."""
+    p = torch.sigmoid(logits.float())
+    return (2.0 * (target * p).sum() + smooth) / (target.sum() + p.sum() + smooth)
 
 
 @torch.no_grad()
-def evaluate(run: Run, split: DeviceSplit, keep: int = 0, with_hd95: bool = False) -> Evaluation:
-    """Loss and per-image confusion counts of ``split`` (prediction: p > 0.5, i.e. logit > 0).
+def evaluate(
+    run: Run, split: DeviceSplit, keep: int = 0, with_hd95: bool = False, keep_predictions: bool = False
+) -> Evaluation:
+    """Loss, soft Dice and per-image confusion counts of ``split`` (prediction: p > 0.5, i.e.
+    logit > 0), in batches of ``batch_size`` images.
 
-    The loss is the image-weighted mean of batch losses; counts (and HD95, when asked) are
-    restricted to the field of view where the dataset has one (DRIVE).
+    The loss and the soft Dice are image-weighted means of batch values (Keras' validation
+    metrics); counts (and HD95, when asked) are restricted to the field of view where the
+    dataset has one (DRIVE) and the protocol's ``fov_only`` asks for it. ``keep_predictions``
+    returns every thresholded prediction.
     """
     run.model.eval()
     total = torch.zeros((), device=run.device)
-    counts, probs, hd95 = [], [], []
+    dice_total = torch.zeros((), device=run.device)
+    counts, probs, hd95, predictions = [], [], [], []
     for part in split.ordered_batches(run.recipe.batch_size):
         y = split.masks[part].float()
         with _autocast(run):
@@ -339,7 +379,10 @@ def evaluate(run: Run, split: DeviceSplit, keep: int = 0, with_hd95: bool = Fals
         dist = distance_map(y) if run.loss.needs_distance_map else None
         total += run.loss(out, y, distance_map=dist).float() * y.shape[0]
         logits = (out[-1] if isinstance(out, (list, tuple)) else out).float()
-        valid = None if split.fov is None else split.fov[part].bool()
+        dice_total += soft_dice(logits, y) * y.shape[0]
+        if keep_predictions:
+            predictions.append((logits[:, 0] > 0).cpu())
+        valid = None if split.fov is None or not run.recipe.fov_only else split.fov[part].bool()
         counts.append(metrics.confusion_counts(logits > 0, y.bool(), valid=valid))
         if with_hd95:
             inside = torch.ones_like(y, dtype=torch.bool) if valid is None else valid
@@ -347,13 +390,65 @@ def evaluate(run: Run, split: DeviceSplit, keep: int = 0, with_hd95: bool = Fals
         if keep and sum(p.shape[0] for p in probs) < keep:
             probs.append((torch.sigmoid(logits[:, 0]) * 255).round().to(torch.uint8))
     kept = torch.cat(probs)[:keep] if probs else None
-    return Evaluation(loss=(total / len(split)).item(), counts=torch.cat(counts), probs=kept,
-                      hd95=torch.cat(hd95) if with_hd95 else None)
+    loss, dice = (torch.stack([total, dice_total]) / len(split)).tolist()  # one host sync
+    return Evaluation(loss=loss, counts=torch.cat(counts), probs=kept,
+                      hd95=torch.cat(hd95) if with_hd95 else None, soft_dice=dice,
+                      predictions=torch.cat(predictions) if keep_predictions else None)
 
 
 def score_means(counts: torch.Tensor) -> dict[str, float]:
     """Per-image mean of every score (the aggregation of metrics.json)."""
     return metrics.summarize(counts)["metrics"]
+
+
+def native_counts(
+    predictions: torch.Tensor,
+    masks: list[np.ndarray],
+    fovs: list[np.ndarray] | None,
+    rule: str,
+    with_hd95: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-image counts (and HD95) at each image's native size: the thresholded working-size
+    prediction ``predictions[i]`` (bool (H, W)) resized back to ``masks[i]``'s shape by the
+    resize rule's mask interpolation (nearest; MIScnn: linear ≥ 0.5) and compared with the
+    original mask, inside the original FOV where there is one. Thresholding before resizing
+    is the same as resizing the probabilities first when the resize is nearest (paper 003's
+    code) and is what MIScnn does (it resizes the argmax label map)."""
+    counts, distances = [], []
+    for i, pred in enumerate(predictions):
+        target = torch.from_numpy(masks[i] > 0)[None]
+        up = torch.from_numpy(resize_mask(pred.numpy(), masks[i].shape, rule))[None]
+        inside = torch.ones_like(target) if fovs is None else torch.from_numpy(fovs[i] > 0)[None]
+        counts.append(metrics.confusion_counts(up, target, valid=inside))
+        if with_hd95:
+            distances.append(metrics.hd95(up & inside, target & inside))
+    return torch.cat(counts), (torch.cat(distances) if with_hd95 else None)
+
+
+def per_image_rows(
+    ids: list[str], counts: torch.Tensor, hd95: torch.Tensor | None, working: torch.Tensor | None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """per_image.csv rows and their extra columns: counts and scores where the protocol scores
+    (``score_size``), ``hd95`` when asked, paper 003's +1-smoothed scores (``smooth1_*``), and
+    — when that is the native size — the working-size counts and DSC (``working_*``)."""
+    per_image = {**metrics.scores(counts), **metrics.smoothed_scores(counts)}
+    extra = [*(["hd95"] if hd95 is not None else []), *metrics.SMOOTH1_SCORES]
+    if hd95 is not None:
+        per_image["hd95"] = hd95
+    if working is not None:
+        per_image.update({f"working_{k}": working[:, i] for i, k in enumerate(metrics.COUNTS)})
+        per_image["working_dsc"] = metrics.scores(working)["dsc"]
+        extra += [*(f"working_{k}" for k in metrics.COUNTS), "working_dsc"]
+    rows = []
+    for i, image_id in enumerate(ids):
+        tp, fp, fn, tn = (int(c) for c in counts[i])
+        rows.append({"image_id": image_id, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+                     **{m: _cell(per_image[m][i]) for m in [*PER_IMAGE_METRICS, *extra]}})
+    return rows, extra
+
+
+def _cell(value: torch.Tensor) -> int | float:
+    return int(value) if value.dtype == torch.int64 else float(value)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -364,14 +459,14 @@ def fit_and_test(
 ) -> dict[str, Any]:
     recipe, folder = run.recipe, run.folder
     state = {"epoch": 0, "best_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "stopped": False,
-             "history": [], "wall_seconds": 0.0}
+             "history": [], "wall_seconds": 0.0, "best_monitor": None}
     if resume and folder.last_pt.exists():
         state = restore(run, checkpoint.load(folder.last_pt))
         # A crash between last.pt and history.csv leaves the file an epoch short; when that was
         # the final epoch no later epoch would rewrite it, so write it from the checkpoint now.
         folder.write_history(state["history"])
     folder.write_status(State.running, state["epoch"], started=utc_now() if state["epoch"] == 0 else None)
-    steps = math.ceil(len(run.train) / recipe.batch_size)
+    steps = len(batch_sizes(len(run.train), recipe.batch_size, has_batch_norm(run.model)))
     display = train_display(run.config.key, recipe.epochs, steps, state["epoch"] + 1) if progress else Quiet()
     with display:
         epoch = state["epoch"]
@@ -379,6 +474,7 @@ def fit_and_test(
             epoch += 1
             tick = time.perf_counter()
             display.start_epoch(epoch, steps)
+            set_epoch_lr(run, epoch)
             train_loss = train_epoch(run, display).item()
             val = evaluate(run, run.val)
             if not (math.isfinite(train_loss) and math.isfinite(val.loss)):
@@ -390,15 +486,17 @@ def fit_and_test(
             row = {
                 "epoch": epoch, "train_loss": train_loss, "val_loss": val.loss,
                 "val_dsc": scores["dsc"], "val_precision": scores["precision"], "val_recall": scores["recall"],
-                "lr": lr, "seconds": time.perf_counter() - tick,
+                "val_soft_dice": val.soft_dice, "lr": lr, "seconds": time.perf_counter() - tick,
                 **{f"focal_{k}": v for k, v in models.focal_weights(run.model).items()},
             }
-            improved = val.loss < state["best_loss"]
+            loss_improved = val.loss < state["best_loss"]
+            improved, monitored = checkpoint_improves(recipe, val, state)
             state.update(
                 epoch=epoch, history=[*state["history"], row],
-                best_loss=val.loss if improved else state["best_loss"],
+                best_loss=val.loss if loss_improved else state["best_loss"],
+                best_monitor=monitored if improved else state["best_monitor"],
                 best_epoch=epoch if improved else state["best_epoch"],
-                bad_epochs=0 if improved else state["bad_epochs"] + 1,
+                bad_epochs=0 if loss_improved else state["bad_epochs"] + 1,
             )
             if recipe.early_stopping is not None and state["bad_epochs"] >= recipe.early_stopping:
                 state["stopped"] = True
@@ -410,6 +508,16 @@ def fit_and_test(
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
     return test(run, state)
+
+
+def checkpoint_improves(recipe: Protocol, val: Evaluation, state: dict[str, Any]) -> tuple[bool, float]:
+    """(is this epoch the monitor's best so far, the monitored value): the lowest validation
+    loss, or the highest validation soft Dice (Keras ``ModelCheckpoint(save_best_only=True)``:
+    strictly better than every earlier epoch)."""
+    if recipe.monitor is Monitor.val_soft_dice:
+        best = state["best_monitor"]
+        return (best is None or val.soft_dice > best), val.soft_dice
+    return val.loss < state["best_loss"], val.loss
 
 
 def checkpoint_state(run: Run, state: dict[str, Any]) -> dict[str, Any]:
@@ -442,7 +550,9 @@ def restore(run: Run, saved: dict[str, Any]) -> dict[str, Any]:
     run.scaler.load_state_dict(saved["scaler"])
     checkpoint.restore_rng(saved["rng"], run.generator)
     keys = ("epoch", "best_loss", "best_epoch", "bad_epochs", "stopped", "history", "wall_seconds")
-    return {k: saved[k] for k in keys}
+    # checkpoints written before the monitor existed watched the validation loss
+    fallback = saved["best_loss"] if run.recipe.monitor is Monitor.val_loss else None
+    return {**{k: saved[k] for k in keys}, "best_monitor": saved.get("best_monitor", fallback)}
 
 
 def diverged(run: Run, state: dict[str, Any], epoch: int, train_loss: float, val_loss: float) -> dict[str, Any]:
@@ -468,19 +578,18 @@ def test(run: Run, state: dict[str, Any]) -> dict[str, Any]:
     if run.recipe.test_checkpoint is Checkpoint.best and folder.best_pt.exists():
         run.model.load_state_dict(checkpoint.load(folder.best_pt)["model"])
     val = evaluate(run, run.val)
-    result = evaluate(run, run.test, keep=N_SAMPLES, with_hd95=run.recipe.hd95)
-    per_image = metrics.scores(result.counts)
-    if result.hd95 is not None:
-        per_image["hd95"] = result.hd95
-    extra = ["hd95"] if result.hd95 is not None else []
-    counts = result.counts.cpu().numpy()
-    rows = []
-    for i, image_id in enumerate(run.test.ids):
-        tp, fp, fn, tn = (int(c) for c in counts[i])
-        rows.append({"image_id": image_id, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-                     **{m: float(per_image[m][i]) for m in [*PER_IMAGE_METRICS, *extra]}})
+    native = run.native_targets is not None
+    result = evaluate(run, run.test, keep=N_SAMPLES, with_hd95=run.recipe.hd95 and not native,
+                      keep_predictions=native)
+    scored_counts, scored_hd95 = result.counts.cpu(), result.hd95
+    if native:
+        scored_counts, scored_hd95 = native_counts(
+            result.predictions, *run.native_targets, run.recipe.resize.value, with_hd95=run.recipe.hd95
+        )
+    rows, extra = per_image_rows(run.test.ids, scored_counts, scored_hd95, result.counts.cpu() if native else None)
     folder.write_per_image(rows, extra=extra)
-    summary = metrics.summarize(result.counts, extra={"hd95": result.hd95} if extra else None)
+    summary = metrics.summarize(scored_counts, extra={"hd95": scored_hd95} if scored_hd95 is not None else None)
+    smooth1 = {k: float(v.mean()) for k, v in metrics.smoothed_scores(scored_counts).items()}
     k = min(N_SAMPLES, len(run.test))
     folder.write_samples(
         ids=np.array(run.test.ids[:k]),
@@ -490,7 +599,11 @@ def test(run: Run, state: dict[str, Any]) -> dict[str, Any]:
     )
     folder.write_metrics({
         "test": summary["metrics"],
+        "scored_at": run.recipe.score_size.value,
+        "test_smooth1": smooth1,
+        **({"test_working": score_means(result.counts)} if native else {}),
         "val": score_means(val.counts),
+        "val_soft_dice": val.soft_dice,
         "val_loss": val.loss,
         "test_loss": result.loss,
         "aggregation": summary["aggregation"],

@@ -84,9 +84,15 @@ def _weighted(x: Tensor, weight: Tensor | None) -> Tensor:
 def soft_confusion(
     probs: Tensor, targets: Tensor, reduction: Reduction, weight: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Soft ``TP_c, FN_c, FP_c``, each ``(N or 1, 2)`` (spec §0)."""
+    """Soft ``TP_c, FN_c, FP_c``, each ``(N or 1, 2)`` (spec §0).
+
+    ``1 − P_c`` is read from the other channel, ``P_c̄`` (equal in exact arithmetic, the
+    clipping to [ε, 1 − ε] included): in float32 ``1 − 0.9999999`` is 1.19e-7 where ``P_c̄``
+    holds 1e-7, a 19 % error in the FN of every saturated pixel.
+    """
+    complement = probs.flip(1)
     tp = _sum(_weighted(targets * probs, weight), reduction)
-    fn = _sum(_weighted(targets * (1.0 - probs), weight), reduction)
+    fn = _sum(_weighted(targets * complement, weight), reduction)
     fp = _sum(_weighted((1.0 - targets) * probs, weight), reduction)
     return tp, fn, fp
 
@@ -141,6 +147,29 @@ def tversky_index(
     return (tp + smooth) / (tp + w_fn * fn + w_fp * fp + smooth)
 
 
+def tversky_distance(
+    probs: Tensor,
+    targets: Tensor,
+    *,
+    w_fn: float,
+    w_fp: float,
+    smooth: float,
+    reduction: Reduction,
+    weight: Tensor | None = None,
+) -> Tensor:
+    """``1 − TI_c`` per set and class, ``(B, 2)``, computed directly::
+
+        1 − TI_c = (w_fn·FN_c + w_fp·FP_c) / (TP_c + w_fn·FN_c + w_fp·FP_c + s)
+
+    Algebraically ``1 − tversky_index``; numerically it keeps its relative precision where TI is
+    near 1 (a near-perfect prediction, where training ends): ``1 −`` a float32 ratio close to 1
+    loses every digit below 6e-8, which the fractional focal exponents then amplify.
+    """
+    tp, fn, fp = soft_confusion(probs, targets, reduction, weight)
+    errors = w_fn * fn + w_fp * fp
+    return errors / (tp + errors + smooth)
+
+
 def focal_power(x: Tensor, exponent: float) -> Tensor:
     """``x^a`` for ``x > 0``; at ``x ≤ 0`` the limit ``0^a`` (``x`` itself when ``a = 1``).
 
@@ -181,8 +210,12 @@ def focal_tversky_loss(
     * Asymmetric focal Tversky AFT (paper 000 eq. 3–4): ``a = (1, 1 − γ)``, ``w_fn = δ``,
       ``w_fp = 1 − δ``, probabilities clipped, ``s = 1e-7``: linear background, enhanced rare class.
     """
-    ti = tversky_index(probs, targets, w_fn=w_fn, w_fp=w_fp, smooth=smooth, reduction=reduction, weight=weight)
-    terms = select_classes(torch.stack([focal_power(1.0 - ti[:, c], exponent[c]) for c in (0, 1)], dim=1), classes)
+    distance = tversky_distance(
+        probs, targets, w_fn=w_fn, w_fp=w_fp, smooth=smooth, reduction=reduction, weight=weight
+    )
+    terms = select_classes(
+        torch.stack([focal_power(distance[:, c], exponent[c]) for c in (0, 1)], dim=1), classes
+    )
     per_set = terms.sum(1) if ClassAgg(class_agg) is ClassAgg.SUM else terms.mean(1)
     return per_set.mean()
 
