@@ -255,8 +255,12 @@ def fetch(
 def dataset_status(data_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """One row per dataset: status (missing / downloaded / prepared), images, split counts per
     rule (seed 0; fold 0 of k-fold rules), native sizes and the mean foreground percentage."""
+    from focalbench.datasets.user import size_range, user_datasets, user_specs  # user.py imports this module
+
     rows = []
-    for name, spec in registry().items():
+    imported = user_datasets(data_dir)
+    for spec in [spec for _, spec in registry().items()] + user_specs(data_dir):
+        name = spec.name
         meta = read_meta(name, data_dir)
         row: dict[str, Any] = {"name": name, "title": spec.title, "status": "missing", "images": 0, "splits": {},
                                "native_sizes": [], "foreground_pct": None, "foreground_pct_fov": None}
@@ -271,5 +275,9 @@ def dataset_status(data_dir: str | os.PathLike | None = None) -> list[dict[str, 
             with contextlib.suppress(FocalbenchError):
                 parts = split_indices(meta["n_images"], rule, 0, fold, meta.get("official"))
                 row["splits"][rule] = {k: int(len(v)) for k, v in parts.items()}
+        if name in imported:
+            entry = imported[name]
+            row.update(source=entry["source"], layout=entry["layout"], native_size_range=size_range(row["native_sizes"]),
+                       skipped=len(entry["skipped"]), mask_rule=entry["mask_rule"])
         rows.append(row)
     return rows
