@@ -68,11 +68,15 @@ def sample_input(net: TrainedNetwork, batch: int = 2) -> torch.Tensor:
 
 def _torchscript(module: Exported, x: torch.Tensor, path: Path) -> float:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the networks' input-size checks
+        # the networks' input-size checks (TracerWarning) and torch.jit's deprecation notices:
+        # TorchScript is asked for by name, and torch.jit.load still reads it
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", FutureWarning)
         traced = torch.jit.trace(module, x[:1], check_trace=False)
-    traced.save(str(path))
+        traced.save(str(path))
+        reloaded = torch.jit.load(str(path))
     with torch.no_grad():
-        return float((torch.jit.load(str(path))(x) - module(x)).abs().max())
+        return float((reloaded(x) - module(x)).abs().max())
 
 
 def _onnx(module: Exported, x: torch.Tensor, path: Path) -> float:

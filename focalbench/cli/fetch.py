@@ -81,3 +81,8 @@ def datasets(data_dir: Path = DataDirOption, json_: bool = JsonOption) -> None:
             fg += f" ({r['foreground_pct_fov']:.2f} in FOV)"
         table.add_row(r["name"], r["status"], str(r["images"] or ""), splits, _sizes(r["native_sizes"]), fg)
     Console(width=160).print(table)
+    for r in rows:
+        if r.get("source"):  # a user dataset (focalbench import)
+            left_out = f", {r['skipped']} file(s) left out" if r["skipped"] else ""
+            typer.echo(f"{r['name']}: imported from {r['source']} ({r['layout']} layout, "
+                       f"native {r['native_size_range']}{left_out})")
