@@ -169,3 +169,29 @@ def test_onnx_export_runs_in_onnxruntime_within_1e_4(trained, tmp_path):
     x = _sample(run_dir)
     (got,) = session.run(["probability"], {"image": x.astype(np.float32)})
     assert np.abs(got[:, 0] - _by_hand(run_dir, root, x).numpy()).max() <= 1e-4
+
+
+def test_busi_style_folder_trains_predicts_and_exports(tmp_path):
+    from test_user_datasets import make_busi
+
+    make_busi(tmp_path / "busi")
+    runner = CliRunner()
+    data, results = str(tmp_path / "data"), str(tmp_path / "results")
+    out = runner.invoke(app, ["import", "mybusi", str(tmp_path / "busi"), "--data-dir", data])
+    assert out.exit_code == 0 and "layout: suffix" in out.output, out.output
+    out = runner.invoke(app, ["train", "--dataset", "mybusi", "--model", "unet", "--loss", "dice", "--protocol",
+                              "smoke", "--epochs", "1", "--data-dir", data, "--results", results, "--device", "cpu",
+                              "--json"])
+    assert out.exit_code == 0, out.output
+    run_dir = json.loads(out.stdout)["run_dir"]
+    out = runner.invoke(app, ["predict", run_dir, str(tmp_path / "busi" / "*" / "*).png"), "--out",
+                              str(tmp_path / "p"), "--json"])
+    assert out.exit_code == 0, out.output
+    written = json.loads(out.stdout)["written"]
+    assert len(written) == 8  # the images, not their masks
+    for item in written:
+        mask = np.asarray(Image.open(item["mask"]))
+        assert mask.shape == Image.open(item["input"]).size[::-1] and set(np.unique(mask)) <= {0, 255}
+    out = runner.invoke(app, ["export", run_dir, "--format", "torchscript", "--out", str(tmp_path / "busi.pt")])
+    assert out.exit_code == 0, out.output
+    assert torch.jit.load(str(tmp_path / "busi.pt"))(torch.zeros(2, 3, 64, 64)).shape == (2, 1, 64, 64)
