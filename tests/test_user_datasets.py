@@ -110,7 +110,8 @@ def test_original_gt_folder_is_detected_and_prepared_like_a_catalogue_dataset(tm
         stored = prep._decode_binary(handle.read(int(idx["masks_length"][index])))
     assert np.array_equal(stored.astype(bool), native)  # the 1-bit mask, binarised losslessly
     assert (data / "us" / "splits.json").is_file()
-    assert paper_settings("us", "paper000", data) == {"size": (256, 256), "split": "random-64-16-20", "channels": 1}
+    assert paper_settings("us", "paper000", data) == {"size": (256, 256), "split": "random-64-16-20", "channels": 1,
+                                                      "ufl_gamma": 0.5}
 
 
 def test_busi_style_folder_merges_masks_by_union_and_keeps_classes(tmp_path):

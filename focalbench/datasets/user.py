@@ -71,11 +71,15 @@ def _write_catalog(data_dir: str | os.PathLike | None, entries: dict[str, dict[s
 
 
 def _spec(entry: dict[str, Any]) -> DatasetSpec:
+    """The dataset as the catalogue would describe it. Paper 000 tuned UFL's γ per dataset
+    (Table 1); a user dataset gets the loss's own default γ, so the paper-000 studies run on it."""
+    from focalbench.losses import loss_info
     from focalbench.protocols import list_protocols
 
     sizes = entry["native_sizes"]
     papers = {p: {"size": list(SMOKE_SIZE if p == "smoke" else USER_SIZE), "split": entry["split"]}
               for p in list_protocols()}
+    papers["paper000"]["ufl_gamma"] = float(loss_info("ufl")["defaults"]["gamma"])
     return DatasetSpec(
         name=entry["name"], title=f"user dataset imported from {entry['source']}", citation="", license="",
         task="user dataset", homepage="", channels=int(entry["channels"]),
