@@ -241,3 +241,12 @@ def test_a_bad_split_rule_fails_before_writing(tmp_path):
     with pytest.raises(FocalbenchError, match="no official train/test partition"):
         import_dataset("us", tmp_path / "us", data_dir=tmp_path / "d", split="official", progress=False)
     assert not (tmp_path / "d" / "us").exists()
+
+
+def test_fetch_of_an_imported_dataset_says_it_needs_none(tmp_path):
+    make_original_gt(tmp_path / "us")
+    import_dataset("us", tmp_path / "us", data_dir=tmp_path / "d", progress=False)
+    out = CliRunner().invoke(app, ["fetch", "us", "--data-dir", str(tmp_path / "d")])
+    assert out.exit_code == 2 and "is your own dataset" in out.output
+    with pytest.raises(FocalbenchError, match="imported: us; or import your own"):
+        get_spec("uss", tmp_path / "d")

@@ -116,11 +116,13 @@ def get_spec(name: str, data_dir: str | os.PathLike | None = None) -> DatasetSpe
     """A catalogue dataset, else a user dataset recorded in the data folder (``focalbench import``)."""
     if name in registry():
         return registry().get(name)
-    from focalbench.datasets.user import user_spec  # user.py builds on this module
+    from focalbench.datasets.user import user_datasets, user_spec  # user.py builds on this module
 
     spec = user_spec(name, data_dir)
     if spec is None:
-        raise FocalbenchError(f"{registry().unknown_message(name)}; or import your own: focalbench import NAME PATH")
+        imported = ", ".join(user_datasets(data_dir))
+        mine = f"; imported: {imported}" if imported else ""
+        raise FocalbenchError(f"{registry().unknown_message(name)}{mine}; or import your own: focalbench import NAME PATH")
     return spec
 
 

@@ -233,7 +233,11 @@ def fetch(
         names = [n for n in dataset_names() if not get_spec(n).builtin]
     if not names:
         raise FocalbenchError(f"name a dataset or pass --all; choose from: {', '.join(dataset_names())}")
-    specs = [get_spec(n) for n in names]  # unknown names fail before any work
+    specs = [get_spec(n, data_dir) for n in names]  # unknown names fail before any work
+    for spec in specs:
+        if spec.source is not None:
+            raise FocalbenchError(f"{spec.name!r} is your own dataset, imported from {spec.source}; it needs no fetch "
+                                  f"(to prepare it again: focalbench import --remove {spec.name}, then import it)")
     if from_path is not None and len(specs) != 1:
         raise FocalbenchError("--from takes the source of one dataset; fetch one NAME at a time with --from")
     results = []
