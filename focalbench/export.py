@@ -49,7 +49,9 @@ class Exported(nn.Module):
         super().__init__()
         self.net = net.model
         self.mode = net.normalization
-        mean, std = net.input_stats if net.input_stats is not None else (torch.zeros(1), torch.ones(1))
+        mean, std = (
+            net.input_stats if net.input_stats is not None else (torch.zeros(1), torch.ones(1))
+        )
         self.register_buffer("mean", mean.detach().clone().cpu())
         self.register_buffer("std", std.detach().clone().cpu())
 
@@ -83,12 +85,21 @@ def _onnx(module: Exported, x: torch.Tensor, path: Path) -> float:
     try:
         import onnxruntime
     except ModuleNotFoundError:
-        raise FocalbenchError("ONNX export needs onnx and onnxruntime: pip install 'focalbench[onnx]'") from None
+        raise FocalbenchError(
+            "ONNX export needs onnx and onnxruntime: pip install 'focalbench[onnx]'"
+        ) from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (x[:1],), str(path), input_names=["image"], output_names=["probability"],
-                          dynamic_axes={"image": {0: "batch"}, "probability": {0: "batch"}},
-                          opset_version=ONNX_OPSET, dynamo=False)
+        torch.onnx.export(
+            module,
+            (x[:1],),
+            str(path),
+            input_names=["image"],
+            output_names=["probability"],
+            dynamic_axes={"image": {0: "batch"}, "probability": {0: "batch"}},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (theirs,) = session.run(["probability"], {"image": x.numpy()})
     with torch.no_grad():
@@ -97,18 +108,23 @@ def _onnx(module: Exported, x: torch.Tensor, path: Path) -> float:
 
 def export(
     run_dir: str | os.PathLike,
-    format: ExportFormat | str = ExportFormat.torchscript,  # noqa: A002  (mirrors --format)
+    format: ExportFormat | str = ExportFormat.torchscript,
     out: str | os.PathLike | None = None,
     checkpoint: Checkpoint | str = Checkpoint.best,
 ) -> dict[str, Any]:
     """Export the network of ``run_dir`` to ``out`` (default: ``<run_dir>/model.pt`` or
-    ``model.onnx``) with its JSON sidecar; returns the sidecar's content plus ``path``/``sidecar``."""
+    ``model.onnx``) with its JSON sidecar; returns the sidecar's content plus ``path`` and
+    ``sidecar``."""
     try:
         kind = ExportFormat(format)
     except ValueError:
         raise FocalbenchError(f"--format {format!r}: choose torchscript or onnx") from None
     net = load_trained(run_dir, checkpoint, "cpu")
-    target = Path(out) if out is not None else net.run_dir / ("model.pt" if kind is ExportFormat.torchscript else "model.onnx")
+    target = (
+        Path(out)
+        if out is not None
+        else net.run_dir / ("model.pt" if kind is ExportFormat.torchscript else "model.onnx")
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     module = Exported(net).eval()
     x = sample_input(net)
@@ -118,8 +134,10 @@ def export(
     try:
         diff = (_torchscript if kind is ExportFormat.torchscript else _onnx)(module, x, tmp)
         if not diff <= TOLERANCE:
-            raise FocalbenchError(f"the exported {kind.value} network differs from torch by {diff:.3g} "
-                                  f"(> {TOLERANCE:g}) on a sample batch; nothing was written")
+            raise FocalbenchError(
+                f"the exported {kind.value} network differs from torch by {diff:.3g} "
+                f"(> {TOLERANCE:g}) on a sample batch; nothing was written"
+            )
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -128,11 +146,20 @@ def export(
         **net.describe(),
         "format": kind.value,
         "file": target.name,
-        "input": {"name": "image", "dtype": "float32", "shape": ["N", net.channels, *net.size],
-                  "values": "raw pixel values 0..255 (RGB order, or one grey channel), resized to input_size "
-                            "(area when shrinking, bilinear when enlarging)"},
-        "output": {"name": "probability", "dtype": "float32", "shape": ["N", 1, *net.size],
-                   "foreground": "probability > threshold"},
+        "input": {
+            "name": "image",
+            "dtype": "float32",
+            "shape": ["N", net.channels, *net.size],
+            "values": "raw pixel values 0..255 (RGB order, or one grey channel), "
+            "resized to input_size "
+            "(area when shrinking, bilinear when enlarging)",
+        },
+        "output": {
+            "name": "probability",
+            "dtype": "float32",
+            "shape": ["N", 1, *net.size],
+            "foreground": "probability > threshold",
+        },
         "normalization_inside": True,
         "max_abs_diff": diff,
         "focalbench_version": focalbench.__version__,

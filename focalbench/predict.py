@@ -26,7 +26,13 @@ import cv2
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from focalbench.datasets.convert import natural_key
 from focalbench.datasets.layouts import is_image_file
@@ -49,23 +55,31 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
         text = str(item)
         path = Path(text).expanduser()
         if path.is_dir():
-            files += sorted((p for p in path.iterdir() if is_image_file(p)), key=lambda p: natural_key(p.name))
+            files += sorted(
+                (p for p in path.iterdir() if is_image_file(p)), key=lambda p: natural_key(p.name)
+            )
         elif path.exists():
             files.append(path)
         elif glob.has_magic(text):
             matches = sorted(glob.glob(os.path.expanduser(text)), key=natural_key)
             if not matches:
-                raise FocalbenchError(f"{text!r} matches no file; check the pattern (quote it so the shell keeps it)")
+                raise FocalbenchError(
+                    f"{text!r} matches no file; check the pattern (quote it so the shell keeps it)"
+                )
             files += [Path(m) for m in matches if Path(m).is_file()]
         else:
-            raise FocalbenchError(f"input {text!r} does not exist; pass image files, folders or globs")
+            raise FocalbenchError(
+                f"input {text!r} does not exist; pass image files, folders or globs"
+            )
     if not files:
         raise FocalbenchError("no image files in the inputs; pass image files, folders or globs")
     stems: dict[str, Path] = {}
     for path in files:
         if path.stem in stems and stems[path.stem] != path:
-            raise FocalbenchError(f"{str(stems[path.stem])!r} and {str(path)!r} would both write {path.stem}.png; "
-                                  "predict them into different --out folders")
+            raise FocalbenchError(
+                f"{str(stems[path.stem])!r} and {str(path)!r} would both write {path.stem}.png; "
+                "predict them into different --out folders"
+            )
         stems[path.stem] = path
     return list(dict.fromkeys(files))
 
@@ -78,7 +92,7 @@ def _encode_png(array: np.ndarray) -> bytes:
 
 
 def _overlay(data: bytes, mask: np.ndarray) -> np.ndarray:
-    """The native image in RGB with foreground pixels blended towards red; returned as BGR for cv2."""
+    """The native image in RGB, foreground blended towards red; returned as BGR for cv2."""
     rgb = decode_image(data, 3).transpose(1, 2, 0).astype(np.float32)
     red = np.array([255.0, 0.0, 0.0], dtype=np.float32)
     rgb[mask] = (1 - OVERLAY_ALPHA) * rgb[mask] + OVERLAY_ALPHA * red
@@ -96,17 +110,34 @@ def _probabilities(net: TrainedNetwork, batch: torch.Tensor, tta: bool) -> torch
     return total / len(_FLIPS)
 
 
-def _write(net: TrainedNetwork, out: Path, path: Path, data: bytes, prob: np.ndarray, native: tuple[int, int],
-           probabilities: bool, overlay: bool) -> dict[str, Any]:
+def _write(
+    net: TrainedNetwork,
+    out: Path,
+    path: Path,
+    data: bytes,
+    prob: np.ndarray,
+    native: tuple[int, int],
+    probabilities: bool,
+    overlay: bool,
+) -> dict[str, Any]:
     h, w = native
-    full = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR) if prob.shape != (h, w) else prob
+    full = (
+        cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR) if prob.shape != (h, w) else prob
+    )
     mask = full > net.threshold
-    written = {"input": str(path), "mask": str(out / f"{path.stem}.png"), "native_size": [h, w],
-               "foreground_pct": 100.0 * float(mask.mean())}
+    written = {
+        "input": str(path),
+        "mask": str(out / f"{path.stem}.png"),
+        "native_size": [h, w],
+        "foreground_pct": 100.0 * float(mask.mean()),
+    }
     atomic_write_bytes(written["mask"], _encode_png(mask.astype(np.uint8) * 255))
     if probabilities:
         written["probabilities"] = str(out / f"{path.stem}_prob.png")
-        atomic_write_bytes(written["probabilities"], _encode_png(np.round(np.clip(full, 0, 1) * 65535).astype(np.uint16)))
+        atomic_write_bytes(
+            written["probabilities"],
+            _encode_png(np.round(np.clip(full, 0, 1) * 65535).astype(np.uint16)),
+        )
     if overlay:
         written["overlay"] = str(out / f"{path.stem}_overlay.png")
         atomic_write_bytes(written["overlay"], _encode_png(_overlay(data, mask)))
@@ -138,13 +169,26 @@ def predict(
     written: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     console = Console(stderr=True)
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   console=console) if progress else None
+    bar = (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        if progress
+        else None
+    )
     with bar if bar is not None else nullcontext():
-        task = bar.add_task(f"predicting with {net.key}", total=len(files)) if bar is not None else None
+        task = (
+            bar.add_task(f"predicting with {net.key}", total=len(files))
+            if bar is not None
+            else None
+        )
         for start in range(0, len(files), batch_size):
             batch: list[tuple[Path, bytes, np.ndarray, tuple[int, int]]] = []
-            for path in files[start:start + batch_size]:
+            for path in files[start : start + batch_size]:
                 try:
                     data = path.read_bytes()
                     image, native = net.prepare(data)
@@ -161,7 +205,15 @@ def predict(
             x = torch.from_numpy(np.stack([b[2] for b in batch])).to(net.device)
             probs = _probabilities(net, x, tta).cpu().numpy().astype(np.float32)
             for (path, data, _, native), prob in zip(batch, probs):
-                written.append(_write(net, out_dir, path, data, prob, native, probabilities, overlay))
+                written.append(
+                    _write(net, out_dir, path, data, prob, native, probabilities, overlay)
+                )
                 if bar is not None:
                     bar.advance(task)
-    return {"run": net.key, "weights": str(net.weights), "out": str(out_dir), "written": written, "skipped": skipped}
+    return {
+        "run": net.key,
+        "weights": str(net.weights),
+        "out": str(out_dir),
+        "written": written,
+        "skipped": skipped,
+    }

@@ -27,7 +27,11 @@ def _blob(shape: tuple[int, int], seed: int) -> np.ndarray:
     """A bool disc somewhere in the image (the foreground of the tiny test datasets)."""
     rng = np.random.default_rng(seed)
     h, w = shape
-    cy, cx, r = rng.integers(h // 4, 3 * h // 4), rng.integers(w // 4, 3 * w // 4), rng.integers(4, min(h, w) // 3)
+    cy, cx, r = (
+        rng.integers(h // 4, 3 * h // 4),
+        rng.integers(w // 4, 3 * w // 4),
+        rng.integers(4, min(h, w) // 3),
+    )
     yy, xx = np.mgrid[:h, :w]
     return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
 
@@ -56,8 +60,9 @@ def make_original_gt(root: Path) -> float:
 
 
 def make_busi(root: Path) -> tuple[float, dict[str, int]]:
-    """BUSI-style: ``benign/benign (1).png`` + ``benign (1)_mask.png``; every third image has a second
-    mask ``_mask_1`` (merged by union); RGB images with colour. Returns (foreground %, classes)."""
+    """BUSI-style: ``benign/benign (1).png`` + ``benign (1)_mask.png``; every third image has a
+    second mask ``_mask_1`` (merged by union); RGB images with colour.
+    Returns (foreground %, classes)."""
     fractions, classes = [], {}
     k = 0
     for label, count in (("benign", 5), ("malignant", 3)):
@@ -71,10 +76,14 @@ def make_busi(root: Path) -> tuple[float, dict[str, int]]:
             rgb = np.stack([np.asarray(_grey(first, k))] * 3, axis=-1)
             rgb[..., 0] = 255 - rgb[..., 0]
             Image.fromarray(rgb, "RGB").save(folder / f"{label} ({i}).png")
-            Image.fromarray(first.astype(np.uint8) * 255, "L").save(folder / f"{label} ({i})_mask.png")
+            Image.fromarray(first.astype(np.uint8) * 255, "L").save(
+                folder / f"{label} ({i})_mask.png"
+            )
             union = first
             if k % 3 == 0:
-                Image.fromarray(second.astype(np.uint8) * 255, "L").save(folder / f"{label} ({i})_mask_1.png")
+                Image.fromarray(second.astype(np.uint8) * 255, "L").save(
+                    folder / f"{label} ({i})_mask_1.png"
+                )
                 union = first | second
             fractions.append(union.mean())
     return 100.0 * float(np.mean(fractions)), classes
@@ -97,21 +106,30 @@ def test_original_gt_folder_is_detected_and_prepared_like_a_catalogue_dataset(tm
     assert row["foreground_pct"] == pytest.approx(expected_fg, abs=1e-9)
     assert row["layout"] == "folders" and row["source"] == str((tmp_path / "us").resolve())
     assert row["native_size_range"] == "32x40–40x56"
-    assert row["splits"]["random-64-16-20"] == {"train": 4, "val": 2, "test": 2}  # round(1.6), ⌊6·0.8⌋
+    assert row["splits"]["random-64-16-20"] == {
+        "train": 4,
+        "val": 2,
+        "test": 2,
+    }  # round(1.6), ⌊6·0.8⌋
     prepared = load("us", size=(32, 32), data_dir=data)
     assert prepared.images.shape == (8, 1, 32, 32)  # greyscale kept as one channel
     assert set(np.unique(prepared.masks)) == {0, 1}
     native = np.asarray(Image.open(tmp_path / "us" / "GT" / "3.png").convert("L")) > 0
     index = prepared.ids.index("3")
     import focalbench.datasets.prepared as prep
+
     idx = np.load(data / "us" / "index.npz")
     with open(data / "us" / "masks.bin", "rb") as handle:
         handle.seek(int(idx["masks_offset"][index]))
         stored = prep._decode_binary(handle.read(int(idx["masks_length"][index])))
     assert np.array_equal(stored.astype(bool), native)  # the 1-bit mask, binarised losslessly
     assert (data / "us" / "splits.json").is_file()
-    assert paper_settings("us", "paper000", data) == {"size": (256, 256), "split": "random-64-16-20", "channels": 1,
-                                                      "ufl_gamma": 0.5}
+    assert paper_settings("us", "paper000", data) == {
+        "size": (256, 256),
+        "split": "random-64-16-20",
+        "channels": 1,
+        "ufl_gamma": 0.5,
+    }
 
 
 def test_busi_style_folder_merges_masks_by_union_and_keeps_classes(tmp_path):
@@ -130,15 +148,25 @@ def test_nnunet_folder_with_three_labels_needs_foreground(tmp_path):
     root = tmp_path / "Dataset001_US"
     (root / "imagesTr").mkdir(parents=True)
     (root / "labelsTr").mkdir()
-    (root / "dataset.json").write_text(json.dumps({"channel_names": {"0": "US"}, "file_ending": ".png",
-                                                   "labels": {"background": 0, "a": 1, "b": 2}}))
+    (root / "dataset.json").write_text(
+        json.dumps(
+            {
+                "channel_names": {"0": "US"},
+                "file_ending": ".png",
+                "labels": {"background": 0, "a": 1, "b": 2},
+            }
+        )
+    )
     fractions = []
     for i in range(6):
         label = _blob((32, 32), i).astype(np.uint8) + _blob((32, 32), 20 + i)  # 0, 1, 2
         _grey(label > 0, i).save(root / "imagesTr" / f"case{i}_0000.png")
         Image.fromarray(label, "L").save(root / "labelsTr" / f"case{i}.png")
         fractions.append((label == 2).mean())
-    with pytest.raises(FocalbenchError, match=r"has values 0, 1, 2.*--foreground 1,2 \(every label\) or --foreground 2"):
+    with pytest.raises(
+        FocalbenchError,
+        match=r"has values 0, 1, 2.*--foreground 1,2 \(every label\) or --foreground 2",
+    ):
         import_dataset("nn", root, data_dir=tmp_path / "d", progress=False)
     assert not (tmp_path / "d" / "nn").exists()
     result = import_dataset("nn", root, data_dir=tmp_path / "d", foreground=["2"], progress=False)
@@ -154,29 +182,42 @@ def test_csv_of_paths_and_forced_layout(tmp_path):
         writer.writerow(["image", "mask", "class"])
         for i in (1, 2, 3, 4, 5):
             writer.writerow([f"us/original/{i}.png", f"us/GT/{i}.png", "a" if i < 3 else "b"])
-    result = import_dataset("fromcsv", tmp_path / "pairs.csv", data_dir=tmp_path / "d", progress=False)
-    assert result["layout"] == "csv" and result["images"] == 5 and result["classes"] == {"a": 2, "b": 3}
+    result = import_dataset(
+        "fromcsv", tmp_path / "pairs.csv", data_dir=tmp_path / "d", progress=False
+    )
+    assert (
+        result["layout"] == "csv"
+        and result["images"] == 5
+        and result["classes"] == {"a": 2, "b": 3}
+    )
     with pytest.raises(FocalbenchError, match="no image/mask pairs in the suffix layout"):
-        import_dataset("forced", tmp_path / "us", data_dir=tmp_path / "d", layout="suffix", progress=False)
+        import_dataset(
+            "forced", tmp_path / "us", data_dir=tmp_path / "d", layout="suffix", progress=False
+        )
 
 
 def test_ambiguous_folder_is_refused_naming_the_candidates(tmp_path):
     make_original_gt(tmp_path / "x")
     _grey(_blob((32, 32), 1), 1).save(tmp_path / "x" / "a.png")
     Image.fromarray(_blob((32, 32), 1).astype(np.uint8) * 255).save(tmp_path / "x" / "a_mask.png")
-    out = CliRunner().invoke(app, ["import", "amb", str(tmp_path / "x"), "--data-dir", str(tmp_path / "d")])
+    out = CliRunner().invoke(
+        app, ["import", "amb", str(tmp_path / "x"), "--data-dir", str(tmp_path / "d")]
+    )
     assert out.exit_code == 2
     line = out.output.strip()
     assert "\n" not in line and "fits several layouts" in line
     assert "--layout folders or --layout suffix" in line
-    assert import_dataset("amb", tmp_path / "x", data_dir=tmp_path / "d", layout="folders",
-                          progress=False)["images"] == len(SIZES)
+    assert import_dataset(
+        "amb", tmp_path / "x", data_dir=tmp_path / "d", layout="folders", progress=False
+    )["images"] == len(SIZES)
 
 
 def test_every_bad_case_is_listed_and_nothing_is_written_unless_skip_bad(tmp_path):
     root = tmp_path / "bad"
     make_original_gt(root)
-    (root / "original" / "orphan.png").write_bytes((root / "original" / "1.png").read_bytes())  # no mask
+    (root / "original" / "orphan.png").write_bytes(
+        (root / "original" / "1.png").read_bytes()
+    )  # no mask
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(root / "GT" / "lonely.png")  # no image
     Image.fromarray(np.zeros((12, 12), np.uint8)).save(root / "GT" / "2.png")  # size mismatch
     (root / "original" / "3.png").write_bytes(b"not an image at all")  # unreadable
@@ -186,15 +227,26 @@ def test_every_bad_case_is_listed_and_nothing_is_written_unless_skip_bad(tmp_pat
     assert out.exit_code == 2
     (line,) = [t for t in out.output.splitlines() if t.startswith("error:")]
     assert line.startswith("error: nothing imported: 5 bad file(s)")
-    for part in ("image without a mask", "mask without an image", "size mismatch", "unreadable image",
-                 "empty mask file", "--skip-bad"):
+    for part in (
+        "image without a mask",
+        "mask without an image",
+        "size mismatch",
+        "unreadable image",
+        "empty mask file",
+        "--skip-bad",
+    ):
         assert part in line
     assert not (data / "bad").exists() and user_datasets(data) == {}
     assert [p.name for p in data.iterdir()] == [] if data.exists() else True
     result = import_dataset("bad", root, data_dir=data, skip_bad=True, progress=False)
     assert result["images"] == len(SIZES) - 3
     assert sorted(s["reason"].split(" (")[0] for s in result["skipped"]) == [
-        "empty mask file", "image without a mask", "mask without an image", "size mismatch", "unreadable image"]
+        "empty mask file",
+        "image without a mask",
+        "mask without an image",
+        "size mismatch",
+        "unreadable image",
+    ]
     assert len(user_datasets(data)["bad"]["skipped"]) == 5
 
 
@@ -239,7 +291,9 @@ def test_a_killed_import_leaves_no_prepared_dataset(tmp_path, monkeypatch):
 def test_a_bad_split_rule_fails_before_writing(tmp_path):
     make_original_gt(tmp_path / "us")
     with pytest.raises(FocalbenchError, match="no official train/test partition"):
-        import_dataset("us", tmp_path / "us", data_dir=tmp_path / "d", split="official", progress=False)
+        import_dataset(
+            "us", tmp_path / "us", data_dir=tmp_path / "d", split="official", progress=False
+        )
     assert not (tmp_path / "d" / "us").exists()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,11 +13,21 @@ from focalbench.protocols import Checkpoint
 
 @command()
 def export(
-    run_dir: Path = typer.Argument(..., help="Run folder of a finished train, e.g. results/runs/<key>."),
-    fmt: ExportFormat = typer.Option(ExportFormat.torchscript, "--format", help="torchscript or onnx (needs the onnx extra)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="File to write (default: RUN_DIR/model.pt or model.onnx).",
-                                       show_default=False),
-    checkpoint: Checkpoint = typer.Option(Checkpoint.best, "--checkpoint", help="Weights: best (lowest val loss) or last."),
+    run_dir: Path = typer.Argument(
+        ..., help="Run folder of a finished train, e.g. results/runs/<key>."
+    ),
+    fmt: ExportFormat = typer.Option(
+        ExportFormat.torchscript, "--format", help="torchscript or onnx (needs the onnx extra)."
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="File to write (default: RUN_DIR/model.pt or model.onnx).",
+        show_default=False,
+    ),
+    checkpoint: Checkpoint = typer.Option(
+        Checkpoint.best, "--checkpoint", help="Weights: best (lowest val loss) or last."
+    ),
     json_out: bool = JsonOption,
 ) -> None:
     """Write normalisation + network + sigmoid as one file that loads without focalbench (input:
@@ -32,6 +41,9 @@ def export(
     if json_out:
         print_json(result)
         return
-    typer.echo(f"{result['format']}: {result['path']} (input {result['channels']}x{result['input_size'][0]}x"
-               f"{result['input_size'][1]}, max |difference| vs torch {result['max_abs_diff']:.2e})")
+    typer.echo(
+        f"{result['format']}: {result['path']} "
+        f"(input {result['channels']}x{result['input_size'][0]}x"
+        f"{result['input_size'][1]}, max |difference| vs torch {result['max_abs_diff']:.2e})"
+    )
     typer.echo(f"sidecar: {result['sidecar']}")

@@ -113,7 +113,7 @@ def registry() -> Registry[DatasetSpec]:
 
 
 def get_spec(name: str, data_dir: str | os.PathLike | None = None) -> DatasetSpec:
-    """A catalogue dataset, else a user dataset recorded in the data folder (``focalbench import``)."""
+    """A catalogue dataset, else one imported into the data folder (``focalbench import``)."""
     if name in registry():
         return registry().get(name)
     from focalbench.datasets.user import user_datasets, user_spec  # user.py builds on this module
@@ -122,7 +122,9 @@ def get_spec(name: str, data_dir: str | os.PathLike | None = None) -> DatasetSpe
     if spec is None:
         imported = ", ".join(user_datasets(data_dir))
         mine = f"; imported: {imported}" if imported else ""
-        raise FocalbenchError(f"{registry().unknown_message(name)}{mine}; or import your own: focalbench import NAME PATH")
+        raise FocalbenchError(
+            f"{registry().unknown_message(name)}{mine}; or import your own: focalbench import NAME PATH"
+        )
     return spec
 
 
@@ -133,7 +135,9 @@ def dataset_names() -> list[str]:
 SMOKE_SIZE = (64, 64)
 
 
-def paper_settings(name: str, protocol: str, data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+def paper_settings(
+    name: str, protocol: str, data_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
     """A paper's settings for one dataset: ``size`` (H, W), ``split`` rule, and where the paper
     gives them ``ufl_gamma`` (paper 000 Table 1) and ``channels``.
 

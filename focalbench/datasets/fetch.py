@@ -236,8 +236,10 @@ def fetch(
     specs = [get_spec(n, data_dir) for n in names]  # unknown names fail before any work
     for spec in specs:
         if spec.source is not None:
-            raise FocalbenchError(f"{spec.name!r} is your own dataset, imported from {spec.source}; it needs no fetch "
-                                  f"(to prepare it again: focalbench import --remove {spec.name}, then import it)")
+            raise FocalbenchError(
+                f"{spec.name!r} is your own dataset, imported from {spec.source}; it needs no fetch "
+                f"(to prepare it again: focalbench import --remove {spec.name}, then import it)"
+            )
     if from_path is not None and len(specs) != 1:
         raise FocalbenchError("--from takes the source of one dataset; fetch one NAME at a time with --from")
     results = []
@@ -259,7 +261,8 @@ def fetch(
 def dataset_status(data_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """One row per dataset: status (missing / downloaded / prepared), images, split counts per
     rule (seed 0; fold 0 of k-fold rules), native sizes and the mean foreground percentage."""
-    from focalbench.datasets.user import size_range, user_datasets, user_specs  # user.py imports this module
+    # user.py imports this module, so it is imported here
+    from focalbench.datasets.user import size_range, user_datasets, user_specs
 
     rows = []
     imported = user_datasets(data_dir)
@@ -281,7 +284,8 @@ def dataset_status(data_dir: str | os.PathLike | None = None) -> list[dict[str, 
                 row["splits"][rule] = {k: int(len(v)) for k, v in parts.items()}
         if name in imported:
             entry = imported[name]
-            row.update(source=entry["source"], layout=entry["layout"], native_size_range=size_range(row["native_sizes"]),
+            row.update(source=entry["source"], layout=entry["layout"],
+                       native_size_range=size_range(row["native_sizes"]),
                        skipped=len(entry["skipped"]), mask_rule=entry["mask_rule"])
         rows.append(row)
     return rows

@@ -1,4 +1,4 @@
-"""User datasets: ``import_dataset`` prepares a folder of the user's images like a catalogue dataset.
+"""User datasets: ``import_dataset`` prepares a user's folder of images like a catalogue dataset.
 
 The pairs come from :mod:`focalbench.datasets.layouts`; every pair is checked before anything is
 written (readable, non-empty, image and mask of one size, masks of two values); then the same
@@ -30,14 +30,25 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 import focalbench
 from focalbench.datasets.catalog import SMOKE_SIZE, DatasetSpec, registry
 from focalbench.datasets.convert import Record
 from focalbench.datasets.fetch import _staging, remove_stale_staging, write_splits
 from focalbench.datasets.layouts import LayoutKind, Problem, find_pairs
-from focalbench.datasets.prepared import PreparedWriter, UnreadableImage, data_root, probe_image
+from focalbench.datasets.prepared import (
+    PreparedWriter,
+    UnreadableImage,
+    data_root,
+    probe_image,
+)
 from focalbench.datasets.splits import n_folds, split_indices
 from focalbench.errors import FocalbenchError
 from focalbench.store import atomic_write_json, ensure_writable_dir, read_json, utc_now
@@ -77,14 +88,23 @@ def _spec(entry: dict[str, Any]) -> DatasetSpec:
     from focalbench.protocols import list_protocols
 
     sizes = entry["native_sizes"]
-    papers = {p: {"size": list(SMOKE_SIZE if p == "smoke" else USER_SIZE), "split": entry["split"]}
-              for p in list_protocols()}
+    papers = {
+        p: {"size": list(SMOKE_SIZE if p == "smoke" else USER_SIZE), "split": entry["split"]}
+        for p in list_protocols()
+    }
     papers["paper000"]["ufl_gamma"] = float(loss_info("ufl")["defaults"]["gamma"])
     return DatasetSpec(
-        name=entry["name"], title=f"user dataset imported from {entry['source']}", citation="", license="",
-        task="user dataset", homepage="", channels=int(entry["channels"]),
-        native_size=tuple(sizes[0]) if len(sizes) == 1 else None, images=int(entry["images"]),
-        papers=papers, source=entry["source"],
+        name=entry["name"],
+        title=f"user dataset imported from {entry['source']}",
+        citation="",
+        license="",
+        task="user dataset",
+        homepage="",
+        channels=int(entry["channels"]),
+        native_size=tuple(sizes[0]) if len(sizes) == 1 else None,
+        images=int(entry["images"]),
+        papers=papers,
+        source=entry["source"],
     )
 
 
@@ -98,7 +118,7 @@ def user_specs(data_dir: str | os.PathLike | None = None) -> list[DatasetSpec]:
 
 
 def size_range(sizes: Sequence[Sequence[int]]) -> str:
-    """``"420x560"`` for one size, else the smallest and largest by area: ``"300x400–580x760"``."""
+    """``"420x560"`` for one size, else the smallest and largest by area (``"300x400–580x760"``)."""
     if not sizes:
         return ""
     ordered = sorted(sizes, key=lambda s: (s[0] * s[1], s[0]))
@@ -129,8 +149,12 @@ def binarise(values: np.ndarray, foreground: Sequence[int] | None) -> np.ndarray
 
 def mask_rule(foreground: Sequence[int] | None) -> str:
     if foreground is not None:
-        return f"foreground = pixel value in {{{', '.join(str(v) for v in foreground)}}}, the rest background"
-    return "foreground = the non-zero value of each {0, v} mask ({0,255}, {0,1}, 1-bit, two-entry palette)"
+        listed = ", ".join(str(v) for v in foreground)
+        return f"foreground = pixel value in {{{listed}}}, the rest background"
+    return (
+        "foreground = the non-zero value of each {0, v} mask "
+        "({0,255}, {0,1}, 1-bit, two-entry palette)"
+    )
 
 
 def _two_valued(values: np.ndarray) -> bool:
@@ -160,7 +184,9 @@ def _is_colour(data: bytes) -> bool:
     if img.mode in _GREY_MODES:
         return False
     rgb = np.asarray(img.convert("RGB"))
-    return not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
+    return not (
+        np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])
+    )
 
 
 def _read(path: str, what: str, problems: list[Problem], shown: str) -> bytes | None:
@@ -175,9 +201,15 @@ def _read(path: str, what: str, problems: list[Problem], shown: str) -> bytes | 
     return data
 
 
-def _check(rec: Record, root: Path, foreground: Sequence[int] | None, problems: list[Problem],
-           many_valued: list[tuple[str, np.ndarray]]) -> _Checked | None:
+def _check(
+    rec: Record,
+    root: Path,
+    foreground: Sequence[int] | None,
+    problems: list[Problem],
+    many_valued: list[tuple[str, np.ndarray]],
+) -> _Checked | None:
     """Prove one pair usable; append what is wrong with it to ``problems`` (or ``many_valued``)."""
+
     def shown(path: str) -> str:
         return os.path.relpath(path, root if root.is_dir() else root.parent)
 
@@ -202,8 +234,13 @@ def _check(rec: Record, root: Path, foreground: Sequence[int] | None, problems: 
             ok = False
             continue
         if shape is not None and mask_shape != shape:
-            problems.append(Problem(shown(path), "size mismatch", f"mask {mask_shape[0]}x{mask_shape[1]}, "
-                                                                  f"image {shape[0]}x{shape[1]}"))
+            problems.append(
+                Problem(
+                    shown(path),
+                    "size mismatch",
+                    f"mask {mask_shape[0]}x{mask_shape[1]}, image {shape[0]}x{shape[1]}",
+                )
+            )
             ok = False
             continue
         values = mask_values(data)
@@ -225,8 +262,11 @@ def _many_valued_line(many: list[tuple[str, np.ndarray]]) -> str:
     labels = [v for v in values.tolist() if v != 0]
     others = f" (and {len(many) - 1} more mask(s) like it)" if len(many) > 1 else ""
     every = ",".join(f"{v:g}" for v in labels)
-    return (f"mask {path!r} has values {_value_list(values)}{others}; focalbench segments one foreground class: "
-            f"choose its values with --foreground {every} (every label) or --foreground {labels[-1]:g} (one label)")
+    return (
+        f"mask {path!r} has values {_value_list(values)}{others}; focalbench segments one "
+        f"foreground class: choose its values with --foreground {every} (every label) "
+        f"or --foreground {labels[-1]:g} (one label)"
+    )
 
 
 # ----------------------------------------------------------------------------- import / remove
@@ -234,15 +274,21 @@ def _many_valued_line(many: list[tuple[str, np.ndarray]]) -> str:
 
 def _check_name(name: str, data_dir: str | os.PathLike | None) -> None:
     if name in registry():
-        raise FocalbenchError(f"{name!r} is a catalogue dataset (focalbench datasets); "
-                              "choose another name for your own images")
+        raise FocalbenchError(
+            f"{name!r} is a catalogue dataset (focalbench datasets); "
+            "choose another name for your own images"
+        )
     if not _NAME.fullmatch(name) or name in _RESERVED:
-        raise FocalbenchError(f"dataset name {name!r} is not allowed; use letters, digits, '.', '_' or '-' "
-                              "(up to 64), e.g. my-ultrasound")
+        raise FocalbenchError(
+            f"dataset name {name!r} is not allowed; use letters, digits, '.', '_' or '-' "
+            "(up to 64), e.g. my-ultrasound"
+        )
     entry = user_datasets(data_dir).get(name)
     if entry is not None:
-        raise FocalbenchError(f"dataset {name!r} is already imported from {entry['source']}; remove it first "
-                              f"with: focalbench import --remove {name}")
+        raise FocalbenchError(
+            f"dataset {name!r} is already imported from {entry['source']}; remove it first "
+            f"with: focalbench import --remove {name}"
+        )
 
 
 def _parse_foreground(foreground: Sequence[int | str] | None) -> tuple[int, ...] | None:
@@ -252,7 +298,9 @@ def _parse_foreground(foreground: Sequence[int | str] | None) -> tuple[int, ...]
     for item in foreground:
         for part in str(item).split(","):
             if not re.fullmatch(r"\s*\d+\s*", part):
-                raise FocalbenchError(f"--foreground {item!r}: give mask values as integers, e.g. --foreground 1,2")
+                raise FocalbenchError(
+                    f"--foreground {item!r}: give mask values as integers, e.g. --foreground 1,2"
+                )
             values.append(int(part))
     return tuple(sorted(set(values)))
 
@@ -260,8 +308,13 @@ def _parse_foreground(foreground: Sequence[int | str] | None) -> tuple[int, ...]
 def _bar(progress: bool) -> Progress | None:
     if not progress:
         return None
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True))
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    )
 
 
 def import_dataset(
@@ -288,7 +341,9 @@ def import_dataset(
     _check_name(name, data_dir)
     source = Path(path).expanduser().resolve()
     if not source.exists():
-        raise FocalbenchError(f"{str(source)!r} does not exist; pass the folder (or CSV) of your images and masks")
+        raise FocalbenchError(
+            f"{str(source)!r} does not exist; pass the folder (or CSV) of your images and masks"
+        )
     fg = _parse_foreground(foreground)
     pairing = find_pairs(source, layout)
     console = Console(stderr=True) if progress else None
@@ -300,7 +355,11 @@ def import_dataset(
     checked = []
     bar = _bar(progress)
     with bar if bar is not None else nullcontext():
-        task = bar.add_task(f"checking {name}", total=len(pairing.records)) if bar is not None else None
+        task = (
+            bar.add_task(f"checking {name}", total=len(pairing.records))
+            if bar is not None
+            else None
+        )
         for rec in pairing.records:
             item = _check(rec, source, fg, problems, many_valued)
             if item is not None:
@@ -308,28 +367,50 @@ def import_dataset(
             if bar is not None:
                 bar.advance(task)
     if problems and not skip_bad:
-        raise FocalbenchError(f"nothing imported: {_problem_line(problems)}; fix them or pass --skip-bad to "
-                              "leave them out")
+        raise FocalbenchError(
+            f"nothing imported: {_problem_line(problems)}; fix them or pass --skip-bad to "
+            "leave them out"
+        )
     if many_valued:
         raise FocalbenchError(_many_valued_line(many_valued))
     if not checked:
-        raise FocalbenchError(f"no usable image/mask pair in {str(source)!r}: {_problem_line(problems)}")
+        raise FocalbenchError(
+            f"no usable image/mask pair in {str(source)!r}: {_problem_line(problems)}"
+        )
     folds = n_folds(split)
     split_indices(len(checked), split, 0, 0 if folds else None)  # a bad rule fails before writing
     entry: dict[str, Any] = {
-        "name": name, "source": str(source), "layout": pairing.layout.value, "layout_description": pairing.description,
-        "images": len(checked), "channels": 3 if any(c.colour for c in checked) else 1, "split": split,
-        "mask_rule": mask_rule(fg), "foreground": list(fg) if fg else None,
+        "name": name,
+        "source": str(source),
+        "layout": pairing.layout.value,
+        "layout_description": pairing.description,
+        "images": len(checked),
+        "channels": 3 if any(c.colour for c in checked) else 1,
+        "split": split,
+        "mask_rule": mask_rule(fg),
+        "foreground": list(fg) if fg else None,
         "skipped": [{"path": p.path, "reason": p.reason} for p in problems],
         "native_sizes": sorted({c.shape for c in checked}),
     }
     root = ensure_writable_dir(data_root(data_dir), "--data-dir")
     remove_stale_staging(root, name)
-    base = {"name": name, "version": focalbench.__version__, "source": str(source), "sources": {},
-            "preparation": {"channels": entry["channels"], "layout": entry["layout"], "mask_rule": entry["mask_rule"],
-                            "foreground": entry["foreground"]},
-            "expected_images": len(checked), "user": True,
-            "classes": [c.record.group for c in checked] if any(c.record.group for c in checked) else None}
+    base = {
+        "name": name,
+        "version": focalbench.__version__,
+        "source": str(source),
+        "sources": {},
+        "preparation": {
+            "channels": entry["channels"],
+            "layout": entry["layout"],
+            "mask_rule": entry["mask_rule"],
+            "foreground": entry["foreground"],
+        },
+        "expected_images": len(checked),
+        "user": True,
+        "classes": [c.record.group for c in checked]
+        if any(c.record.group for c in checked)
+        else None,
+    }
     bar = _bar(progress)
     with _staging(root, name) as tmp, bar if bar is not None else nullcontext():
         task = bar.add_task(f"preparing {name}", total=len(checked)) if bar is not None else None
@@ -348,10 +429,18 @@ def import_dataset(
         entry["native_sizes"] = meta["native_sizes"]
         write_splits(_spec(entry), tmp, meta)
     # recorded once the prepared folder is in place: a killed import is never listed
-    entry.update(foreground_pct=meta["foreground_pct"], imported=utc_now(),
-                 classes=dict(Counter(meta["classes"])) if meta.get("classes") else None)
+    entry.update(
+        foreground_pct=meta["foreground_pct"],
+        imported=utc_now(),
+        classes=dict(Counter(meta["classes"])) if meta.get("classes") else None,
+    )
     _write_catalog(data_dir, {**user_datasets(data_dir), name: entry})
-    return {**entry, "status": "prepared", "path": str(root / name), "native_size_range": size_range(meta["native_sizes"])}
+    return {
+        **entry,
+        "status": "prepared",
+        "path": str(root / name),
+        "native_size_range": size_range(meta["native_sizes"]),
+    }
 
 
 def remove_dataset(name: str, data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -359,10 +448,14 @@ def remove_dataset(name: str, data_dir: str | os.PathLike | None = None) -> dict
     entries = user_datasets(data_dir)
     if name not in entries:
         if name in registry():
-            raise FocalbenchError(f"{name!r} is a catalogue dataset; focalbench import --remove removes only "
-                                  "imported datasets")
+            raise FocalbenchError(
+                f"{name!r} is a catalogue dataset; focalbench import --remove removes only "
+                "imported datasets"
+            )
         known = ", ".join(entries) or "none"
-        raise FocalbenchError(f"no imported dataset {name!r} in {data_root(data_dir)}; imported: {known}")
+        raise FocalbenchError(
+            f"no imported dataset {name!r} in {data_root(data_dir)}; imported: {known}"
+        )
     entry = entries.pop(name)
     _write_catalog(data_dir, entries)
     folder = data_root(data_dir) / name

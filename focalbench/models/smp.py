@@ -1,9 +1,10 @@
-"""Baselines from segmentation-models-pytorch, always randomly initialised (never a download)."""
+"""smp baselines: random init, or encoder weights from a local file (never a download)."""
 
 from __future__ import annotations
 
-from enum import Enum
 import os
+import pickle
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -55,36 +56,48 @@ class SmpNet(SegmentationNet):
 
 
 def load_encoder_weights(encoder: torch.nn.Module, name: str, weights: str | os.PathLike) -> None:
-    """Load a saved state dict (a ``.pth``/``.pt`` file, or a folder holding exactly one whose name
-    contains the encoder's) into ``encoder``. A first convolution saved for 3 input channels is
-    summed over them for a 1-channel network (the channels of a grey image are equal)."""
+    """Load a saved state dict (a ``.pth``/``.pt`` file, or a folder holding exactly one whose
+    name contains the encoder's) into ``encoder``. A first convolution saved for 3 input channels
+    is summed over them for a 1-channel network (the channels of a grey image are equal)."""
     path = Path(weights).expanduser()
     if not path.exists():
-        make = (f"python -c \"import torch, segmentation_models_pytorch as smp; torch.save(smp.encoders.get_encoder("
-                f"'{name}', weights='imagenet').state_dict(), '{name}.pth')\"")
-        raise FocalbenchError(f"model.encoder_weights={str(weights)!r} is not a file; focalbench never downloads "
-                              f"weights: on a machine with internet run {make}, copy {name}.pth here and pass "
-                              f"--param model.encoder_weights=/path/{name}.pth")
+        make = (
+            'python -c "import torch, segmentation_models_pytorch as smp; '
+            f"torch.save(smp.encoders.get_encoder('{name}', weights='imagenet').state_dict(), "
+            f"'{name}.pth')\""
+        )
+        raise FocalbenchError(
+            f"model.encoder_weights={str(weights)!r} is not a file; focalbench never downloads "
+            f"weights: on a machine with internet run {make}, copy {name}.pth here and pass "
+            f"--param model.encoder_weights=/path/{name}.pth"
+        )
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in {".pth", ".pt"} and name in p.name)
         if len(files) != 1:
-            raise FocalbenchError(f"{str(path)!r} holds {len(files)} .pth/.pt files named for {name!r}; "
-                                  "pass the file itself with --param model.encoder_weights=FILE")
+            raise FocalbenchError(
+                f"{str(path)!r} holds {len(files)} .pth/.pt files named for {name!r}; "
+                "pass the file itself with --param model.encoder_weights=FILE"
+            )
         path = files[0]
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a damaged or foreign file: pickle, zip and torch errors alike
-        raise FocalbenchError(f"cannot read encoder weights {str(path)!r} ({type(exc).__name__}); save them with "
-                              "torch.save(encoder.state_dict(), FILE)") from None
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        raise FocalbenchError(
+            f"cannot read encoder weights {str(path)!r} ({type(exc).__name__}); "
+            "save them with torch.save(encoder.state_dict(), FILE)"
+        ) from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     own = encoder.state_dict()
     for key, value in list(state.items()):
         target = own.get(key)
-        if target is not None and value.ndim == 4 and value.shape[1] != target.shape[1] and target.shape[1] == 1:
+        grey_input = target is not None and value.ndim == 4 and target.shape[1] == 1
+        if grey_input and value.shape[1] != 1:
             state[key] = value.sum(dim=1, keepdim=True)
     try:
         encoder.load_state_dict(state)  # smp's encoders drop a classifier head (fc.*) themselves
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1].strip()
-        raise FocalbenchError(f"{str(path)!r} does not fit encoder {name!r} ({first[:120]}); save the state dict "
-                              f"of smp's {name!r} encoder") from None
+        raise FocalbenchError(
+            f"{str(path)!r} does not fit encoder {name!r} ({first[:120]}); "
+            f"save the state dict of smp's {name!r} encoder"
+        ) from None
