@@ -23,8 +23,8 @@ __version__ = "0.1.0"
 _API = {
     "fetch": "focalbench.datasets",
     "import_dataset": "focalbench.datasets.user",
-    "predict": "focalbench.predict",
-    "export": "focalbench.export",
+    "predict": "focalbench.prediction",
+    "export": "focalbench.exporter",
     "train": "focalbench.engine",
     "ablate": "focalbench.grid",
     "prune": "focalbench.prune",

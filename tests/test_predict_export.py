@@ -23,7 +23,7 @@ from focalbench.cli import app
 from focalbench.datasets import get_split, load
 from focalbench.datasets.user import import_dataset
 from focalbench.errors import FocalbenchError
-from focalbench.predict import predict
+from focalbench.prediction import predict
 from focalbench.trained import load_trained
 
 
@@ -309,3 +309,13 @@ def test_busi_style_folder_trains_predicts_and_exports(tmp_path):
         64,
         64,
     )
+
+
+def test_import_predict_and_export_are_functions_of_the_package_api():
+    import focalbench
+    import focalbench.cli  # noqa: F401  (imports the modules behind the commands)
+    from focalbench import exporter, prediction
+    from focalbench.datasets import user
+
+    assert focalbench.predict is prediction.predict and focalbench.export is exporter.export
+    assert focalbench.import_dataset is user.import_dataset

@@ -304,3 +304,37 @@ def test_fetch_of_an_imported_dataset_says_it_needs_none(tmp_path):
     assert out.exit_code == 2 and "is your own dataset" in out.output
     with pytest.raises(FocalbenchError, match="imported: us; or import your own"):
         get_spec("uss", tmp_path / "d")
+
+
+def test_every_image_format_and_mask_kind_the_issue_names(tmp_path):
+    """JPEG, 16-bit TIFF, BMP, palette GIF and RGBA PNG images; palette, {0,1} and 1-bit masks."""
+    root = tmp_path / "mixed"
+    (root / "imgs").mkdir(parents=True)
+    (root / "labels").mkdir()
+    shape = (24, 32)
+    mask = _blob(shape, 1)
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (*shape, 3)).astype(np.uint8)
+    Image.fromarray(rgb, "RGB").save(root / "imgs" / "a.jpg", quality=95)
+    deep = (rng.integers(0, 4000, shape) + 1000).astype(np.uint16)
+    Image.fromarray(deep).save(root / "imgs" / "b.tif")
+    Image.fromarray(rgb[..., 0], "L").save(root / "imgs" / "c.bmp")
+    Image.fromarray(rgb, "RGB").convert("P").save(root / "imgs" / "d.gif")
+    rgba = np.dstack([rgb, np.full(shape, 7, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(root / "imgs" / "e.png")
+    palette = Image.fromarray(mask.astype(np.uint8), "P")
+    palette.putpalette([0, 0, 0, 255, 255, 255])
+    palette.save(root / "labels" / "a.png")
+    Image.fromarray(mask.astype(np.uint8), "L").save(root / "labels" / "b.png")  # {0, 1}
+    Image.fromarray(mask).convert("1").save(root / "labels" / "c.png")
+    Image.fromarray(mask.astype(np.uint8) * 255, "L").save(root / "labels" / "d.gif")
+    Image.fromarray(mask.astype(np.uint8) * 255, "L").save(root / "labels" / "e.png")
+    result = import_dataset("mixed", root, data_dir=tmp_path / "d", progress=False)
+    assert result["layout"] == "folders" and result["images"] == 5 and result["channels"] == 3
+    assert result["foreground_pct"] == pytest.approx(100 * mask.mean(), abs=1e-9)
+    data = load("mixed", data_dir=tmp_path / "d")  # one native size: loads without resizing
+    assert data.images.shape == (5, 3, *shape) and (data.masks == mask).all()
+    by_id = dict(zip(data.ids, data.images))
+    assert np.array_equal(by_id["e"], rgb.transpose(2, 0, 1))  # alpha dropped
+    scaled = np.round((deep - deep.min()) * (255.0 / (deep.max() - deep.min()))).astype(np.uint8)
+    assert np.array_equal(by_id["b"], np.stack([scaled] * 3))  # 16-bit: min-max to 0..255

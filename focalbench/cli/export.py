@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from focalbench.cli._common import JsonOption, command, print_json
-from focalbench.export import ExportFormat
+from focalbench.exporter import ExportFormat
 from focalbench.protocols import Checkpoint
 
 
@@ -35,7 +35,7 @@ def export(
 
     Example: focalbench export results/runs/<key> --format onnx --out unet.onnx
     """
-    from focalbench.export import export as run_export
+    from focalbench.exporter import export as run_export
 
     result = run_export(run_dir, fmt, out, checkpoint)
     if json_out:

@@ -38,7 +38,7 @@ def predict(
 
     Example: focalbench predict results/runs/<key> scans/ --out masks/ --overlay
     """
-    from focalbench.predict import predict as run_predict
+    from focalbench.prediction import predict as run_predict
 
     result = run_predict(
         run_dir,
