@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from focalbench.cli._common import JsonOption, command, print_json
-from focalbench.exporter import ExportFormat
 from focalbench.protocols import Checkpoint
 
 
@@ -16,8 +15,9 @@ def export(
     run_dir: Path = typer.Argument(
         ..., help="Run folder of a finished train, e.g. results/runs/<key>."
     ),
-    fmt: ExportFormat = typer.Option(
-        ExportFormat.torchscript, "--format", help="torchscript or onnx (needs the onnx extra)."
+    # plain text, checked by the API: the command list must not import torch to show --help
+    fmt: str = typer.Option(
+        "torchscript", "--format", help="torchscript or onnx (needs the onnx extra)."
     ),
     out: Path | None = typer.Option(
         None,

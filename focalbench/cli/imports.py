@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from focalbench.cli._common import DataDirOption, JsonOption, command, print_json
-from focalbench.datasets.layouts import LayoutKind
 from focalbench.errors import FocalbenchError
 
 
@@ -20,7 +19,7 @@ def import_(
         None, help="Folder of images and masks, or a CSV of image,mask paths.", show_default=False
     ),
     data_dir: Path | None = DataDirOption,
-    layout: LayoutKind | None = typer.Option(
+    layout: str | None = typer.Option(  # checked by the API (keeps --help light)
         None,
         "--layout",
         help="Force a layout: folders (images/ + masks/), suffix (x.png + x_mask.png), "
