@@ -338,3 +338,23 @@ def test_every_image_format_and_mask_kind_the_issue_names(tmp_path):
     assert np.array_equal(by_id["e"], rgb.transpose(2, 0, 1))  # alpha dropped
     scaled = np.round((deep - deep.min()) * (255.0 / (deep.max() - deep.min()))).astype(np.uint8)
     assert np.array_equal(by_id["b"], np.stack([scaled] * 3))  # 16-bit: min-max to 0..255
+
+
+def test_user_mistakes_are_one_line_before_any_work(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    make_original_gt(tmp_path / "us")
+    cases = [
+        (["import", "x", str(tmp_path / "empty")], "no image/mask layout found"),
+        (["import", "x", str(tmp_path / "missing")], "does not exist"),
+        (["import", "x"], "give a NAME and a PATH"),
+        (["import", "bad name", str(tmp_path / "empty")], "is not allowed"),
+        (["import", "--remove", "drive"], "is a catalogue dataset"),
+        (["import", "x", str(tmp_path / "us"), "--foreground", "one"], "give mask values as integers"),
+        (["import", "x", str(tmp_path / "us"), "--layout", "zip"], "unknown --layout 'zip'"),
+    ]
+    for args, message in cases:
+        out = CliRunner().invoke(app, [*args, "--data-dir", str(tmp_path / "d")])
+        assert out.exit_code == 2 and message in out.output, (args, out.output)
+        assert [t for t in out.output.splitlines() if t.startswith("error:")] == [out.output.strip()]
+    assert user_datasets(tmp_path / "d") == {}
