@@ -4,6 +4,7 @@ The Python API mirrors the CLI; each call is importable without the others' heav
 
     import focalbench
     focalbench.fetch(["drive"], from_path="DRIVE/")
+    focalbench.import_dataset("my-us", "~/data/ultrasound")       # your own images and masks
     result = focalbench.train(focalbench.RunConfig(dataset="sample", model="unet", loss="dice",
                                                    protocol="smoke"))
 """
@@ -21,6 +22,9 @@ __version__ = "0.1.0"
 # name -> module that defines it; imported on first use so `import focalbench` stays light.
 _API = {
     "fetch": "focalbench.datasets",
+    "import_dataset": "focalbench.datasets.user",
+    "predict": "focalbench.prediction",
+    "export": "focalbench.exporter",
     "train": "focalbench.engine",
     "ablate": "focalbench.grid",
     "prune": "focalbench.prune",

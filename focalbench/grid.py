@@ -390,13 +390,13 @@ def ablate(
     executors); it must be importable by the worker processes. Returns the grid's cells with
     their outcomes; the same is in ``<results>/grids/<name>/grid.json``.
     """
+    if data_dir is not None:  # before plan: a study reads an imported dataset's settings there
+        os.environ["FOCALBENCH_DATA"] = str(Path(data_dir).resolve())
     grid = plan(dataset, attention=attention, study=study, models=models, losses=losses, seeds=seeds,
                 folds=folds, protocol=protocol, epochs=epochs, params=params, name=name)
     if not threshold >= 0.0:  # found now, not when the first source run has finished
         raise FocalbenchError(f"--threshold {threshold} must be ≥ 0 (the paper uses 0.2)")
     results_dir = ensure_writable_dir(results_root(results))
-    if data_dir is not None:
-        os.environ["FOCALBENCH_DATA"] = str(Path(data_dir).resolve())
     gpu_list = _ints(gpus, "--gpus")
     kind = ExecutorKind(executor)
     if kind is ExecutorKind.local:

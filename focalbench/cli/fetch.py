@@ -80,6 +80,11 @@ def access(name: str, data_dir: Path | None = None) -> dict[str, str]:
     return {"license": spec.license, "homepage": spec.homepage, "access": kind, "get": get}
 
 
+def _imported(row: dict) -> dict[str, str]:
+    """A user dataset's access: it came from the user's own folder (``focalbench import``)."""
+    return {"access": "imported", "get": f"focalbench import {row['name']} {row['source']}"}
+
+
 @command()
 def datasets(data_dir: Path = DataDirOption, json_: bool = JsonOption) -> None:
     """List every dataset: status (missing / downloaded / prepared), images per split, native sizes,
@@ -89,7 +94,8 @@ def datasets(data_dir: Path = DataDirOption, json_: bool = JsonOption) -> None:
     """
     from focalbench.datasets import dataset_status
 
-    rows = [{**r, **access(r["name"], data_dir)} for r in dataset_status(data_dir)]
+    rows = [{**r, **(_imported(r) if r.get("source") else access(r["name"], data_dir))}
+            for r in dataset_status(data_dir)]
     if json_:
         print_json(rows)
         return
@@ -107,6 +113,13 @@ def datasets(data_dir: Path = DataDirOption, json_: bool = JsonOption) -> None:
     terms.add_column("licence", max_width=36)
     terms.add_column("how to get it", overflow="fold")  # folded, not cut: a URL must stay whole
     for r in rows:
+        if r.get("source"):
+            continue  # a user dataset: listed below
         get = f"{r['get']}\n{r['homepage']}" if r["access"] == "download" else r["get"]
         terms.add_row(r["name"], r["license"], get)
     console.print(terms)
+    for r in rows:
+        if r.get("source"):  # a user dataset (focalbench import)
+            left_out = f", {r['skipped']} file(s) left out" if r["skipped"] else ""
+            typer.echo(f"{r['name']}: imported from {r['source']} ({r['layout']} layout, "
+                       f"native {r['native_size_range']}{left_out})")

@@ -8,6 +8,7 @@ split rule and (where the paper gives it) Unified Focal γ for one dataset.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from importlib import resources
@@ -74,6 +75,7 @@ class DatasetSpec:
     layout: Layout | None = None
     sources: tuple[Source, ...] = ()
     papers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str | None = None  # a user dataset's imported folder or CSV (``focalbench import``)
 
     @property
     def downloadable(self) -> bool:
@@ -110,8 +112,20 @@ def registry() -> Registry[DatasetSpec]:
     return reg
 
 
-def get_spec(name: str) -> DatasetSpec:
-    return registry().get(name)
+def get_spec(name: str, data_dir: str | os.PathLike | None = None) -> DatasetSpec:
+    """A catalogue dataset, else one imported into the data folder (``focalbench import``)."""
+    if name in registry():
+        return registry().get(name)
+    from focalbench.datasets.user import user_datasets, user_spec  # user.py builds on this module
+
+    spec = user_spec(name, data_dir)
+    if spec is None:
+        imported = ", ".join(user_datasets(data_dir))
+        mine = f"; imported: {imported}" if imported else ""
+        raise FocalbenchError(
+            f"{registry().unknown_message(name)}{mine}; or import your own: focalbench import NAME PATH"
+        )
+    return spec
 
 
 def dataset_names() -> list[str]:
@@ -121,13 +135,15 @@ def dataset_names() -> list[str]:
 SMOKE_SIZE = (64, 64)
 
 
-def paper_settings(name: str, protocol: str) -> dict[str, Any]:
+def paper_settings(
+    name: str, protocol: str, data_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
     """A paper's settings for one dataset: ``size`` (H, W), ``split`` rule, and where the paper
     gives them ``ufl_gamma`` (paper 000 Table 1) and ``channels``.
 
     ``smoke`` exists for every dataset: 64×64 with the dataset's first listed split rule.
     """
-    spec = get_spec(name)
+    spec = get_spec(name, data_dir)
     raw = spec.papers.get(protocol)
     if raw is None and protocol == "smoke":
         first = next(iter(spec.papers.values()), {"split": "random-64-16-20"})

@@ -233,7 +233,13 @@ def fetch(
         names = [n for n in dataset_names() if not get_spec(n).builtin]
     if not names:
         raise FocalbenchError(f"name a dataset or pass --all; choose from: {', '.join(dataset_names())}")
-    specs = [get_spec(n) for n in names]  # unknown names fail before any work
+    specs = [get_spec(n, data_dir) for n in names]  # unknown names fail before any work
+    for spec in specs:
+        if spec.source is not None:
+            raise FocalbenchError(
+                f"{spec.name!r} is your own dataset, imported from {spec.source}; it needs no fetch "
+                f"(to prepare it again: focalbench import --remove {spec.name}, then import it)"
+            )
     if from_path is not None and len(specs) != 1:
         raise FocalbenchError("--from takes the source of one dataset; fetch one NAME at a time with --from")
     results = []
@@ -255,8 +261,13 @@ def fetch(
 def dataset_status(data_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """One row per dataset: status (missing / downloaded / prepared), images, split counts per
     rule (seed 0; fold 0 of k-fold rules), native sizes and the mean foreground percentage."""
+    # user.py imports this module, so it is imported here
+    from focalbench.datasets.user import size_range, user_datasets, user_specs
+
     rows = []
-    for name, spec in registry().items():
+    imported = user_datasets(data_dir)
+    for spec in [spec for _, spec in registry().items()] + user_specs(data_dir):
+        name = spec.name
         meta = read_meta(name, data_dir)
         row: dict[str, Any] = {"name": name, "title": spec.title, "status": "missing", "images": 0, "splits": {},
                                "native_sizes": [], "foreground_pct": None, "foreground_pct_fov": None}
@@ -271,5 +282,10 @@ def dataset_status(data_dir: str | os.PathLike | None = None) -> list[dict[str, 
             with contextlib.suppress(FocalbenchError):
                 parts = split_indices(meta["n_images"], rule, 0, fold, meta.get("official"))
                 row["splits"][rule] = {k: int(len(v)) for k, v in parts.items()}
+        if name in imported:
+            entry = imported[name]
+            row.update(source=entry["source"], layout=entry["layout"],
+                       native_size_range=size_range(row["native_sizes"]),
+                       skipped=len(entry["skipped"]), mask_rule=entry["mask_rule"])
         rows.append(row)
     return rows

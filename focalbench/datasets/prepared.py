@@ -381,14 +381,16 @@ def sample_folder() -> Path:
 
 
 def prepared_folder(name: str, data_dir: str | os.PathLike | None = None) -> Path:
-    spec = get_spec(name)
+    spec = get_spec(name, data_dir)
     return sample_folder() if spec.builtin else data_root(data_dir) / name
 
 
 def fetch_hint(name: str, data_dir: str | os.PathLike | None = None) -> str:
     """The command that prepares ``name``: a plain fetch when it downloads, else ``--from PATH``."""
-    spec = get_spec(name)
+    spec = get_spec(name, data_dir)
     where = "" if data_dir is None else f" --data-dir {data_dir}"
+    if spec.source is not None:
+        return f"focalbench import {name} {spec.source}{where}"
     source = "" if spec.downloadable else " --from PATH"
     return f"focalbench fetch {name}{source}{where}"
 
@@ -431,7 +433,7 @@ def load(
             arrays = {k: npz[k] for k in npz.files}
     else:
         arrays = _decode_all(folder, meta, size, resize)
-        if not get_spec(name).builtin:  # the shipped sample may sit in a read-only site-packages
+        if not get_spec(name, data_dir).builtin:  # the shipped sample may sit in a read-only site-packages
             # The cache only saves time: a read-only shared data folder still loads, uncached.
             with contextlib.suppress(PermissionError, OSError):
                 with atomic_open(cache, "wb") as handle:

@@ -171,7 +171,7 @@ def _epoch_of(folder: RunFolder) -> int:
 def setup(
     config: RunConfig, device: torch.device, folder: RunFolder, compile: bool, data_dir: str | Path | None = None
 ) -> Run:
-    settings = datasets.paper_settings(config.dataset, config.protocol)
+    settings = datasets.paper_settings(config.dataset, config.protocol, data_dir)
     recipe = resolve(config, settings)
     data = datasets.load(config.dataset, size=recipe.size, data_dir=data_dir, resize=recipe.resize.value)
     size = tuple(int(s) for s in data.masks.shape[1:])
