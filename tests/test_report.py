@@ -546,3 +546,12 @@ def test_focusnet_table_footnotes_what_paper_002s_flops_column_measures(results)
     assert "float_operation" in text and "91.31 / 42.44 / 17.79 / 15.50" in text
     assert "against the printed 91.36 / 42.44 / 17.82 / 15.64" in text
     assert "float_operation" not in report(results, table="auto")
+
+
+def test_vs_paper_on_an_imported_dataset_says_no_paper_has_numbers_for_it(results):
+    make_run(results, "my-scans", "unet", "dice", [0.7, 0.8])
+    make_run(results, "drive", "unet", "dice", [0.8, 0.9])
+    text = build_report(results, vs_paper=True).text
+    assert "my-scans is your own dataset (focalbench import); no paper has numbers for it" in text
+    assert "drive is your own dataset" not in text
+    assert "your own dataset" not in build_report(results).text  # only asked with --vs-paper

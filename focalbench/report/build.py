@@ -104,7 +104,7 @@ def build_report(results: str | os.PathLike | None = None, table: TableName | st
     doc = Document(
         title=layout.title, caption=caption(tab), header=tab.header,
         rows=[[_text(c) for c in row] for row in tab.rows], rules=tab.rules,
-        notes=notes(tab, tests, skipped, baseline),
+        notes=notes(tab, tests, skipped, baseline) + (_own_data_notes(tab) if vs_paper else []),
         appendices=[vs_paper_table(comparisons)] if vs_paper else [],
     )
     made = _plots(tab, Path(plots), tests) if plots is not None else []
@@ -141,6 +141,15 @@ def _render(fmt: Format, doc: Document, records: list[dict[str, Any]],
 
         return html_document(doc, [], entries)
     return formats.csv_text(records)
+
+
+def _own_data_notes(table: Table) -> list[str]:
+    """--vs-paper on a dataset imported by the user: no paper published numbers for it."""
+    from focalbench.datasets.catalog import dataset_names
+
+    own = sorted({e.dataset for e in table.entries} - set(dataset_names()))
+    return [f"--vs-paper: {name} is your own dataset (focalbench import); no paper has numbers for it"
+            for name in own]
 
 
 def _plots(table: Table, folder: Path, tests: list[TestResult]) -> list[Path]:
