@@ -4,18 +4,18 @@ Six parts, each one Markdown table, printed as it finishes and written to ``--ou
 (``gpu_check.md``, and the rows as ``gpu_check.json``):
 
 1. environment — device, driver, torch/CUDA/cuDNN, the precision the engine uses, and the
-   device's measured matrix peaks (bf16, and fp32 as torch runs it: TF32 where allowed);
-2. step speed — ``step_speed.measure``: paper 000's U-Net at 256² and 512², batch 1, the reference
-   loop vs the engine in fp32/bf16, eager / whole step in a CUDA graph / +torch.compile: steps/s,
-   ratio, peak memory, the arithmetic floor at the measured peak;
-3. packing — real ``ablate`` cells (paper 000's U-Net and recipe, a few epochs, the sample at
-   256² unless ``--dataset``) with 1, 2, 4, 8 cells sharing the GPU: cells per hour, and the
-   steady-state training throughput from the cells' own epoch times → the best ``--jobs-per-gpu``;
-4. correctness — one short real training on the device (fp32, bf16, bf16 + captured step) and
+   device's measured matrix peaks (bf16, and fp32 as cuDNN runs it: TF32 where allowed);
+2. correctness — one short real training on the device (fp32, bf16, bf16 + captured step) and
    the same run on the CPU in fp32: the loss must fall and the test DSC must agree with the CPU
    run's within ``DSC_TOLERANCE``;
-5. distance transform — the DPT map from the torch EDT on the device vs SciPy's on the CPU,
+3. distance transform — the DPT map from the torch EDT on the device vs SciPy's on the CPU,
    on the dataset's real masks;
+4. step speed — ``step_speed.measure``: paper 000's U-Net at 256² and 512², batch 1, the reference
+   loop vs the engine in fp32/bf16, eager / whole step in a CUDA graph / +torch.compile: steps/s,
+   ratio, peak memory, the arithmetic floor at the measured peak;
+5. packing — real ``ablate`` cells (paper 000's U-Net and recipe, a few epochs, the sample at
+   256² unless ``--dataset``) with 1, 2, 4, 8 cells sharing the GPU: cells per hour, and the
+   steady-state training throughput from the cells' own epoch times → the best ``--jobs-per-gpu``;
 6. projection — the wall time of paper 000's Table 2 (27 cells) on this device from the measured
    throughput, against the goal of one hour.
 
@@ -115,7 +115,13 @@ def environment(device, quick: bool) -> tuple[list[dict], dict[str, float]]:
 
     on_cuda = device.type == "cuda"
     n = 256 if quick else 8192
-    peaks = {"fp32": matmul_tflops(device, torch.float32, n, 3)}
+    tf32 = on_cuda and torch.backends.cudnn.allow_tf32
+    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32  # the fp32 floor at the rate cuDNN's convs run at
+    try:
+        peaks = {"fp32": matmul_tflops(device, torch.float32, n, 3)}
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
     if on_cuda:
         peaks["bf16"] = matmul_tflops(device, torch.bfloat16, n, 10)
     rows = [
@@ -133,7 +139,6 @@ def environment(device, quick: bool) -> tuple[list[dict], dict[str, float]]:
                                         f"compute capability {props.major}.{props.minor}"},
             {"item": "bf16 supported", "value": torch.cuda.is_bf16_supported()},
         ]
-    tf32 = on_cuda and torch.backends.cudnn.allow_tf32
     rows += [
         {"item": "fp32 convolutions", "value": "TF32 (cudnn.allow_tf32)" if tf32 else "IEEE float32"},
         {"item": "fp32 matmuls", "value": f"torch.get_float32_matmul_precision() = {torch.get_float32_matmul_precision()}"},
@@ -143,7 +148,8 @@ def environment(device, quick: bool) -> tuple[list[dict], dict[str, float]]:
         used = f"{precision} autocast for the network, losses in float32" if on_cuda and precision != "fp32" else "fp32"
         rows.append({"item": f"precision used: {name}", "value": used})
     for precision, tflops in peaks.items():
-        rows.append({"item": f"measured peak {precision} (matmul {n}³)", "value": f"{tflops:.1f} TFLOP/s"})
+        kind = " (TF32)" if precision == "fp32" and tf32 else ""
+        rows.append({"item": f"measured peak {precision}{kind} (matmul {n}³)", "value": f"{tflops:.2f} TFLOP/s"})
     return rows, peaks
 
 
@@ -360,7 +366,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="prepared-datasets folder (e.g. one holding drive)")
     parser.add_argument("--compile-sizes", type=int, nargs="*", default=[256],
                         help="sizes that also run the torch.compile variants (each compile costs ~1 min)")
-    parser.add_argument("--budget-s", type=float, default=450.0, help="skip parts that would overrun this")
+    parser.add_argument("--budget-s", type=float, default=420.0, help="skip parts that would overrun this")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # step_speed.py beside this file
     import torch
@@ -399,14 +405,15 @@ def main() -> None:
     env_rows, peaks = environment(device, args.quick)
     report("environment", "1. Environment", env_rows)
     quick = args.quick
-    speed = attempt("step_speed", "2. Step speed (batch 1, paper-000 U-Net, Dice, MIScnn augmentation)",
-                    10 if quick else 60, lambda: step_speed(device, quick, args.compile_sizes, peaks))
-    packed = attempt("packing", f"3. Packing ({args.dataset}, U-Net, ablate cells sharing the {device.type})",
-                     15 if quick else 90, lambda: packing(device, quick, args.dataset, args.data_dir, budget))
-    attempt("correctness", f"4. Correctness ({args.dataset}; tolerance |Δ DSC| ≤ {DSC_TOLERANCE})",
+    # Correctness first: it is what a short lease must not miss; the projection needs 4 and 5.
+    attempt("correctness", f"2. Correctness ({args.dataset}; tolerance |Δ DSC| ≤ {DSC_TOLERANCE})",
             10 if quick else 60, lambda: correctness(device, quick, args.dataset, args.data_dir))
-    attempt("distance_transform", "5. Distance transform: torch EDT on the device vs SciPy on the CPU",
+    attempt("distance_transform", "3. Distance transform: torch EDT on the device vs SciPy on the CPU",
             5 if quick else 20, lambda: distance_transform(device, quick, args.dataset, args.data_dir))
+    speed = attempt("step_speed", "4. Step speed (batch 1, paper-000 U-Net, Dice, MIScnn augmentation)",
+                    10 if quick else 60, lambda: step_speed(device, quick, args.compile_sizes, peaks))
+    packed = attempt("packing", f"5. Packing ({args.dataset}, U-Net, ablate cells sharing the {device.type})",
+                     15 if quick else 90, lambda: packing(device, quick, args.dataset, args.data_dir, budget))
     attempt("projection", "6. Projection: paper 000 Table 2 (27 cells, batch 1) on this device, goal < 1 h",
             0, lambda: projection(speed, packed))
     print(f"tables written to {out / 'gpu_check.md'}; torch {torch.__version__}")

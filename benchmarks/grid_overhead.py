@@ -47,9 +47,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs per cell (default: the smoke protocol's)")
     parser.add_argument("--results", default=None, help="results folder (default: a temporary one)")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1], help="worker counts to compare")
+    parser.add_argument("--grids", nargs="+", choices=sorted(GRIDS), default=sorted(GRIDS))
     parser.add_argument("--quick", action="store_true", help="one 1-cell grid of one epoch")
     args = parser.parse_args()
-    grids = QUICK_GRIDS if args.quick else GRIDS
+    grids = QUICK_GRIDS if args.quick else {name: GRIDS[name] for name in args.grids}
     epochs = 1 if args.quick else args.epochs
     # Imported here, not at the top: spawned workers re-import this script as their __main__.
     import torch

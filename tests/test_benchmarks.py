@@ -54,7 +54,7 @@ def test_grid_overhead_quick_runs_a_grid_and_its_all_skipped_rerun():
 def test_gpu_check_quick_on_cpu_runs_every_part(tmp_path):
     out = run_script("gpu_check.py", "--device", "cpu", "--quick", "--out", str(tmp_path))
     text = (tmp_path / "gpu_check.md").read_text()
-    for title in ("1. Environment", "2. Step speed", "3. Packing", "4. Correctness", "5. Distance transform",
+    for title in ("1. Environment", "2. Correctness", "3. Distance transform", "4. Step speed", "5. Packing",
                   "6. Projection"):
         assert title in text and title in out
     parts = json.loads((tmp_path / "gpu_check.json").read_text())
