@@ -179,10 +179,11 @@ def engine_run(model, loss_fn, images, masks, device, variant: Variant) -> loop.
     return run
 
 
-def engine_steps(run: loop.Run, steps: int) -> float:
-    """Seconds for one epoch of ``steps`` batch-1 steps (the engine's one host read included)."""
-    run.train = dataclasses.replace(run.train, images=run.train.images[:steps], masks=run.train.masks[:steps],
-                                    ids=run.train.ids[:steps])
+def engine_steps(run: loop.Run, split: DeviceSplit, steps: int) -> float:
+    """Seconds for one epoch over the first ``steps`` images of ``split`` (batch 1; the engine's one
+    host read included). Slices of one split share its storage, so a captured gather stays valid."""
+    run.train = dataclasses.replace(split, images=split.images[:steps], masks=split.masks[:steps],
+                                    ids=split.ids[:steps])
     _sync(run.device)
     start = time.perf_counter()
     loop.train_epoch(run, Quiet()).item()  # the engine's one host read per epoch
@@ -224,8 +225,9 @@ def measure(size: int, device: torch.device, chosen: list[Variant], steps: int, 
         else:
             if device.type == "cuda":
                 model = model.to(memory_format=torch.channels_last)
-            workers[variant] = (engine_run(model, loss_fn, images, masks, device, variant),)
-            engine_steps(workers[variant][0], warmup)
+            run = engine_run(model, loss_fn, images, masks, device, variant)
+            workers[variant] = (run, run.train)
+            engine_steps(run, run.train, warmup)
         peak_mib[variant] = ((torch.cuda.max_memory_allocated(device) - base) / 2**20
                              if device.type == "cuda" else None)
     best = {variant: math.inf for variant in chosen}
@@ -235,7 +237,7 @@ def measure(size: int, device: torch.device, chosen: list[Variant], steps: int, 
                 model, optimizer = workers[variant]
                 seconds = reference_steps(model, optimizer, loss_fn, images, masks, aug, device, steps)
             else:
-                seconds = engine_steps(workers[variant][0], steps)
+                seconds = engine_steps(*workers[variant], steps)
             best[variant] = min(best[variant], seconds)
     gflops = count_gflops(workers[REFERENCE][0], (size, size))
     rows = []

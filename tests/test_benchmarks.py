@@ -64,3 +64,28 @@ def test_gpu_check_quick_on_cpu_runs_every_part(tmp_path):
     assert [r["verdict"] for r in parts["correctness"]] == ["ok", "ok"]
     assert parts["distance_transform"][0]["verdict"] == "ok"
     assert parts["projection"] and parts["projection"][0]["epochs/cell within 1 h"] > 0
+
+
+def test_step_speed_times_as_many_engine_steps_as_it_divides_by(monkeypatch):
+    """A warm-up epoch must not shrink the split the timed epochs draw from (it once did: the
+    engine was timed on the warm-up's 2 images and credited with 4)."""
+    import torch
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import step_speed
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    from focalbench.losses import build_loss
+    from focalbench.models import build_model
+
+    device = torch.device("cpu")
+    images, masks = step_speed.synthetic(3, 32)
+    model = build_model("unet", in_channels=3, width=4, depth=1)
+    run = step_speed.engine_run(model, build_loss("dice"), images, masks, device, step_speed.Variant("e", "fp32"))
+    split, steps = run.train, []
+    original = step_speed.loop.train_step
+    monkeypatch.setattr(step_speed.loop, "train_step", lambda run, index: steps.append(index) or original(run, index))
+    step_speed.engine_steps(run, split, 1)
+    step_speed.engine_steps(run, split, 3)
+    assert len(steps) == 1 + 3
