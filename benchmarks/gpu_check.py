@@ -73,7 +73,11 @@ class Budget:
 def markdown(rows: list[dict], title: str) -> str:
     from tabulate import tabulate
 
-    body = tabulate(rows, headers="keys", tablefmt="github", floatfmt=".4g", missingval="—") if rows else "(no rows)"
+    body = (
+        tabulate(rows, headers="keys", tablefmt="github", floatfmt=".4g", missingval="—")
+        if rows
+        else "(no rows)"
+    )
     return f"### {title}\n\n{body}\n"
 
 
@@ -102,8 +106,12 @@ def matmul_tflops(device, dtype, n: int, repeats: int) -> float:
 def driver_version() -> str:
     if shutil.which("nvidia-smi") is None:
         return "—"
-    out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else "—"
 
 
@@ -126,7 +134,11 @@ def environment(device, quick: bool) -> tuple[list[dict], dict[str, float]]:
         peaks["bf16"] = matmul_tflops(device, torch.bfloat16, n, 10)
     rows = [
         {"item": "device", "value": describe(device)},
-        {"item": "host", "value": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"},
+        {
+            "item": "host",
+            "value": f"{platform.machine()}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}",
+        },
         {"item": "driver", "value": driver_version()},
         {"item": "torch", "value": torch.__version__},
         {"item": "CUDA (torch built with)", "value": torch.version.cuda or "—"},
@@ -135,28 +147,50 @@ def environment(device, quick: bool) -> tuple[list[dict], dict[str, float]]:
     if on_cuda:
         props = torch.cuda.get_device_properties(device)
         rows += [
-            {"item": "memory", "value": f"{props.total_memory / 2**30:.1f} GiB, {props.multi_processor_count} SMs, "
-                                        f"compute capability {props.major}.{props.minor}"},
+            {
+                "item": "memory",
+                "value": f"{props.total_memory / 2**30:.1f} GiB, "
+                f"{props.multi_processor_count} SMs, "
+                f"compute capability {props.major}.{props.minor}",
+            },
             {"item": "bf16 supported", "value": torch.cuda.is_bf16_supported()},
         ]
     rows += [
-        {"item": "fp32 convolutions", "value": "TF32 (cudnn.allow_tf32)" if tf32 else "IEEE float32"},
-        {"item": "fp32 matmuls", "value": f"torch.get_float32_matmul_precision() = {torch.get_float32_matmul_precision()}"},
+        {
+            "item": "fp32 convolutions",
+            "value": "TF32 (cudnn.allow_tf32)" if tf32 else "IEEE float32",
+        },
+        {
+            "item": "fp32 matmuls",
+            "value": "torch.get_float32_matmul_precision() = "
+            f"{torch.get_float32_matmul_precision()}",
+        },
     ]
     for name in list_protocols():
         precision = get_protocol(name).precision.value
-        used = f"{precision} autocast for the network, losses in float32" if on_cuda and precision != "fp32" else "fp32"
+        used = (
+            f"{precision} autocast for the network, losses in float32"
+            if on_cuda and precision != "fp32"
+            else "fp32"
+        )
         rows.append({"item": f"precision used: {name}", "value": used})
     for precision, tflops in peaks.items():
         kind = " (TF32)" if precision == "fp32" and tf32 else ""
-        rows.append({"item": f"measured peak {precision}{kind} (matmul {n}³)", "value": f"{tflops:.2f} TFLOP/s"})
+        rows.append(
+            {
+                "item": f"measured peak {precision}{kind} (matmul {n}³)",
+                "value": f"{tflops:.2f} TFLOP/s",
+            }
+        )
     return rows, peaks
 
 
-# ----------------------------------------------------------------------------- 2. step speed
+# ----------------------------------------------------------------------------- 4. step speed
 
 
-def step_speed(device, quick: bool, compile_sizes: list[int], peaks: dict[str, float]) -> list[dict]:
+def step_speed(
+    device, quick: bool, compile_sizes: list[int], peaks: dict[str, float]
+) -> list[dict]:
     import step_speed as bench
 
     sizes = [32] if quick else [256, 512]
@@ -168,7 +202,7 @@ def step_speed(device, quick: bool, compile_sizes: list[int], peaks: dict[str, f
     return rows
 
 
-# ----------------------------------------------------------------------------- 3. packing
+# ----------------------------------------------------------------------------- 5. packing
 
 
 def _history(run_dir: Path) -> list[dict]:
@@ -186,17 +220,34 @@ def packing(device, quick: bool, dataset: str, data_dir: str | None, budget: Bud
     size = 32 if quick else 256
     epochs = 1 if quick else 5
     protocol = "smoke" if quick else "paper000"
-    datasets.load(dataset, size=(size, size), data_dir=data_dir)  # resize cache, before workers race
+    datasets.load(
+        dataset, size=(size, size), data_dir=data_dir
+    )  # resize cache, before workers race
     rows = []
     for k in (1, 2) if quick else (1, 2, 4, 8):
         if budget.left() < (20 if quick else 60):
             rows.append({"cells sharing": k, "note": "skipped: out of time"})
             continue
         results = tempfile.mkdtemp(prefix=f"gpu-check-pack{k}-")
-        where = {"gpus": str(device.index or 0), "jobs_per_gpu": k} if on_cuda else {"device": "cpu", "jobs": k}
+        where = (
+            {"gpus": str(device.index or 0), "jobs_per_gpu": k}
+            if on_cuda
+            else {"device": "cpu", "jobs": k}
+        )
         start = time.perf_counter()
-        grid = ablate(dataset, models="unet", losses="dice", seeds=list(range(k)), protocol=protocol, epochs=epochs,
-                      params=[f"size={size}x{size}"], results=results, progress=False, data_dir=data_dir, **where)
+        grid = ablate(
+            dataset,
+            models="unet",
+            losses="dice",
+            seeds=list(range(k)),
+            protocol=protocol,
+            epochs=epochs,
+            params=[f"size={size}x{size}"],
+            results=results,
+            progress=False,
+            data_dir=data_dir,
+            **where,
+        )
         wall = time.perf_counter() - start
         failures = grid.failures()
         steady = 0.0  # Σ over cells of train images / median epoch seconds after the first epoch
@@ -205,11 +256,22 @@ def packing(device, quick: bool, dataset: str, data_dir: str | None, budget: Bud
             run_dir = Path(results) / "runs" / cell.config.key
             history = _history(run_dir)
             n_train = read_json(run_dir / "config.json")["resolved"]["n_images"]["train"]
-            seconds = [float(row["seconds"]) for row in history[1:]] or [float(history[0]["seconds"])]
+            seconds = [float(row["seconds"]) for row in history[1:]] or [
+                float(history[0]["seconds"])
+            ]
             steady += n_train / statistics.median(seconds)
-        rows.append({"cells sharing": k, "epochs": epochs, "size": f"{size}x{size}", "wall s": wall,
-                     "cells/hour": 3600 * k / wall, "train images/s, all cells": steady,
-                     "failed": len(failures), "note": failures[0]["error"] if failures else ""})
+        rows.append(
+            {
+                "cells sharing": k,
+                "epochs": epochs,
+                "size": f"{size}x{size}",
+                "wall s": wall,
+                "cells/hour": 3600 * k / wall,
+                "train images/s, all cells": steady,
+                "failed": len(failures),
+                "note": failures[0]["error"] if failures else "",
+            }
+        )
         shutil.rmtree(results, ignore_errors=True)
     measured = [r for r in rows if "train images/s, all cells" in r and not r["failed"]]
     if measured:
@@ -219,7 +281,7 @@ def packing(device, quick: bool, dataset: str, data_dir: str | None, budget: Bud
     return rows
 
 
-# ----------------------------------------------------------------------------- 4. correctness
+# ----------------------------------------------------------------------------- 2. correctness
 
 
 def _train_once(config, device_name: str, graphs: bool, results: str, data_dir: str | None) -> dict:
@@ -236,9 +298,13 @@ def _train_once(config, device_name: str, graphs: bool, results: str, data_dir: 
     tick = time.perf_counter()
     summary = loop.fit_and_test(run, resume=False, progress=False, on_epoch_end=None)
     history = _history(folder.path)
-    return {"summary": summary, "first loss": float(history[0]["train_loss"]),
-            "last loss": float(history[-1]["train_loss"]), "seconds": time.perf_counter() - tick,
-            "step": run.graphs.mode if run.graphs else "eager"}
+    return {
+        "summary": summary,
+        "first loss": float(history[0]["train_loss"]),
+        "last loss": float(history[-1]["train_loss"]),
+        "seconds": time.perf_counter() - tick,
+        "step": run.graphs.mode if run.graphs else "eager",
+    }
 
 
 def correctness(device, quick: bool, dataset: str, data_dir: str | None) -> list[dict]:
@@ -247,10 +313,20 @@ def correctness(device, quick: bool, dataset: str, data_dir: str | None) -> list
 
     protocol, epochs = ("smoke", 2) if quick else ("paper000", 8)
     results = tempfile.mkdtemp(prefix="gpu-check-correct-")
-    base = {"dataset": dataset, "model": "unet", "loss": "dice", "protocol": protocol, "epochs": epochs}
+    base = {
+        "dataset": dataset,
+        "model": "unet",
+        "loss": "dice",
+        "protocol": protocol,
+        "epochs": epochs,
+    }
     tries = [("cpu", "fp32", False)]
     if device.type == "cuda":
-        tries += [(str(device), "fp32", False), (str(device), "bf16", False), (str(device), "bf16", True)]
+        tries += [
+            (str(device), "fp32", False),
+            (str(device), "bf16", False),
+            (str(device), "bf16", True),
+        ]
     else:  # the quick CPU check still goes through the comparison
         tries += [("cpu", "fp32", False)]
     rows, reference = [], None
@@ -261,16 +337,29 @@ def correctness(device, quick: bool, dataset: str, data_dir: str | None) -> list
         reference = dsc if reference is None else reference
         falls = out["last loss"] < out["first loss"]
         agrees = abs(dsc - reference) <= DSC_TOLERANCE
-        rows.append({"device": device_name, "precision": precision, "step": out["step"],
-                     "epochs": epochs, "first train loss": out["first loss"], "last train loss": out["last loss"],
-                     "test DSC": dsc, "Δ DSC vs CPU fp32": dsc - reference, "seconds": out["seconds"],
-                     "verdict": "ok" if falls and agrees else
-                     ("loss did not fall" if not falls else f"DSC off by more than {DSC_TOLERANCE}")})
+        rows.append(
+            {
+                "device": device_name,
+                "precision": precision,
+                "step": out["step"],
+                "epochs": epochs,
+                "first train loss": out["first loss"],
+                "last train loss": out["last loss"],
+                "test DSC": dsc,
+                "Δ DSC vs CPU fp32": dsc - reference,
+                "seconds": out["seconds"],
+                "verdict": "ok"
+                if falls and agrees
+                else (
+                    "loss did not fall" if not falls else f"DSC off by more than {DSC_TOLERANCE}"
+                ),
+            }
+        )
     shutil.rmtree(results, ignore_errors=True)
     return rows
 
 
-# ----------------------------------------------------------------------------- 5. distance transform
+# ------------------------------------------------------------------------ 3. distance transform
 
 
 def distance_transform(device, quick: bool, dataset: str, data_dir: str | None) -> list[dict]:
@@ -280,13 +369,17 @@ def distance_transform(device, quick: bool, dataset: str, data_dir: str | None) 
     from focalbench.losses.boundary import EdtBackend, distance_map, edt
 
     size = 64 if quick else 256
-    masks = torch.from_numpy(datasets.load(dataset, size=(size, size), data_dir=data_dir).masks[:, None])
+    masks = torch.from_numpy(
+        datasets.load(dataset, size=(size, size), data_dir=data_dir).masks[:, None]
+    )
     masks = masks[:8] if quick else masks
     fg = masks.bool()
     rows = []
     timings = {}
-    for name, tensor, backend in (("scipy (CPU)", fg, EdtBackend.SCIPY),
-                                  (f"torch ({device.type})", fg.to(device), EdtBackend.TORCH)):
+    for name, tensor, backend in (
+        ("scipy (CPU)", fg, EdtBackend.SCIPY),
+        (f"torch ({device.type})", fg.to(device), EdtBackend.TORCH),
+    ):
         start = time.perf_counter()
         dist = edt(tensor, backend)
         dmap = distance_map(tensor.float(), backend)
@@ -295,13 +388,21 @@ def distance_transform(device, quick: bool, dataset: str, data_dir: str | None) 
         timings[name] = (time.perf_counter() - start, dist.cpu(), dmap.cpu())
     (_, d_ref, m_ref), (_, d_dev, m_dev) = timings.values()
     finite = torch.isfinite(d_ref)
-    rows.append({"masks": f"{len(masks)} × {size}x{size} ({dataset})",
-                 "max |EDT diff| px": (d_dev[finite] - d_ref[finite]).abs().max().item(),
-                 "inf where scipy inf": bool(torch.equal(torch.isinf(d_dev), ~finite)),
-                 "max |DPT map diff|": (m_dev - m_ref).abs().max().item(),
-                 "tolerance": EDT_TOLERANCE,
-                 **{f"{name} s": seconds for name, (seconds, _, _) in timings.items()}})
-    rows[0]["verdict"] = "ok" if rows[0]["max |DPT map diff|"] <= EDT_TOLERANCE and rows[0]["inf where scipy inf"] else "differs"
+    rows.append(
+        {
+            "masks": f"{len(masks)} × {size}x{size} ({dataset})",
+            "max |EDT diff| px": (d_dev[finite] - d_ref[finite]).abs().max().item(),
+            "inf where scipy inf": bool(torch.equal(torch.isinf(d_dev), ~finite)),
+            "max |DPT map diff|": (m_dev - m_ref).abs().max().item(),
+            "tolerance": EDT_TOLERANCE,
+            **{f"{name} s": seconds for name, (seconds, _, _) in timings.items()},
+        }
+    )
+    rows[0]["verdict"] = (
+        "ok"
+        if rows[0]["max |DPT map diff|"] <= EDT_TOLERANCE and rows[0]["inf where scipy inf"]
+        else "differs"
+    )
     return rows
 
 
@@ -315,8 +416,16 @@ def _steps_per_s(rows: list[dict], size: int, variant: str) -> float | None:
     return None
 
 
+def _step_time(size: tuple[int, int], small: tuple[int, float], large: tuple[int, float]) -> float:
+    """Seconds per step at ``size`` = (H, W), linear in the pixel count between two measured
+    square sizes ``(side, seconds)``."""
+    (a, t_a), (b, t_b) = small, large
+    share = (size[0] * size[1] - a * a) / (b * b - a * a) if b != a else 0.0
+    return t_a + share * (t_b - t_a)
+
+
 def projection(speed: list[dict], packed: list[dict]) -> list[dict]:
-    """Table 2's wall time = epochs × Σ cells (train + EVAL_COST·val steps) × t(size) / packing gain.
+    """Table 2's wall time = epochs × Σ cells (train + EVAL_COST·val steps) × t(size) / gain.
 
     t(size): measured step time at 256² and 512² (batch 1), linear in the pixel count between
     them (CVC-ClinicDB's 288×384); packing gain: the steady throughput with the best number of
@@ -328,29 +437,38 @@ def projection(speed: list[dict], packed: list[dict]) -> list[dict]:
     small, large = sizes[0], sizes[-1]
     measured = [r for r in packed if r.get("train images/s, all cells") and not r.get("failed")]
     one = next((r for r in measured if r["cells sharing"] == 1), None)
-    gain = (max(r["train images/s, all cells"] for r in measured) / one["train images/s, all cells"]
-            if one else 1.0)
+    gain = (
+        max(r["train images/s, all cells"] for r in measured) / one["train images/s, all cells"]
+        if one
+        else 1.0
+    )
     rows = []
-    for variant, packs in (("engine bf16", True), ("engine bf16 +graph", False), ("engine bf16 +compile", False),
-                           ("engine fp32", True)):
+    for variant, packs in (
+        ("engine bf16", True),
+        ("engine bf16 +graph", False),
+        ("engine bf16 +compile", False),
+        ("engine fp32", True),
+    ):
         fast, slow = _steps_per_s(speed, small, variant), _steps_per_s(speed, large, variant)
         if fast is None or slow is None:
             continue
-        t_small, t_large = 1 / fast, 1 / slow
-
-        def step_time(h: int, w: int) -> float:
-            pixels = h * w
-            share = (pixels - small**2) / (large**2 - small**2) if large != small else 0.0
-            return t_small + share * (t_large - t_small)
-
-        per_epoch = TABLE2_LOSSES * sum((d["train"] + EVAL_COST * d["val"]) * step_time(*d["size"])
-                                        for d in TABLE2_DATASETS.values())
+        per_epoch = TABLE2_LOSSES * sum(
+            (d["train"] + EVAL_COST * d["val"])
+            * _step_time(d["size"], (small, 1 / fast), (large, 1 / slow))
+            for d in TABLE2_DATASETS.values()
+        )
         speedup = gain if packs else 1.0
         per_epoch /= speedup
-        rows.append({"cells run as": f"{variant}, " + (f"packed (×{gain:.2f} measured)" if packs else "one at a time"),
-                     "s per epoch of all 27 cells": per_epoch,
-                     "100 epochs, h": 100 * per_epoch / 3600, "500 epochs (cap), h": 500 * per_epoch / 3600,
-                     "epochs/cell within 1 h": GOAL_SECONDS / per_epoch})
+        rows.append(
+            {
+                "cells run as": f"{variant}, "
+                + (f"packed (×{gain:.2f} measured)" if packs else "one at a time"),
+                "s per epoch of all 27 cells": per_epoch,
+                "100 epochs, h": 100 * per_epoch / 3600,
+                "500 epochs (cap), h": 500 * per_epoch / 3600,
+                "epochs/cell within 1 h": GOAL_SECONDS / per_epoch,
+            }
+        )
     return rows
 
 
@@ -360,13 +478,28 @@ def projection(speed: list[dict], packed: list[dict]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes and steps: checks every part runs")
-    parser.add_argument("--out", default="gpu-check", help="folder for gpu_check.md and gpu_check.json")
-    parser.add_argument("--dataset", default="sample", help="prepared dataset for packing/correctness/EDT")
-    parser.add_argument("--data-dir", default=None, help="prepared-datasets folder (e.g. one holding drive)")
-    parser.add_argument("--compile-sizes", type=int, nargs="*", default=[256],
-                        help="sizes that also run the torch.compile variants (each compile costs ~1 min)")
-    parser.add_argument("--budget-s", type=float, default=420.0, help="skip parts that would overrun this")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes and steps: checks every part runs"
+    )
+    parser.add_argument(
+        "--out", default="gpu-check", help="folder for gpu_check.md and gpu_check.json"
+    )
+    parser.add_argument(
+        "--dataset", default="sample", help="prepared dataset for packing/correctness/EDT"
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="prepared-datasets folder (e.g. one holding drive)"
+    )
+    parser.add_argument(
+        "--compile-sizes",
+        type=int,
+        nargs="*",
+        default=[256],
+        help="sizes that also run the torch.compile variants (each compile costs ~1 min)",
+    )
+    parser.add_argument(
+        "--budget-s", type=float, default=420.0, help="skip parts that would overrun this"
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # step_speed.py beside this file
     import torch
@@ -375,13 +508,18 @@ def main() -> None:
 
     device = resolve_device(args.device)
     if args.quick and device.type == "cpu":
-        args.compile_sizes = []  # inductor on the CPU takes ~1 min here; tests/test_step.py covers it
+        # inductor on the CPU takes ~1 min here; tests/test_step.py covers it
+        args.compile_sizes = []
     budget = Budget(args.budget_s)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     parts: dict[str, list[dict]] = {}
-    texts: list[str] = [f"## gpu_check — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
-                        f"Command: `python benchmarks/gpu_check.py {' '.join(sys.argv[1:])}`\n"]
+    texts: list[str] = [
+        (
+            f"## gpu_check — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
+            f"Command: `python benchmarks/gpu_check.py {' '.join(sys.argv[1:])}`\n"
+        )
+    ]
 
     def report(name: str, title: str, rows: list[dict]) -> None:
         parts[name] = rows
@@ -392,7 +530,16 @@ def main() -> None:
 
     def attempt(name: str, title: str, need_s: float, work) -> list[dict]:
         if budget.left() < need_s:
-            report(name, title, [{"note": f"skipped: {budget.left():.0f} s left of --budget-s, needs ~{need_s:.0f}"}])
+            report(
+                name,
+                title,
+                [
+                    {
+                        "note": f"skipped: {budget.left():.0f} s left of --budget-s, "
+                        f"needs ~{need_s:.0f}"
+                    }
+                ],
+            )
             return []
         start = time.perf_counter()
         try:
@@ -406,16 +553,36 @@ def main() -> None:
     report("environment", "1. Environment", env_rows)
     quick = args.quick
     # Correctness first: it is what a short lease must not miss; the projection needs 4 and 5.
-    attempt("correctness", f"2. Correctness ({args.dataset}; tolerance |Δ DSC| ≤ {DSC_TOLERANCE})",
-            10 if quick else 60, lambda: correctness(device, quick, args.dataset, args.data_dir))
-    attempt("distance_transform", "3. Distance transform: torch EDT on the device vs SciPy on the CPU",
-            5 if quick else 20, lambda: distance_transform(device, quick, args.dataset, args.data_dir))
-    speed = attempt("step_speed", "4. Step speed (batch 1, paper-000 U-Net, Dice, MIScnn augmentation)",
-                    10 if quick else 60, lambda: step_speed(device, quick, args.compile_sizes, peaks))
-    packed = attempt("packing", f"5. Packing ({args.dataset}, U-Net, ablate cells sharing the {device.type})",
-                     15 if quick else 90, lambda: packing(device, quick, args.dataset, args.data_dir, budget))
-    attempt("projection", "6. Projection: paper 000 Table 2 (27 cells, batch 1) on this device, goal < 1 h",
-            0, lambda: projection(speed, packed))
+    attempt(
+        "correctness",
+        f"2. Correctness ({args.dataset}; tolerance |Δ DSC| ≤ {DSC_TOLERANCE})",
+        10 if quick else 60,
+        lambda: correctness(device, quick, args.dataset, args.data_dir),
+    )
+    attempt(
+        "distance_transform",
+        "3. Distance transform: torch EDT on the device vs SciPy on the CPU",
+        5 if quick else 20,
+        lambda: distance_transform(device, quick, args.dataset, args.data_dir),
+    )
+    speed = attempt(
+        "step_speed",
+        "4. Step speed (batch 1, paper-000 U-Net, Dice, MIScnn augmentation)",
+        10 if quick else 60,
+        lambda: step_speed(device, quick, args.compile_sizes, peaks),
+    )
+    packed = attempt(
+        "packing",
+        f"5. Packing ({args.dataset}, U-Net, ablate cells sharing the {device.type})",
+        15 if quick else 90,
+        lambda: packing(device, quick, args.dataset, args.data_dir, budget),
+    )
+    attempt(
+        "projection",
+        "6. Projection: paper 000 Table 2 (27 cells, batch 1) on this device, goal < 1 h",
+        0,
+        lambda: projection(speed, packed),
+    )
     print(f"tables written to {out / 'gpu_check.md'}; torch {torch.__version__}")
 
 

@@ -26,15 +26,22 @@ import time
 
 from focalbench.grid import ablate
 
-
 GRIDS = {"attention-se": {"attention": "se"}, "losses": {"study": "losses"}}
 QUICK_GRIDS = {"one cell": {"models": "unet", "losses": "dice"}}
 
 
 def measure(study: dict, results: str, epochs: int | None, jobs: int) -> tuple[float, float, int]:
     start = time.perf_counter()
-    grid = ablate("sample", **study, protocol="smoke", epochs=epochs, device="cpu", results=results,
-                  jobs=jobs, progress=False)
+    grid = ablate(
+        "sample",
+        **study,
+        protocol="smoke",
+        epochs=epochs,
+        device="cpu",
+        results=results,
+        jobs=jobs,
+        progress=False,
+    )
     wall = time.perf_counter() - start
     inside = sum(c.result.seconds for c in grid.cells if c.result)
     if grid.failures():
@@ -44,7 +51,9 @@ def measure(study: dict, results: str, epochs: int | None, jobs: int) -> tuple[f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per cell (default: the smoke protocol's)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="epochs per cell (default: the smoke protocol's)"
+    )
     parser.add_argument("--results", default=None, help="results folder (default: a temporary one)")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1], help="worker counts to compare")
     parser.add_argument("--grids", nargs="+", choices=sorted(GRIDS), default=sorted(GRIDS))
@@ -57,10 +66,14 @@ def main() -> None:
 
     from focalbench.threads import cpu_cores
 
-    print(f"device: CPU ({platform.machine()}, {cpu_cores()} cores, load average "
-          f"{os.getloadavg()[0]:.1f}), torch {torch.__version__}")
-    print("| grid (smoke, sample, CPU) | jobs | cells | wall s | inside cells s | overhead s | overhead % "
-          "| wall / wall at first jobs | rerun s (all skipped) |")
+    print(
+        f"device: CPU ({platform.machine()}, {cpu_cores()} cores, load average "
+        f"{os.getloadavg()[0]:.1f}), torch {torch.__version__}"
+    )
+    print(
+        "| grid (smoke, sample, CPU) | jobs | cells | wall s | inside cells s | overhead s "
+        "| overhead % | wall / wall at first jobs | rerun s (all skipped) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, study in grids.items():
         first = None
@@ -71,8 +84,11 @@ def main() -> None:
             rerun, _, _ = measure(study, results, epochs, jobs)
             first = first or wall
             overhead = wall - inside
-            print(f"| {name} | {jobs} | {n} | {wall:.1f} | {inside:.1f} | {overhead:.2f} | "
-                  f"{100 * overhead / wall:.1f} | {wall / first:.2f} | {rerun:.2f} |", flush=True)
+            print(
+                f"| {name} | {jobs} | {n} | {wall:.1f} | {inside:.1f} | {overhead:.2f} | "
+                f"{100 * overhead / wall:.1f} | {wall / first:.2f} | {rerun:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

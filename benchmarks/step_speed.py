@@ -70,7 +70,9 @@ def synthetic(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
 class ReferenceDataset(torch.utils.data.Dataset):
     """Per-sample CPU augmentation, batchgenerators-style (what a typical training script does)."""
 
-    def __init__(self, images: np.ndarray, masks: np.ndarray, aug: Augmentation, seed: int = 0) -> None:
+    def __init__(
+        self, images: np.ndarray, masks: np.ndarray, aug: Augmentation, seed: int = 0
+    ) -> None:
         self.images, self.masks, self.aug = images, masks, aug
         self.rng = np.random.default_rng(seed)
 
@@ -83,12 +85,16 @@ class ReferenceDataset(torch.utils.data.Dataset):
         x = (x - x.mean(axis=(1, 2), keepdims=True)) / (x.std(axis=(1, 2), keepdims=True) + 1e-6)
         y = self.masks[i].astype(np.float32)
         _, h, w = x.shape
-        coords = np.stack(np.meshgrid(np.arange(h) - (h - 1) / 2, np.arange(w) - (w - 1) / 2, indexing="ij"))
+        coords = np.stack(
+            np.meshgrid(np.arange(h) - (h - 1) / 2, np.arange(w) - (w - 1) / 2, indexing="ij")
+        )
         moved = False
         if rng.random() < aug.p_per_sample:  # elastic
             alpha, sigma = rng.uniform(*aug.elastic_alpha), rng.uniform(*aug.elastic_sigma)
             for axis in range(2):
-                coords[axis] += ndi.gaussian_filter(rng.uniform(-1, 1, (h, w)), sigma, mode="constant") * alpha
+                coords[axis] += (
+                    ndi.gaussian_filter(rng.uniform(-1, 1, (h, w)), sigma, mode="constant") * alpha
+                )
             moved = True
         matrix = np.eye(2)
         if rng.random() < aug.p_per_sample:  # rotation
@@ -109,13 +115,19 @@ class ReferenceDataset(torch.utils.data.Dataset):
                 x, y = np.flip(x, axis), np.flip(y, axis - 1)
         if rng.random() < aug.p_per_sample:
             x = x * rng.uniform(*aug.brightness)
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))[None]
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))[
+            None
+        ]
 
 
 def reference_steps(model, optimizer, loss_fn, images, masks, aug, device, steps: int) -> float:
     """Seconds for ``steps`` reference steps."""
-    loader = torch.utils.data.DataLoader(ReferenceDataset(images[:steps], masks[:steps], aug),
-                                         batch_size=1, shuffle=True, num_workers=0)
+    loader = torch.utils.data.DataLoader(
+        ReferenceDataset(images[:steps], masks[:steps], aug),
+        batch_size=1,
+        shuffle=True,
+        num_workers=0,
+    )
     model.train()
     _sync(device)
     start = time.perf_counter()
@@ -153,7 +165,9 @@ def variants(device: torch.device, compile: bool) -> list[Variant]:
         if on_cuda:
             out.append(Variant(f"engine {precision} +graph", precision, graphs=True))
         if compile:
-            out.append(Variant(f"engine {precision} +compile", precision, compile=True, graphs=on_cuda))
+            out.append(
+                Variant(f"engine {precision} +compile", precision, compile=True, graphs=on_cuda)
+            )
     return out
 
 
@@ -163,16 +177,33 @@ def engine_run(model, loss_fn, images, masks, device, variant: Variant) -> loop.
     optimizer = loop.build_optimizer(model, recipe, device)
     generator = torch.Generator(device=device)
     generator.manual_seed(0)
-    split = DeviceSplit(images=torch.from_numpy(images).to(device), masks=torch.from_numpy(masks)[:, None].to(device),
-                        fov=None, ids=[str(i) for i in range(len(images))])
+    split = DeviceSplit(
+        images=torch.from_numpy(images).to(device),
+        masks=torch.from_numpy(masks)[:, None].to(device),
+        fov=None,
+        ids=[str(i) for i in range(len(images))],
+    )
     autocast = torch.bfloat16 if device.type == "cuda" and variant.precision == "bf16" else None
     run = loop.Run(
-        config=RunConfig(dataset="synthetic", model="unet", loss="dice"), recipe=recipe, device=device,
-        folder=RunFolder(Path("unused")), train=split, val=split, test=split, model=model,
+        config=RunConfig(dataset="synthetic", model="unet", loss="dice"),
+        recipe=recipe,
+        device=device,
+        folder=RunFolder(Path("unused")),
+        train=split,
+        val=split,
+        test=split,
+        model=model,
         forward=torch.compile(model) if variant.compile else model,
-        loss=loss_fn, optimizer=optimizer, plateau=None, per_step=None,
-        scaler=torch.amp.GradScaler(device.type, enabled=False), generator=generator,
-        autocast_dtype=autocast, model_params={}, size=tuple(images.shape[-2:]), input_stats=None,
+        loss=loss_fn,
+        optimizer=optimizer,
+        plateau=None,
+        per_step=None,
+        scaler=torch.amp.GradScaler(device.type, enabled=False),
+        generator=generator,
+        autocast_dtype=autocast,
+        model_params={},
+        size=tuple(images.shape[-2:]),
+        input_stats=None,
     )
     if variant.graphs:
         run.graphs = loop.StepGraphs(run, loop.capture_blocker(run))
@@ -182,8 +213,9 @@ def engine_run(model, loss_fn, images, masks, device, variant: Variant) -> loop.
 def engine_steps(run: loop.Run, split: DeviceSplit, steps: int) -> float:
     """Seconds for one epoch over the first ``steps`` images of ``split`` (batch 1; the engine's one
     host read included). Slices of one split share its storage, so a captured gather stays valid."""
-    run.train = dataclasses.replace(split, images=split.images[:steps], masks=split.masks[:steps],
-                                    ids=split.ids[:steps])
+    run.train = dataclasses.replace(
+        split, images=split.images[:steps], masks=split.masks[:steps], ids=split.ids[:steps]
+    )
     _sync(run.device)
     start = time.perf_counter()
     loop.train_epoch(run, Quiet()).item()  # the engine's one host read per epoch
@@ -203,8 +235,15 @@ def _allocated(device: torch.device) -> int:
 # ----------------------------------------------------------------------------- table
 
 
-def measure(size: int, device: torch.device, chosen: list[Variant], steps: int, warmup: int, repeats: int,
-            peak_tflops: dict[str, float] | None = None) -> list[dict]:
+def measure(
+    size: int,
+    device: torch.device,
+    chosen: list[Variant],
+    steps: int,
+    warmup: int,
+    repeats: int,
+    peak_tflops: dict[str, float] | None = None,
+) -> list[dict]:
     """One row per variant at ``size``×``size``, batch 1: steps/s (best of ``repeats``), the ratio
     to the reference, peak memory, the step mode, and the floor at ``peak_tflops[precision]``."""
     aug = get_protocol("paper000").augmentation
@@ -228,14 +267,19 @@ def measure(size: int, device: torch.device, chosen: list[Variant], steps: int, 
             run = engine_run(model, loss_fn, images, masks, device, variant)
             workers[variant] = (run, run.train)
             engine_steps(run, run.train, warmup)
-        peak_mib[variant] = ((torch.cuda.max_memory_allocated(device) - base) / 2**20
-                             if device.type == "cuda" else None)
+        peak_mib[variant] = (
+            (torch.cuda.max_memory_allocated(device) - base) / 2**20
+            if device.type == "cuda"
+            else None
+        )
     best = {variant: math.inf for variant in chosen}
     for _ in range(repeats):
         for variant in chosen:
             if variant is REFERENCE:
                 model, optimizer = workers[variant]
-                seconds = reference_steps(model, optimizer, loss_fn, images, masks, aug, device, steps)
+                seconds = reference_steps(
+                    model, optimizer, loss_fn, images, masks, aug, device, steps
+                )
             else:
                 seconds = engine_steps(*workers[variant], steps)
             best[variant] = min(best[variant], seconds)
@@ -244,10 +288,17 @@ def measure(size: int, device: torch.device, chosen: list[Variant], steps: int, 
     for variant in chosen:
         run = None if variant is REFERENCE else workers[variant][0]
         precision = variant.precision or "fp32"
-        row = {"size": f"{size}x{size}", "batch": 1, "variant": variant.name, "steps/s": steps / best[variant],
-               "ratio vs reference": best[REFERENCE] / best[variant],
-               "peak MiB": peak_mib[variant],
-               "step": "reference loop" if run is None else (run.graphs.mode if run.graphs else "eager")}
+        row = {
+            "size": f"{size}x{size}",
+            "batch": 1,
+            "variant": variant.name,
+            "steps/s": steps / best[variant],
+            "ratio vs reference": best[REFERENCE] / best[variant],
+            "peak MiB": peak_mib[variant],
+            "step": "reference loop"
+            if run is None
+            else (run.graphs.mode if run.graphs else "eager"),
+        }
         if peak_tflops and precision in peak_tflops:
             row["floor steps/s"] = peak_tflops[precision] * 1e3 / (3 * gflops)
         rows.append(row)
@@ -262,19 +313,34 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true", help="add the torch.compile variants")
-    parser.add_argument("--peak-tflops", type=float, default=None,
-                        help="dense peak of the engine's precision for the floor (H100 SXM bf16: 989)")
-    parser.add_argument("--quick", action="store_true", help="32x32, 2 steps, 1 repeat: checks the code runs")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="dense peak of the engine's precision for the floor (H100 SXM bf16: 989)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="32x32, 2 steps, 1 repeat: checks the code runs"
+    )
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.steps, args.warmup, args.repeats = [32], 2, 1, 1
     device = resolve_device(args.device)
     chosen = variants(device, args.compile)
-    peaks = None if args.peak_tflops is None else {v.precision or "fp32": args.peak_tflops for v in chosen}
-    rows = [row for size in args.sizes
-            for row in measure(size, device, chosen, args.steps, args.warmup, args.repeats, peaks)]
-    print(f"device: {describe(device)}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
-          f"{args.steps} timed steps × best of {args.repeats}")
+    peaks = (
+        None
+        if args.peak_tflops is None
+        else {v.precision or "fp32": args.peak_tflops for v in chosen}
+    )
+    rows = [
+        row
+        for size in args.sizes
+        for row in measure(size, device, chosen, args.steps, args.warmup, args.repeats, peaks)
+    ]
+    print(
+        f"device: {describe(device)}; torch {torch.__version__}; "
+        f"threads {torch.get_num_threads()}; {args.steps} timed steps × best of {args.repeats}"
+    )
     print(tabulate(rows, headers="keys", tablefmt="github", floatfmt=".3f", missingval="—"))
 
 

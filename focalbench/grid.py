@@ -236,7 +236,7 @@ def _csv(values: str | Sequence[Any] | None) -> list[str]:
 
 
 def _on_cpu(device: str) -> bool:
-    """Whether cells on ``device`` train on the CPU (``auto`` asks torch whether CUDA is visible)."""
+    """Whether cells on ``device`` train on the CPU (``auto``: whether torch sees no CUDA)."""
     if device == "auto":
         import torch
 

@@ -20,8 +20,13 @@ import os
 GPU_WORKER_THREADS = 2
 
 # Pools read from the environment when their library loads (in this process, or a child).
-POOL_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                  "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+POOL_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
 
 
 def cpu_cores() -> int:

@@ -25,9 +25,20 @@ def _one_core() -> None:
 
 
 def run_script(name: str, *args: str, timeout: float = 240) -> str:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True,
-                          env=env, timeout=timeout, preexec_fn=_one_core, cwd=ROOT)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+        preexec_fn=_one_core,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return done.stdout
 
@@ -54,11 +65,22 @@ def test_grid_overhead_quick_runs_a_grid_and_its_all_skipped_rerun():
 def test_gpu_check_quick_on_cpu_runs_every_part(tmp_path):
     out = run_script("gpu_check.py", "--device", "cpu", "--quick", "--out", str(tmp_path))
     text = (tmp_path / "gpu_check.md").read_text()
-    for title in ("1. Environment", "2. Correctness", "3. Distance transform", "4. Step speed", "5. Packing",
-                  "6. Projection"):
+    for title in (
+        "1. Environment",
+        "2. Correctness",
+        "3. Distance transform",
+        "4. Step speed",
+        "5. Packing",
+        "6. Projection",
+    ):
         assert title in text and title in out
     parts = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert not [row for rows in parts.values() for row in rows if "note" in row and "failed" in str(row["note"])]
+    assert not [
+        row
+        for rows in parts.values()
+        for row in rows
+        if "note" in row and "failed" in str(row["note"])
+    ]
     assert [r["cells sharing"] for r in parts["packing"]] == [1, 2]
     assert all(r["failed"] == 0 for r in parts["packing"])
     assert [r["verdict"] for r in parts["correctness"]] == ["ok", "ok"]
@@ -82,10 +104,16 @@ def test_step_speed_times_as_many_engine_steps_as_it_divides_by(monkeypatch):
     device = torch.device("cpu")
     images, masks = step_speed.synthetic(3, 32)
     model = build_model("unet", in_channels=3, width=4, depth=1)
-    run = step_speed.engine_run(model, build_loss("dice"), images, masks, device, step_speed.Variant("e", "fp32"))
+    run = step_speed.engine_run(
+        model, build_loss("dice"), images, masks, device, step_speed.Variant("e", "fp32")
+    )
     split, steps = run.train, []
     original = step_speed.loop.train_step
-    monkeypatch.setattr(step_speed.loop, "train_step", lambda run, index: steps.append(index) or original(run, index))
+    monkeypatch.setattr(
+        step_speed.loop,
+        "train_step",
+        lambda run, index: steps.append(index) or original(run, index),
+    )
     step_speed.engine_steps(run, split, 1)
     step_speed.engine_steps(run, split, 3)
     assert len(steps) == 1 + 3

@@ -18,12 +18,19 @@ from focalbench.engine.run_folder import RunFolder
 # other sign moves a weight by 2·lr, and two correct implementations then differ by 2·lr.
 # depth 1, width 4: inductor compiles this U-Net's step in ~20 s on one loaded CPU core (the
 # smoke U-Net takes ~60 s).
-TINY = RunConfig(dataset="sample", model="unet", loss="dice", protocol="smoke",
-                 model_params={"width": 4, "depth": 1},
-                 overrides={"optimizer": "sgd", "lr": 0.1, "momentum": 0.9})
+TINY = RunConfig(
+    dataset="sample",
+    model="unet",
+    loss="dice",
+    protocol="smoke",
+    model_params={"width": 4, "depth": 1},
+    overrides={"optimizer": "sgd", "lr": 0.1, "momentum": 0.9},
+)
 
 
-def _run(tmp_path: Path, name: str, device: str, compile: bool, config: RunConfig = TINY) -> loop.Run:
+def _run(
+    tmp_path: Path, name: str, device: str, compile: bool, config: RunConfig = TINY
+) -> loop.Run:
     return loop.setup(config, torch.device(device), RunFolder(tmp_path / name), compile)
 
 
@@ -46,8 +53,9 @@ def test_capture_blocker_names_why_a_step_cannot_be_one_graph(tmp_path):
     on_cuda = dataclasses.replace(run, device=torch.device("cuda"))
     scaled = dataclasses.replace(on_cuda, scaler=torch.amp.GradScaler("cpu", enabled=True))
     assert "fp16 loss scaling" in loop.capture_blocker(scaled)
-    per_step = dataclasses.replace(on_cuda, per_step=torch.optim.lr_scheduler.LambdaLR(
-        run.optimizer, lambda step: 1.0))
+    per_step = dataclasses.replace(
+        on_cuda, per_step=torch.optim.lr_scheduler.LambdaLR(run.optimizer, lambda step: 1.0)
+    )
     assert "every step" in loop.capture_blocker(per_step)
 
 
@@ -77,8 +85,13 @@ def test_captured_step_replays_the_eager_step_on_cuda(tmp_path):
 def test_no_training_step_synchronises_with_the_host(tmp_path, graphs):
     """torch.cuda.set_sync_debug_mode("error") raises at any synchronising call (.item(), a
     blocking copy, nonzero); a whole epoch of steps runs under it once warmed up and captured."""
-    config = RunConfig(dataset="sample", model="unet", loss="dice+ce+dpt", protocol="smoke",
-                       overrides={"precision": "bf16"})
+    config = RunConfig(
+        dataset="sample",
+        model="unet",
+        loss="dice+ce+dpt",
+        protocol="smoke",
+        overrides={"precision": "bf16"},
+    )
     run = _run(tmp_path, "r", "cuda", False, config)
     if graphs:
         run.graphs = loop.StepGraphs(run, loop.capture_blocker(run))
