@@ -71,10 +71,14 @@ def test_captured_step_replays_the_eager_step_on_cuda(tmp_path):
     graphed = _run(tmp_path, "graphed", "cuda", False, config)
     graphed.graphs = loop.StepGraphs(graphed, loop.capture_blocker(graphed))
     for step in range(loop.WARMUP_STEPS + 4):
+        if step == loop.WARMUP_STEPS + 2:  # a plateau step: the recorded lr must not linger
+            for run in (eager, graphed):
+                run.optimizer.param_groups[0]["lr"] = 0.01
         index = torch.arange(4, device="cuda") + 4 * step
         a, b = loop.train_step(eager, index), loop.train_step(graphed, index)
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
-    assert graphed.graphs.mode == "cuda-graph" and graphed.graphs.captured
+    assert graphed.graphs.mode == "cuda-graph"
+    assert graphed.graphs.captured[4].lrs == (0.01,)
     for p, q in zip(_params(eager), _params(graphed)):
         torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-5)
 
