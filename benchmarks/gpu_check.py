@@ -436,8 +436,9 @@ def projection(speed: list[dict], packed: list[dict]) -> list[dict]:
     them (CVC-ClinicDB's 288×384); packing gain: the steady throughput with the best number of
     packed cells over one cell's, both measured at 256².
     """
+    speed = [row for row in speed if "steps/s" in row]  # a skipped or failed part has a note only
     if not speed:
-        return []
+        return [{"note": "no step speed measured: nothing to project"}]
     sizes = sorted({int(row["size"].split("x")[0]) for row in speed})
     small, large = sizes[0], sizes[-1]
     measured = [r for r in packed if r.get("train images/s, all cells") and not r.get("failed")]
