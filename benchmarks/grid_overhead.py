@@ -9,9 +9,11 @@ then reruns each (every cell skipped: the cost of resuming a finished grid).
 where a cell's seconds span its ``run_cell`` call (lock, status, ``train``), so the overhead
 counts planning, worker spawn and its ``import torch``, task dispatch, pruning decisions,
 ``grid.json`` writes and result collection — everything the grid adds around training. Target:
-< 5 % of the wall time. Usage::
+< 5 % of the wall time. ``--jobs 1 2`` runs each grid once per worker count (the thread budget
+of ``focalbench.threads`` splits the cores between the workers) and adds the wall-time ratio to
+the first; ``--quick``: one 1-cell grid of one epoch. Usage::
 
-    OMP_NUM_THREADS=1 python benchmarks/grid_overhead.py [--epochs N] [--results DIR]
+    python benchmarks/grid_overhead.py [--epochs N] [--jobs 1 2] [--results DIR] [--quick]
 """
 
 from __future__ import annotations
@@ -24,14 +26,22 @@ import time
 
 from focalbench.grid import ablate
 
-
 GRIDS = {"attention-se": {"attention": "se"}, "losses": {"study": "losses"}}
+QUICK_GRIDS = {"one cell": {"models": "unet", "losses": "dice"}}
 
 
-def measure(study: dict, results: str, epochs: int | None) -> tuple[float, float, int]:
+def measure(study: dict, results: str, epochs: int | None, jobs: int) -> tuple[float, float, int]:
     start = time.perf_counter()
-    grid = ablate("sample", **study, protocol="smoke", epochs=epochs, device="cpu", results=results,
-                  jobs=1, progress=False)
+    grid = ablate(
+        "sample",
+        **study,
+        protocol="smoke",
+        epochs=epochs,
+        device="cpu",
+        results=results,
+        jobs=jobs,
+        progress=False,
+    )
     wall = time.perf_counter() - start
     inside = sum(c.result.seconds for c in grid.cells if c.result)
     if grid.failures():
@@ -41,23 +51,45 @@ def measure(study: dict, results: str, epochs: int | None) -> tuple[float, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per cell (default: the smoke protocol's)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="epochs per cell (default: the smoke protocol's)"
+    )
     parser.add_argument("--results", default=None, help="results folder (default: a temporary one)")
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1], help="worker counts to compare")
+    parser.add_argument("--grids", nargs="+", choices=sorted(GRIDS), default=sorted(GRIDS))
+    parser.add_argument("--quick", action="store_true", help="one 1-cell grid of one epoch")
     args = parser.parse_args()
-    results = args.results or tempfile.mkdtemp(prefix="focalbench-grid-overhead-")
+    grids = QUICK_GRIDS if args.quick else {name: GRIDS[name] for name in args.grids}
+    epochs = 1 if args.quick else args.epochs
     # Imported here, not at the top: spawned workers re-import this script as their __main__.
     import torch
 
-    print(f"device: CPU ({platform.machine()}, {os.cpu_count()} cores), torch {torch.__version__}, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
-    print("| grid (smoke, sample, 1 CPU worker) | cells | wall s | inside cells s | overhead s | overhead % | rerun s (all skipped) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, study in GRIDS.items():
-        wall, inside, n = measure(study, results, args.epochs)
-        rerun, _, _ = measure(study, results, args.epochs)
-        overhead = wall - inside
-        print(f"| {name} | {n} | {wall:.1f} | {inside:.1f} | {overhead:.2f} | {100 * overhead / wall:.1f} | {rerun:.2f} |",
-              flush=True)
+    from focalbench.threads import cpu_cores
+
+    print(
+        f"device: CPU ({platform.machine()}, {cpu_cores()} cores, load average "
+        f"{os.getloadavg()[0]:.1f}), torch {torch.__version__}"
+    )
+    print(
+        "| grid (smoke, sample, CPU) | jobs | cells | wall s | inside cells s | overhead s "
+        "| overhead % | wall / wall at first jobs | rerun s (all skipped) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, study in grids.items():
+        first = None
+        for jobs in args.jobs:
+            # A fresh folder per worker count: the second would otherwise skip every cell.
+            results = tempfile.mkdtemp(prefix=f"focalbench-grid-overhead-{jobs}-", dir=args.results)
+            wall, inside, n = measure(study, results, epochs, jobs)
+            rerun, _, _ = measure(study, results, epochs, jobs)
+            first = first or wall
+            overhead = wall - inside
+            print(
+                f"| {name} | {jobs} | {n} | {wall:.1f} | {inside:.1f} | {overhead:.2f} | "
+                f"{100 * overhead / wall:.1f} | {wall / first:.2f} | {rerun:.2f} |",
+                flush=True,
+            )
+
 
 if __name__ == "__main__":
     main()

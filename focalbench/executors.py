@@ -43,6 +43,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from focalbench import threads
 from focalbench.config import RunConfig
 from focalbench.errors import FocalbenchError
 from focalbench.processes import pid_alive, start_time
@@ -296,8 +297,9 @@ def _watch_parent(parent_pid: int) -> None:
         time.sleep(0.5)
 
 
-def _slot_main(device: str, channel: Any, parent_pid: int) -> None:
+def _slot_main(device: str, channel: Any, parent_pid: int, slots: int) -> None:
     _die_with_parent(parent_pid)
+    threads.limit_worker_threads(device, slots)  # before any network is built
     while True:
         try:
             task = channel.recv()
@@ -339,7 +341,7 @@ class LocalExecutor:
         if self._channels[slot] is not None:
             self._channels[slot].close()
         ours, theirs = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_slot_main, args=(self.slots[slot], theirs, os.getpid()), daemon=True)
+        proc = self._ctx.Process(target=_slot_main, args=(self.slots[slot], theirs, os.getpid(), self.capacity), daemon=True)
         proc.start()
         theirs.close()  # only the worker holds its end now, so its death reads as EOF here
         self._procs[slot], self._channels[slot] = proc, ours

@@ -38,6 +38,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from focalbench import threads
 from focalbench.config import RunConfig, split_params
 from focalbench.errors import FocalbenchError
 from focalbench.executors import (
@@ -234,6 +235,15 @@ def _csv(values: str | Sequence[Any] | None) -> list[str]:
     return [str(v).strip() for v in values if str(v).strip()]
 
 
+def _on_cpu(device: str) -> bool:
+    """Whether cells on ``device`` train on the CPU (``auto``: whether torch sees no CUDA)."""
+    if device == "auto":
+        import torch
+
+        return not torch.cuda.is_available()
+    return device == "cpu"
+
+
 def _ints(values: str | Sequence[int] | None, flag: str) -> list[int]:
     try:
         return [int(v) for v in _csv(values)]
@@ -371,7 +381,7 @@ def ablate(
     executor: ExecutorKind | str = ExecutorKind.local,
     gpus: str | Sequence[int] | None = None,
     jobs_per_gpu: int = 1,
-    jobs: int = 1,
+    jobs: int | None = None,
     ray_address: str | None = None,
     retry_failed: bool = False,
     threshold: float = 0.2,
@@ -399,6 +409,8 @@ def ablate(
     results_dir = ensure_writable_dir(results_root(results))
     gpu_list = _ints(gpus, "--gpus")
     kind = ExecutorKind(executor)
+    if jobs is None:  # on CPU, what the cores allow (focalbench.threads); one GPU cell otherwise
+        jobs = threads.default_jobs(threads.cpu_cores(), len(grid.cells)) if _on_cpu(device) else 1
     if kind is ExecutorKind.local:
         runner: LocalExecutor | RayExecutor = LocalExecutor(local_slots(device, gpu_list, jobs_per_gpu, jobs))
     else:

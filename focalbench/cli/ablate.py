@@ -50,7 +50,7 @@ def ablate(
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local instance)."),
     gpus: Optional[str] = typer.Option(None, "--gpus", help="GPU indices to use, comma-separated. Example: --gpus 0,1"),
     jobs_per_gpu: int = typer.Option(1, "--jobs-per-gpu", help="Cells sharing one GPU at a time."),
-    jobs: int = typer.Option(1, "--jobs", help="Parallel cells without --gpus (CPU or --device)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", help="Parallel cells without --gpus (default: one per CPU core on CPU, else 1)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Train cells that failed before again: from last.pt, or from scratch for one that diverged (NaN/inf loss)."),
     threshold: float = typer.Option(0.2, "--threshold", help="Pruning threshold τ: keep modules whose final focal weight > τ."),
     name: Optional[str] = typer.Option(None, "--name", help="Grid name under results/grids/ (default: study-datasets-protocol-hash)."),

@@ -9,12 +9,14 @@ Where the speed comes from: the split is uint8 on the device; batches are index 
 augmentation and DPT distance maps run batched on the device; the forward runs in bfloat16
 autocast on CUDA with ``channels_last``; the optimiser is fused where torch has one; the training
 loss is summed on the device and read once per epoch, together with the validation loss the
-schedule needs — the only host synchronisation of an epoch.
+schedule needs — the only host synchronisation of an epoch. With ``compile`` on CUDA the whole
+training step is one CUDA graph, replayed for every batch (:class:`StepGraphs`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -46,6 +48,7 @@ from focalbench.protocols import (
 from focalbench.store import ensure_writable_dir, results_root, utc_now
 
 N_SAMPLES = 4  # test images kept in test_samples.npz for figures
+LOG = logging.getLogger(__name__)
 
 
 class NonFiniteLoss(Exception):
@@ -77,6 +80,7 @@ class Run:
     input_stats: tuple[torch.Tensor, torch.Tensor] | None  # training μ, σ for zscore_dataset
     # score_size=native: the test images' original masks and FOVs (datasets.load_native_masks)
     native_targets: tuple[list[np.ndarray], list[np.ndarray] | None] | None = None
+    graphs: StepGraphs | None = None  # the captured step (compile=True on CUDA)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return normalize(images, self.recipe.normalization, self.input_stats)
@@ -195,9 +199,7 @@ def setup(
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype is torch.float16)
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed)
-    forward = model
-    if compile:
-        forward = torch.compile(model, mode="reduce-overhead" if on_cuda else None)
+    forward = torch.compile(model) if compile else model  # inductor; CUDA graphs: StepGraphs
 
     parts = {name: DeviceSplit.from_prepared(data, split[name], device) for name in ("train", "val", "test")}
     input_stats = None
@@ -229,13 +231,16 @@ def setup(
                                                "input_std": input_stats[1].flatten().tolist()}),
         },
     })
-    return Run(
+    run = Run(
         config=config, recipe=recipe, device=device, folder=folder, **parts,
         model=model, forward=forward, loss=loss.to(device), optimizer=optimizer,
         plateau=plateau, per_step=per_step, scaler=scaler, generator=generator,
         autocast_dtype=autocast_dtype, model_params=model_params, size=size, input_stats=input_stats,
         native_targets=native_targets,
     )
+    if compile and on_cuda:
+        run.graphs = StepGraphs(run, capture_blocker(run))
+    return run
 
 
 def build_schedule(
@@ -297,10 +302,11 @@ def build_optimizer(model: nn.Module, recipe: Protocol, device: torch.device) ->
 # ----------------------------------------------------------------------------- one epoch
 
 
-def _autocast(run: Run) -> contextlib.AbstractContextManager:
+def _autocast(run: Run, cache: bool = True) -> contextlib.AbstractContextManager:
     if run.autocast_dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(run.device.type, dtype=run.autocast_dtype)
+    # A captured step must not cache casts across replays (torch.cuda.graph's rule for autocast).
+    return torch.autocast(run.device.type, dtype=run.autocast_dtype, cache_enabled=cache)
 
 
 def _layout(run: Run, x: torch.Tensor) -> torch.Tensor:
@@ -314,29 +320,149 @@ def train_epoch(run: Run, display: Quiet) -> torch.Tensor:
     total = torch.zeros((), device=run.device)
     merge_single = has_batch_norm(run.model)
     for index in run.train.shuffled_batches(run.recipe.batch_size, run.generator, merge_single):
-        x = run.normalize(run.train.images[index])
-        y = run.train.masks[index].float()
-        if run.recipe.augmentation is not None:
-            x, y = augment(x, y, run.recipe.augmentation, run.generator)
-        x = _layout(run, x)
-        dist = distance_map(y) if run.loss.needs_distance_map else None
-        with _autocast(run):
-            out = run.forward(x)
-        loss = run.loss(out, y, distance_map=dist)
-        run.optimizer.zero_grad(set_to_none=True)
-        run.scaler.scale(loss).backward()
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-        models.clamp_focal_weights_(run.model)
+        total += train_step(run, index)
         if run.per_step is not None:
             run.per_step.step()
-        total += loss.detach().float() * y.shape[0]
         display.step()
     return total / len(run.train)
 
 
 def has_batch_norm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def train_step(run: Run, index: torch.Tensor) -> torch.Tensor:
+    """One optimiser step on the training images ``index``; returns the batch's summed loss
+    B · L (on the device, never read here: no host synchronisation inside a step).
+
+    Replayed from a CUDA graph where :class:`StepGraphs` holds one for this batch shape.
+    """
+    if run.graphs is not None:
+        return run.graphs.step(index)
+    return _step(run, index)
+
+
+def _step(run: Run, index: torch.Tensor) -> torch.Tensor:
+    """gather → normalise → augment → forward → loss → backward → optimiser step → w ≥ 0."""
+    x = run.normalize(run.train.images[index])
+    y = run.train.masks[index].float()
+    if run.recipe.augmentation is not None:
+        x, y = augment(x, y, run.recipe.augmentation, run.generator)
+    x = _layout(run, x)
+    dist = distance_map(y) if run.loss.needs_distance_map else None
+    with _autocast(run, cache=False):
+        out = run.forward(x)
+    loss = run.loss(out, y, distance_map=dist)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    models.clamp_focal_weights_(run.model)
+    return loss.detach().float() * y.shape[0]
+
+
+# Eager steps of each batch shape before it is captured: cuDNN picks its algorithms, the
+# optimiser creates its state (SGD's momentum buffers appear at the first step).
+WARMUP_STEPS = 3
+
+
+def capture_blocker(run: Run) -> str | None:
+    """Why the whole step cannot be one CUDA graph for this run, or ``None`` when it can."""
+    if run.device.type != "cuda":
+        return "CUDA graphs need a CUDA device"
+    if run.scaler.is_enabled():
+        return "fp16 loss scaling decides on the host whether each step is applied"
+    if run.per_step is not None:
+        return "the learning rate changes at every step (per-step schedule)"
+    if not hasattr(torch.cuda.CUDAGraph, "register_generator_state"):
+        return f"torch {torch.__version__} cannot replay the augmentation generator in a graph"
+    return None
+
+
+@dataclass
+class _Captured:
+    graph: Any  # torch.cuda.CUDAGraph
+    index: torch.Tensor  # the graph's input: batch indices, copied in before each replay
+    loss: torch.Tensor  # the graph's output: B · L of the last replay
+    lrs: tuple[float, ...]  # learning rates recorded into the optimiser kernels
+
+
+class StepGraphs:
+    """The whole training step as one CUDA graph per batch shape (``compile=True`` on CUDA).
+
+    Each shape runs :data:`WARMUP_STEPS` eager steps on a side stream, is recorded once, then
+    every batch copies its indices into the graph's input and replays: gather, normalisation,
+    augmentation (its generator registered with the graph), forward, loss, backward, the fused
+    optimiser and the focal clamp as one launch. The learning rates are scalars inside the
+    recorded optimiser kernels, so a plateau step that changes them re-records the graph.
+    When recording is impossible, ``reason`` says why (logged once) and steps run eagerly.
+    """
+
+    def __init__(self, run: Run, reason: str | None = None) -> None:
+        self.run = run
+        self.reason = reason
+        self.captured: dict[int, _Captured] = {}
+        self.warm: dict[int, int] = {}
+        if reason is not None:
+            LOG.warning("whole-step CUDA graph off: %s; training steps run uncaptured", reason)
+
+    @property
+    def mode(self) -> str:
+        return "cuda-graph" if self.reason is None else f"eager ({self.reason})"
+
+    def step(self, index: torch.Tensor) -> torch.Tensor:
+        if self.reason is not None:
+            return _step(self.run, index)
+        batch = int(index.shape[0])
+        lrs = tuple(float(group["lr"]) for group in self.run.optimizer.param_groups)
+        entry = self.captured.get(batch)
+        if entry is not None and entry.lrs != lrs:
+            del self.captured[batch]
+            entry = None
+        if entry is None:
+            if self.warm.get(batch, 0) < WARMUP_STEPS:
+                self.warm[batch] = self.warm.get(batch, 0) + 1
+                return self._side_stream_step(index)
+            entry = self._capture(index, lrs)
+            if entry is None:
+                return _step(self.run, index)
+            self.captured[batch] = entry
+        entry.index.copy_(index)
+        entry.graph.replay()
+        return entry.loss
+
+    def _side_stream_step(self, index: torch.Tensor) -> torch.Tensor:
+        side = torch.cuda.Stream(self.run.device)
+        side.wait_stream(torch.cuda.current_stream(self.run.device))
+        with torch.cuda.stream(side):
+            loss = _step(self.run, index)
+        torch.cuda.current_stream(self.run.device).wait_stream(side)
+        return loss
+
+    def _capture(self, index: torch.Tensor, lrs: tuple[float, ...]) -> _Captured | None:
+        run = self.run
+        graph = torch.cuda.CUDAGraph()
+        graph.register_generator_state(run.generator)
+        static_index = index.clone()
+        groups = run.optimizer.param_groups
+        capturable = [group.get("capturable") for group in groups]
+        for group in groups:  # fused Adam keeps its step count on the device already
+            group["capturable"] = True
+        try:
+            with torch.cuda.graph(graph):
+                loss = _step(run, static_index)
+        except Exception as exc:  # an op that needs the host (a .item(), a CPU tensor, ...)
+            run.optimizer.zero_grad(set_to_none=True)  # grads pointed into the abandoned graph
+            self.reason = f"recording failed: {type(exc).__name__}: {exc}".splitlines()[0]
+            LOG.warning("whole-step CUDA graph off: %s; training steps run uncaptured", self.reason)
+            return None
+        finally:
+            for group, flag in zip(groups, capturable):
+                if flag is None:
+                    group.pop("capturable")
+                else:
+                    group["capturable"] = flag
+        return _Captured(graph, static_index, loss, lrs)
 
 
 @dataclass
