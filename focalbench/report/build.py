@@ -17,7 +17,7 @@ from focalbench.report.layouts import (
     LAYOUTS, LOWER_IS_BETTER, NOT_RANKED, Cell, Table, TableName, block_title, build_table,
 )
 from focalbench.report.published import Comparison, compare
-from focalbench.report.runs import IMAGE_METRICS, Entry, Skipped, group_entries, load_runs
+from focalbench.report.runs import IMAGE_METRICS, Entry, Skipped, State, group_entries, load_runs
 from focalbench.store import atomic_write_text
 
 #: Decimals of a score (paper 000 prints four).
@@ -71,6 +71,9 @@ def build_report(results: str | os.PathLike | None = None, table: TableName | st
     if not results.is_dir():
         raise FocalbenchError(f"results folder {str(results)!r} not found; pass --results DIR (the folder holding runs/)")
     runs, skipped = load_runs(results)
+    if not any(r.state is State.done for r in runs):
+        raise FocalbenchError(f"nothing to report: no finished run in {results / 'runs'} ({_tally(runs, skipped)}); "
+                              "make runs with focalbench train or ablate --results DIR, or pass that DIR")
     if protocol is not None:
         found = sorted({str(r.config.get("protocol")) for r in runs})
         runs = [r for r in runs if r.config.get("protocol") == protocol]
@@ -104,6 +107,11 @@ def build_report(results: str | os.PathLike | None = None, table: TableName | st
 
         made = make_plots(tab, Path(plots))
     return Report(text, records, path, made, skipped)
+
+
+def _tally(runs: list, skipped: list[Skipped]) -> str:
+    counts = [f"{sum(r.state is s for r in runs)} {s.value}" for s in (State.running, State.failed)]
+    return ", ".join([*counts, f"{len(skipped)} unreadable"])
 
 
 def _enum(kind: type, value: Any, flag: str) -> Any:
