@@ -104,13 +104,19 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, previous: str | os.
         tmp = None
         _fsync_folder(path.parent)
     except OSError as exc:
+        _discard(tmp)  # first, so the free space reported is what the user has to work with
         if exc.errno in DISK_FAULTS:
             raise disk_fault(exc, path) from None
         raise
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def _discard(tmp: str | None) -> None:
+    if tmp is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _fsync_folder(folder: Path) -> None:
