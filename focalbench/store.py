@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -72,9 +71,8 @@ def file_mode() -> int:
 
 def _umask() -> int:
     # /proc states it without changing it; the os.umask round trip briefly sets it for every thread.
-    with contextlib.suppress(OSError, ValueError, StopIteration):
-        with open("/proc/self/status", encoding="ascii") as status:
-            return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    with contextlib.suppress(OSError, ValueError, StopIteration), open("/proc/self/status", encoding="ascii") as status:
+        return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -141,18 +139,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, previous: str | os.
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
-
-
-def make_dir(path: str | os.PathLike) -> Path:
-    """``mkdir -p`` whose disk fault is one line (a new folder is ``0777 & ~umask``: 0755 under 022)."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        if exc.errno in DISK_FAULTS:
-            raise disk_fault(exc, path) from None
-        raise
-    return path
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -37,6 +37,7 @@ from rich.progress import (
 import focalbench
 from focalbench.datasets.sources import sha256_file
 from focalbench.errors import FocalbenchError
+from focalbench.store import free_space
 
 RETRIES = 5
 BACKOFF = 1.0  # seconds; tests set it to 0
@@ -110,10 +111,11 @@ def _local_failure(exc: OSError, part: Path) -> FocalbenchError:
     have = part.stat().st_size if part.exists() else 0
     if exc.errno == errno.ENOSPC:
         return FocalbenchError(
-            f"disk full while downloading to {part.parent}; free space or pass --data-dir DIR, "
-            f"then rerun the same command to resume from byte {have}"
+            f"disk full while downloading to {part.parent}; free space or pass --data-dir DIR "
+            f"({free_space(part)} free there), then rerun the same command to resume from byte {have}"
         )
-    return FocalbenchError(f"cannot write {part} ({exc.strerror or type(exc).__name__}); pass a writable --data-dir DIR")
+    return FocalbenchError(f"cannot write {part} ({exc.strerror or type(exc).__name__}; {free_space(part)} free "
+                           "there); pass a writable --data-dir DIR")
 
 
 def _attempt(url: str, part: Path, progress: Progress | None, task: int | None) -> None:

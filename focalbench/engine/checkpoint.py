@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import pickle
 import random
 import sys
 from pathlib import Path
@@ -101,7 +102,7 @@ def load(path: Path) -> dict[str, Any]:
     try:
         # weights_only=False: the file is our own and holds NumPy/Python RNG tuples.
         return torch.load(io.BytesIO(body), map_location="cpu", weights_only=False)
-    except Exception as exc:  # a pre-checksum file cut short: torch names no fix
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:  # a pre-checksum file cut short
         raise CorruptCheckpoint(path, f"truncated or torn: no checksum at its end, and torch.load fails with "
                                       f"{type(exc).__name__}") from None
 
