@@ -19,6 +19,7 @@ one and moves a corrupt one aside to ``<name>.corrupt``, so it is never rotated 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import pickle
@@ -121,7 +122,8 @@ def load_latest(path: Path) -> dict[str, Any] | None:
             state = load(candidate)
         except CorruptCheckpoint as exc:
             aside = candidate.with_name(candidate.name + ".corrupt")
-            candidate.replace(aside)
+            with contextlib.suppress(OSError):  # a read-only folder: the next save fails in one line
+                candidate.replace(aside)
             corrupt.append(f"{candidate} is corrupt ({exc.reason}; kept as {aside.name})")
             continue
         if corrupt:
