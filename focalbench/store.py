@@ -49,7 +49,7 @@ def disk_fault(exc: OSError, path: str | os.PathLike) -> DiskFault:
 
 
 def free_space(path: str | os.PathLike) -> str:
-    """Free bytes on the file system holding ``path`` (or its nearest existing folder), e.g. '12 KiB'."""
+    """Free bytes on the file system holding ``path`` (or its nearest existing folder), e.g. '12.0 KiB'."""
     folder = Path(path).absolute()
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -57,11 +57,11 @@ def free_space(path: str | os.PathLike) -> str:
         free = float(shutil.disk_usage(folder).free)
     except OSError:
         return "unknown space"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if free < 1024 or unit == "GiB":
-            return f"{free:.0f} {unit}" if unit == "B" else f"{free:.1f} {unit}"
-        free /= 1024
-    raise AssertionError("unreachable")
+    units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    power = 0
+    while free >= 1024 and power < len(units) - 1:
+        free, power = free / 1024, power + 1
+    return f"{free:.0f} B" if power == 0 else f"{free:.1f} {units[power]}"
 
 
 def file_mode() -> int:

@@ -328,3 +328,38 @@ def test_fetch_from_a_host_that_never_answers_gives_up_after_the_connect_timeout
         for client in queued:
             client.close()
     assert 0.9 < elapsed < 3.0, elapsed
+
+
+def test_a_download_onto_a_full_disk_is_one_line_with_the_free_space(small_disk):
+    """A real server on 127.0.0.1 sends 1 MiB into a 256 KiB tmpfs: the first local write error
+    is final (no retries can free space), names the folder and the free space, and keeps the part."""
+    import http.server
+    import threading
+
+    payload = bytes(range(256)) * 4096
+    requests = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            requests.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    disk = small_disk(256 * 1024)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(FocalbenchError) as caught:
+            download_mod.download(f"http://127.0.0.1:{server.server_port}/a.zip", disk / "a.zip")
+    finally:
+        server.shutdown()
+        server.server_close()
+    message = str(caught.value)
+    assert message.startswith(f"disk full while downloading to {disk}; free space or pass --data-dir DIR (")
+    assert f"({free_space(disk)} free there), then rerun the same command to resume from byte " in message
+    assert requests == ["/a.zip"] and (disk / "a.zip.part").exists() and not (disk / "a.zip").exists()
