@@ -340,7 +340,7 @@ def test_a_download_onto_a_full_disk_is_one_line_with_the_free_space(small_disk)
     requests = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             requests.append(self.path)
             self.send_response(200)
             self.send_header("Content-Length", str(len(payload)))
