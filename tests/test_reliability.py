@@ -285,7 +285,8 @@ def test_report_with_no_finished_run_fails_and_says_how_to_get_runs(trained, tmp
     _copy_run(stopped, results)
     line = one_error_line(focalbench_cli("report", "--results", str(results)))
     assert line == (f"error: nothing to report: no finished run in {results / 'runs'} (0 running, 1 failed, "
-                    "0 unreadable); make runs with focalbench train or ablate --results DIR, or pass that DIR")
+                    "0 unreadable); finish runs with focalbench train or ablate first, or pass the folder "
+                    "holding them with --results DIR")
     assert not (results / "reports").exists()  # no placeholder table
 
 

@@ -73,7 +73,8 @@ def build_report(results: str | os.PathLike | None = None, table: TableName | st
     runs, skipped = load_runs(results)
     if not any(r.state is State.done for r in runs):
         raise FocalbenchError(f"nothing to report: no finished run in {results / 'runs'} ({_tally(runs, skipped)}); "
-                              "make runs with focalbench train or ablate --results DIR, or pass that DIR")
+                              "finish runs with focalbench train or ablate first, or pass the folder holding "
+                              "them with --results DIR")
     if protocol is not None:
         found = sorted({str(r.config.get("protocol")) for r in runs})
         runs = [r for r in runs if r.config.get("protocol") == protocol]
