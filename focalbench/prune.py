@@ -165,16 +165,18 @@ def prune(
     Returns :meth:`Decision.to_dict` (``pruned_from``, ``threshold``, ``weights``: position,
     type, name, weight, kept; ``kept``, ``note``, ``config``, ``key``) plus ``run``: train's
     summary when ``retrain``, else ``None``. ``results`` defaults to the folder holding
-    ``run_dir`` (``<results>/runs/<key>``); ``pruned.json`` is written there.
+    ``run_dir`` (``<results>/runs/<key>``); ``pruned.json`` is written into the pruned run's folder
+    once the retraining returns. Without ``retrain`` nothing is written: a folder holding only
+    ``pruned.json`` would be a half-made run that ``report`` skips as unreadable.
     """
     run_dir = Path(run_dir)
     decision = decide(run_dir, threshold)
     results = Path(results) if results is not None else run_dir.parent.parent
-    record(decision, results)
     summary = None
     if retrain:
         from focalbench.engine import train
 
         summary = train(decision.config, results=results, device=device, resume=True, progress=progress,
                         data_dir=data_dir)
+        record(decision, results)
     return {**decision.to_dict(), "run": summary}

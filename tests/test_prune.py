@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from focalbench.cli import app
 from focalbench.config import RunConfig
 from focalbench.errors import FocalbenchError
-from focalbench.prune import decide, final_focal_weights, keep, prune
+from focalbench.prune import decide, final_focal_weights, keep, prune, record
 from focalbench.store import atomic_write_json, atomic_write_text, read_json
 
 SOURCE = RunConfig(dataset="sample", model="focal-use-net", loss="ufl(gamma=0.2)", protocol="smoke", seed=3,
@@ -72,9 +72,12 @@ def test_unfinished_or_unfocal_runs_are_refused(tmp_path, state, weights, messag
         decide(_run_folder(tmp_path, weights, state=state))
 
 
-def test_prune_writes_its_decision_next_to_the_pruned_run(tmp_path):
+def test_prune_without_retrain_writes_nothing_and_record_writes_the_decision(tmp_path):
     run_dir = _run_folder(tmp_path, {"se1": 0.3, "se2": 0.1})
+    runs = sorted((tmp_path / "runs").iterdir())
     out = prune(run_dir, threshold=0.2)
+    assert sorted((tmp_path / "runs").iterdir()) == runs  # no half-made run folder (issue 15 item 10)
+    record(decide(run_dir, 0.2), tmp_path)
     stored = read_json(tmp_path / "runs" / out["key"] / "pruned.json")
     assert stored["pruned_from"] == SOURCE.key
     assert stored["kept"] == [1] and stored["config"]["model_params"]["positions"] == [1]

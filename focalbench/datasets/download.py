@@ -7,6 +7,11 @@ the rest with ``Range: bytes=<have>-`` and appends when the answer is ``206 Part
 (a ``200`` means the server ignores ranges: start again). Transient failures (connection errors,
 time-outs, 5xx, a short body) are retried ``RETRIES`` times with exponential back-off
 ``BACKOFF · 2^k`` seconds; a 4xx answer is final.
+
+A server that cannot be reached at all (no route, no DNS, refused, or no answer to the TCP
+handshake within ``CONNECT_TIMEOUT``) is final too: that is a machine without a network, and six
+tries with back-off would only delay the one line that names the URL and ``--from``. Once
+connected, each read may wait ``TIMEOUT`` (a slow server is not a missing network).
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ from rich.progress import (
 import focalbench
 from focalbench.datasets.sources import sha256_file
 from focalbench.errors import FocalbenchError
+from focalbench.store import free_space
 
 RETRIES = 5
 BACKOFF = 1.0  # seconds; tests set it to 0
-TIMEOUT = 60.0
+TIMEOUT = 60.0  # seconds a connected socket may wait for the next byte
+CONNECT_TIMEOUT = 10.0  # seconds for the TCP (and TLS) handshake
 CHUNK = 1 << 20
 
 
@@ -54,15 +61,61 @@ class _Retry(Exception):
     """A transient failure: keep the ``.part`` file and try again."""
 
 
+class _ConnectFirst:
+    """Connect within ``CONNECT_TIMEOUT``, then read with ``TIMEOUT``: one socket timeout for both
+    (what ``urlopen(timeout=…)`` offers) would be too long for the one or too short for the other."""
+
+    def connect(self) -> None:
+        self.timeout = CONNECT_TIMEOUT
+        super().connect()  # type: ignore[misc]
+        self.sock.settimeout(TIMEOUT)  # type: ignore[attr-defined]
+
+
+class _HTTPConnection(_ConnectFirst, http.client.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_ConnectFirst, http.client.HTTPSConnection):
+    pass
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_HTTPConnection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_HTTPSConnection, req)
+
+
+_OPENER = urllib.request.build_opener(_HTTPHandler, _HTTPSHandler)
+# Failures to open a connection at all: no network (or none to that host), never transient.
+_UNREACHABLE = (socket.gaierror, TimeoutError, ConnectionRefusedError)
+_UNREACHABLE_ERRNO = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EADDRNOTAVAIL}
+
+
+def _unreachable(url: str, reason: OSError, part: Path) -> FocalbenchError:
+    have = part.stat().st_size if part.exists() else 0
+    kept = f"; {have} bytes are kept and a rerun resumes" if have else ""
+    what = (f"no answer within {CONNECT_TIMEOUT:g} s" if isinstance(reason, TimeoutError)
+            else reason.strerror or type(reason).__name__)
+    return FocalbenchError(
+        f"cannot reach {url} ({what}){kept}; check the network, or download "
+        "the file elsewhere and pass it with --from PATH"
+    )
+
+
 def _local_failure(exc: OSError, part: Path) -> FocalbenchError:
     """A failure to write the ``.part`` file is final: retrying cannot free disk space."""
     have = part.stat().st_size if part.exists() else 0
     if exc.errno == errno.ENOSPC:
         return FocalbenchError(
-            f"disk full while downloading to {part.parent}; free space or pass --data-dir DIR, "
-            f"then rerun the same command to resume from byte {have}"
+            f"disk full while downloading to {part.parent}; free space or pass --data-dir DIR "
+            f"({free_space(part)} free there), then rerun the same command to resume from byte {have}"
         )
-    return FocalbenchError(f"cannot write {part} ({exc.strerror or type(exc).__name__}); pass a writable --data-dir DIR")
+    return FocalbenchError(f"cannot write {part} ({exc.strerror or type(exc).__name__}; {free_space(part)} free "
+                           "there); pass a writable --data-dir DIR")
 
 
 def _attempt(url: str, part: Path, progress: Progress | None, task: int | None) -> None:
@@ -71,15 +124,20 @@ def _attempt(url: str, part: Path, progress: Progress | None, task: int | None) 
     if have:
         headers["Range"] = f"bytes={have}-"
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT)
+        response = _OPENER.open(urllib.request.Request(url, headers=headers))
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # nothing left to send: the part is already whole
             return
         if exc.code >= 500 or exc.code == 429:
             raise _Retry(f"HTTP {exc.code} {exc.reason}") from None
         raise FocalbenchError(f"cannot download {url} (HTTP {exc.code} {exc.reason})") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise _Retry(str(getattr(exc, "reason", exc))) from None
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, _UNREACHABLE) or getattr(reason, "errno", None) in _UNREACHABLE_ERRNO:
+            raise _unreachable(url, reason, part) from None
+        raise _Retry(str(reason)) from None
+    except OSError as exc:  # connected, but the answer broke or stalled
+        raise _Retry(str(exc)) from None
     with response:
         resumed = response.status == 206
         mode = "ab" if resumed else "wb"

@@ -586,8 +586,9 @@ def fit_and_test(
     recipe, folder = run.recipe, run.folder
     state = {"epoch": 0, "best_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "stopped": False,
              "history": [], "wall_seconds": 0.0, "best_monitor": None}
-    if resume and folder.last_pt.exists():
-        state = restore(run, checkpoint.load(folder.last_pt))
+    saved = checkpoint.load_latest(folder.last_pt) if resume else None
+    if saved is not None:
+        state = restore(run, saved)
         # A crash between last.pt and history.csv leaves the file an epoch short; when that was
         # the final epoch no later epoch would rewrite it, so write it from the checkpoint now.
         folder.write_history(state["history"])
@@ -664,7 +665,7 @@ def save_checkpoints(run: Run, state: dict[str, Any], improved: bool) -> None:
     payload = checkpoint_state(run, state)
     if improved:
         checkpoint.save(run.folder.best_pt, **payload)
-    checkpoint.save(run.folder.last_pt, **payload)
+    checkpoint.save_last(run.folder.last_pt, **payload)
 
 
 def restore(run: Run, saved: dict[str, Any]) -> dict[str, Any]:

@@ -101,5 +101,6 @@ class RunFolder:
     def clear(self) -> None:
         """Forget a previous attempt (``--no-resume``): results and checkpoints, not the folder."""
         for path in (self.status_json, self.history_csv, self.per_image_csv, self.metrics_json,
-                     self.samples_npz, self.last_pt, self.best_pt):
+                     self.samples_npz, self.last_pt, self.best_pt,
+                     self.path / "last.previous.pt"):
             path.unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from focalbench.report.layouts import (
     DECIMALS, LAYOUTS, LOWER_IS_BETTER, NOT_RANKED, Cell, Table, TableName, block_title, build_table,
 )
 from focalbench.report.published import Comparison, compare, footnotes
-from focalbench.report.runs import IMAGE_METRICS, Entry, Skipped, group_entries, load_runs
+from focalbench.report.runs import IMAGE_METRICS, Entry, Skipped, State, group_entries, load_runs
 from focalbench.store import atomic_write_text
 
 
@@ -81,6 +81,10 @@ def build_report(results: str | os.PathLike | None = None, table: TableName | st
     if not results.is_dir():
         raise FocalbenchError(f"results folder {str(results)!r} not found; pass --results DIR (the folder holding runs/)")
     runs, skipped = load_runs(results)
+    if not any(r.state is State.done for r in runs):
+        raise FocalbenchError(f"nothing to report: no finished run in {results / 'runs'} ({_tally(runs, skipped)}); "
+                              "finish runs with focalbench train or ablate first, or pass the folder holding "
+                              "them with --results DIR")
     if protocol is not None:
         found = sorted({str(r.config.get("protocol")) for r in runs})
         runs = [r for r in runs if r.config.get("protocol") == protocol]
@@ -166,6 +170,11 @@ def _html(doc: Document, table: Table, tests: list[TestResult], made: list[Path]
         return html_document(doc, made, table.entries)
     with tempfile.TemporaryDirectory() as folder:
         return html_document(doc, _plots(table, Path(folder), tests), table.entries)
+
+
+def _tally(runs: list, skipped: list[Skipped]) -> str:
+    counts = [f"{sum(r.state is s for r in runs)} {s.value}" for s in (State.running, State.failed)]
+    return ", ".join([*counts, f"{len(skipped)} unreadable"])
 
 
 def _enum(kind: type, value: Any, flag: str) -> Any:
