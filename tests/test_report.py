@@ -158,6 +158,20 @@ def test_focal_tversky_table_gives_mean_std_over_folds_and_the_parameters_column
     assert row_of(rows, "", "U-Net + TL")[3:] == ["—", "—", "—"]
 
 
+def test_the_authors_networks_fill_paper_003s_and_002s_rows(results):
+    # issue 17: paper 003's baselines are newmodels.unet / attn_unet; paper 002's Nest_Net / attn_unet
+    make_run(results, "bus", "unet-abraham", "dice", [0.5, 0.6])
+    make_run(results, "bus", "attention-unet-abraham", "dice", [0.6, 0.7])
+    rows = table_rows(report(results, table="focal-tversky", dataset="bus"))
+    assert row_of(rows, "BUS 2017 B", "U-Net + DL")[3] == "0.550"  # one run: no spread over folds
+    assert row_of(rows, "", "Attn U-Net + DL")[3] == "**0.650**"
+    make_run(results, "isic2018", "unetplusplus", "all_hybrid", [0.8, 0.8], params=9_042_177)
+    make_run(results, "isic2018", "attention-unet-kaul", "all_hybrid", [0.7, 0.7], params=8_898_308)
+    rows = table_rows(report(results, table="focusnet", dataset="isic2018"))
+    assert row_of(rows, "", "UNet++")[2] == "9.04"
+    assert row_of(rows, "", "Attn U-Net")[2] == "8.90"
+
+
 def test_focusnet_table_bolds_the_smallest_model_and_names_di_ji(results):
     make_run(results, "isic2018", "unet", "dice", [0.8, 0.9], params=7_760_000, gflops=16.0)
     make_run(results, "isic2018", "focusnetpp", "dice", [0.85, 0.87], params=7_800_000, gflops=15.0)

@@ -117,15 +117,20 @@ _PAPER000_LOSSES = (
 )
 _PAPER000_DATASETS = ("drive", "dsb2018", "cvc-clinicdb")
 
+# The authors' networks (newmodels.py) first; MIScnn's, which 0.1.0 trained, fill the same rows.
+_ABRAHAM_UNET = ("unet-abraham", "unet")
+_ABRAHAM_ATTENTION = ("attention-unet-abraham", "attention-unet")
+_PAPER003_MODELS = {*_ABRAHAM_UNET, *_ABRAHAM_ATTENTION, "pyramid-attention-unet"}
+
 _PAPER003_ROWS = (
-    ("U-Net + DL", "α = 0.5, β = 0.5", "unet", ("dice",)),
-    ("U-Net + TL", "α = 0.7, β = 0.3", "unet", ("tversky",)),
-    ("U-Net + FTL", "α = 0.7, β = 0.3, γ = 4/3", "unet", ("focal_tversky",)),
-    ("Attn U-Net + DL", "α = 0.5, β = 0.5", "attention-unet", ("dice",)),
-    ("Attn U-Net + Multi-Input + DL", "α = 0.5, β = 0.5", "pyramid-attention-unet", ("dice",)),
-    ("Attn U-Net + Multi-Input + TL", "α = 0.7, β = 0.3", "pyramid-attention-unet", ("tversky",)),
+    ("U-Net + DL", "α = 0.5, β = 0.5", _ABRAHAM_UNET, ("dice",)),
+    ("U-Net + TL", "α = 0.7, β = 0.3", _ABRAHAM_UNET, ("tversky",)),
+    ("U-Net + FTL", "α = 0.7, β = 0.3, γ = 4/3", _ABRAHAM_UNET, ("focal_tversky",)),
+    ("Attn U-Net + DL", "α = 0.5, β = 0.5", _ABRAHAM_ATTENTION, ("dice",)),
+    ("Attn U-Net + Multi-Input + DL", "α = 0.5, β = 0.5", ("pyramid-attention-unet",), ("dice",)),
+    ("Attn U-Net + Multi-Input + TL", "α = 0.7, β = 0.3", ("pyramid-attention-unet",), ("tversky",)),
     # The last row supervises the side outputs with FTL and the last layer with TL (paper 003 §4).
-    ("Attn U-Net + Multi-Input + FTL", "α = 0.7, β = 0.3, γ = 4/3", "pyramid-attention-unet",
+    ("Attn U-Net + Multi-Input + FTL", "α = 0.7, β = 0.3, γ = 4/3", ("pyramid-attention-unet",),
      ("focal_tversky", "deep_supervision")),
 )
 
@@ -133,7 +138,8 @@ _PAPER003_ROWS = (
 # reduced 2018 DSB networks, the ones ``--study focusnet`` trains on dsb2018: same row.
 _PAPER002_ROWS = (
     ("U-Net", ("unet",)), ("R2U-Net", ("r2u-net",)), ("BCDU-Net", ("bcdu-net", "bcdu-net-small")),
-    ("UNet++", ("smp-unetplusplus", "smp-unet++")), ("Attn U-Net", ("attention-unet",)),
+    ("UNet++", ("unetplusplus", "smp-unetplusplus", "smp-unet++")),
+    ("Attn U-Net", ("attention-unet-kaul", "attention-unet")),
     ("FocusNet", ("focusnet", "focusnet-small")), ("FocusNet++", ("focusnetpp", "focusnetpp-small")),
 )
 
@@ -177,9 +183,9 @@ LAYOUTS: dict[TableName, Layout] = {
         TableName.focal_tversky,
         "Tversky and Focal Tversky losses with the improved Attention U-Net (layout of paper 003 Tables 1–2)",
         Shape.metric_columns, ("dsc", "precision", "recall"),
-        tuple(Slot((label, params), (model,), families) for label, params, model, families in _PAPER003_ROWS),
+        tuple(Slot((label, params), models, families) for label, params, models, families in _PAPER003_ROWS),
         ("Dataset", "Model", "Parameters"),
-        lambda e: not e.pruned and e.model in {"unet", "attention-unet", "pyramid-attention-unet"},
+        lambda e: not e.pruned and e.model in _PAPER003_MODELS,
         lambda e: (f"{e.model} + {e.loss}", _loss_arguments(e) or _variant(e)), ("bus", "isic2018"),
         filled_labels=lambda slot, e: (slot.labels[0], _loss_arguments(e) or slot.labels[1]),
         paper="003",
