@@ -7,7 +7,6 @@ a laptop or on a cluster lands in the same folder and is found again on rerun.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import hashlib
 import json
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from focalbench.errors import FocalbenchError
+from focalbench.grammar import parse_value
 
 
 @dataclass(frozen=True)
@@ -71,22 +71,6 @@ class RunConfig:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")[:80]
-
-
-def parse_value(text: str) -> Any:
-    """Read ``3``, ``0.1``, ``true``, ``none``, ``[2,6,9]``, ``256x256`` or a bare string."""
-    lowered = text.strip().lower()
-    if lowered in {"true", "false"}:
-        return lowered == "true"
-    if lowered in {"none", "null"}:
-        return None
-    size = re.fullmatch(r"(\d+)x(\d+)", lowered)
-    if size:
-        return [int(size.group(1)), int(size.group(2))]
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text.strip()
 
 
 def split_params(pairs: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from focalbench.report.layouts import DATASET_NAMES, Table
-from focalbench.report.runs import Entry, Run
+from focalbench.report.runs import Entry, StoredRun
 from focalbench.store import atomic_write_bytes
 
 #: Paper 000 §2.1: a module whose Focal weight converges below 0.2 is removed.
@@ -45,7 +45,7 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _history(run: Run) -> pd.DataFrame | None:
+def _history(run: StoredRun) -> pd.DataFrame | None:
     path = run.path / "history.csv"
     if not path.is_file():
         return None
@@ -61,12 +61,12 @@ def _label(entry: Entry) -> str:
     return f"{entry.name} [{entry.params}]" if entry.params else entry.name
 
 
-def _title(entry: Entry, run: Run) -> str:
+def _title(entry: Entry, run: StoredRun) -> str:
     extra = f" fold {run.config['fold']}" if run.config.get("fold") is not None else ""
     return f"{DATASET_NAMES.get(entry.dataset, entry.dataset)} · {_label(entry)} · seed {run.config.get('seed', 0)}{extra}"
 
 
-def focal_weights_plot(entry: Entry, run: Run, history: pd.DataFrame, path: Path) -> Path | None:
+def focal_weights_plot(entry: Entry, run: StoredRun, history: pd.DataFrame, path: Path) -> Path | None:
     columns = [c for c in history.columns if c.startswith("focal_")]
     if not columns:
         return None
@@ -92,7 +92,7 @@ def focal_weights_plot(entry: Entry, run: Run, history: pd.DataFrame, path: Path
     return _save(fig, path)
 
 
-def curves_plot(entry: Entry, run: Run, history: pd.DataFrame, path: Path) -> Path | None:
+def curves_plot(entry: Entry, run: StoredRun, history: pd.DataFrame, path: Path) -> Path | None:
     losses = [c for c in ("train_loss", "val_loss") if c in history]
     if not losses:
         return None
@@ -111,7 +111,7 @@ def curves_plot(entry: Entry, run: Run, history: pd.DataFrame, path: Path) -> Pa
     return _save(fig, path)
 
 
-def _samples(run: Run) -> dict[str, np.ndarray] | None:
+def _samples(run: StoredRun) -> dict[str, np.ndarray] | None:
     path = run.path / "test_samples.npz"
     if not path.is_file():
         return None
