@@ -22,7 +22,7 @@ from focalbench.grammar import parse_value
 class RunConfig:
     """One network × loss × dataset × protocol × seed (× fold) cell.
 
-    ``loss`` is a loss spec in the grammar of :func:`focalbench.losses.parse_loss_spec`, e.g.
+    ``loss`` is a loss spec in the grammar of :func:`focalbench.grammar.parse_loss_spec`, e.g.
     ``"ufl(gamma=0.1)+fdpt(eps=0.1)"``. ``model_params`` reach ``build_model``, ``loss_params``
     reach ``build_loss`` (applied to every term that takes them), and ``overrides`` replace
     protocol fields (``batch_size``, ``lr``, ``size``, ...). ``epochs=None`` keeps the protocol's.

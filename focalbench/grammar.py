@@ -56,7 +56,10 @@ def split_top_level(text: str, sep: str) -> list[str]:
 
 
 def parse_loss_spec(spec: str) -> list[tuple[str, dict[str, Any]]]:
-    """``"ufl(gamma=0.1)+fdpt(eps=0.1)"`` → ``[("ufl", {"gamma": 0.1}), ("fdpt", {"eps": 0.1})]``."""
+    """Read a loss spec into its terms.
+
+    ``"ufl(gamma=0.1)+fdpt(eps=0.1)"`` → ``[("ufl", {"gamma": 0.1}), ("fdpt", {"eps": 0.1})]``.
+    """
     terms = []
     for text in split_top_level(spec, "+"):
         match = _TERM.fullmatch(text)
@@ -105,4 +108,5 @@ def parse_ints(values: str | int | Sequence[int] | None, flag: str) -> list[int]
     try:
         return [int(v) for v in split_names(values)]
     except ValueError:
-        raise FocalbenchError(f"{flag} takes integers separated by commas, e.g. {flag} 0,1,2") from None
+        raise FocalbenchError(
+            f"{flag} takes integers separated by commas, e.g. {flag} 0,1,2") from None
