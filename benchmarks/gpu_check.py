@@ -293,7 +293,7 @@ def _train_once(config, device_name: str, graphs: bool, results: str, data_dir: 
     import torch
 
     from focalbench.engine import loop
-    from focalbench.engine.run_folder import RunFolder
+    from focalbench.run_state import RunFolder
 
     folder = RunFolder(Path(results) / "runs" / f"{config.key}-{device_name}-{int(graphs)}")
     folder.clear()

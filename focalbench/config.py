@@ -7,7 +7,6 @@ a laptop or on a cluster lands in the same folder and is found again on rerun.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import hashlib
 import json
@@ -16,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from focalbench.errors import FocalbenchError
+from focalbench.grammar import parse_value
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """One network × loss × dataset × protocol × seed (× fold) cell.
 
-    ``loss`` is a loss spec in the grammar of :func:`focalbench.losses.parse_loss_spec`, e.g.
+    ``loss`` is a loss spec in the grammar of :func:`focalbench.grammar.parse_loss_spec`, e.g.
     ``"ufl(gamma=0.1)+fdpt(eps=0.1)"``. ``model_params`` reach ``build_model``, ``loss_params``
     reach ``build_loss`` (applied to every term that takes them), and ``overrides`` replace
     protocol fields (``batch_size``, ``lr``, ``size``, ...). ``epochs=None`` keeps the protocol's.
@@ -71,22 +71,6 @@ class RunConfig:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")[:80]
-
-
-def parse_value(text: str) -> Any:
-    """Read ``3``, ``0.1``, ``true``, ``none``, ``[2,6,9]``, ``256x256`` or a bare string."""
-    lowered = text.strip().lower()
-    if lowered in {"true", "false"}:
-        return lowered == "true"
-    if lowered in {"none", "null"}:
-        return None
-    size = re.fullmatch(r"(\d+)x(\d+)", lowered)
-    if size:
-        return [int(size.group(1)), int(size.group(2))]
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text.strip()
 
 
 def split_params(pairs: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

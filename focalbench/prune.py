@@ -26,7 +26,7 @@ from typing import Any
 
 from focalbench.config import RunConfig
 from focalbench.errors import FocalbenchError
-from focalbench.store import atomic_write_json, read_json
+from focalbench.run_state import RunFolder, Status, run_folder
 
 DEFAULT_THRESHOLD = 0.2
 # model_params that only exist for attention networks; the plain U-Net refuses them.
@@ -59,7 +59,7 @@ def keep(weights: dict[str, float], threshold: float = DEFAULT_THRESHOLD) -> lis
 
 def final_focal_weights(run_dir: str | os.PathLike) -> dict[str, float]:
     """The focal weights of the last finished epoch in ``history.csv``: ``{"se1": w, ...}``."""
-    path = Path(run_dir) / "history.csv"
+    path = RunFolder(Path(run_dir)).history_csv
     if not path.exists():
         raise FocalbenchError(f"{path} does not exist; prune needs a finished run folder (results/runs/<key>)")
     with open(path, newline="", encoding="utf-8") as handle:
@@ -132,18 +132,20 @@ def decide(run_dir: str | os.PathLike, threshold: float = DEFAULT_THRESHOLD) -> 
 
 def record(decision: Decision, results: str | os.PathLike) -> Path:
     """Write ``pruned.json`` (the decision) into the pruned run's folder; return its path."""
-    path = Path(results) / "runs" / decision.config.key / "pruned.json"
-    atomic_write_json(path, decision.to_dict())
-    return path
+    folder = run_folder(results, decision.config.key)
+    folder.write_pruned(decision.to_dict())
+    return folder.pruned_json
 
 
 def _source_config(run_dir: Path) -> RunConfig:
+    folder = RunFolder(run_dir)
     try:
-        stored = read_json(run_dir / "config.json")
+        stored = folder.config()
     except FileNotFoundError:
         raise FocalbenchError(f"{run_dir} has no config.json; pass a run folder, e.g. results/runs/<key>") from None
-    status = (read_json(run_dir / "status.json") if (run_dir / "status.json").exists() else {}).get("state")
-    if status != "done":
+    record = folder.status()
+    status = record.state.value if record else None
+    if status != Status.done.value:
         raise FocalbenchError(
             f"run {run_dir.name} is {status or 'not started'}, not done; finish it first "
             "(rerun the same focalbench train/ablate command)"
@@ -171,6 +173,12 @@ def prune(
     """
     run_dir = Path(run_dir)
     decision = decide(run_dir, threshold)
+    if retrain:  # every input checked before the pruned run's folder exists
+        from focalbench.checks import check_config
+        from focalbench.options import RunOptions
+
+        RunOptions.of(device=device).check()
+        check_config(decision.config, None if data_dir is None else str(data_dir))
     results = Path(results) if results is not None else run_dir.parent.parent
     summary = None
     if retrain:

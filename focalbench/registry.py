@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 from focalbench.errors import FocalbenchError
@@ -41,8 +41,8 @@ class Registry(Generic[T]):
             raise FocalbenchError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, self._entries, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        close = did_you_mean(name, self._entries)
+        hint = f" (did you mean {close!r}?)" if close else ""
         return f"unknown {self.kind} {name!r}{hint}; choose from: {', '.join(self.names())}"
 
     def names(self) -> list[str]:
@@ -56,3 +56,9 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def did_you_mean(name: str, options: Iterable[str]) -> str | None:
+    """The option closest to a misspelt ``name`` (``batch_sise`` → ``batch_size``), or ``None``."""
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return close[0] if close else None

@@ -151,12 +151,12 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 def utc_now() -> str:
     """Now as ISO 8601 UTC to the second, e.g. ``2025-01-31T17:04:05Z``: the one format of the
-    times in ``status.json`` (``started``, ``updated``, ``finished``)."""
+    times in a run's status record (``started``, ``updated``, ``finished``)."""
     return datetime.now(timezone.utc).strftime(TIME_FORMAT)
 
 
 def parse_time(value: Any) -> float | None:
-    """A ``status.json`` time as epoch seconds, or ``None`` when it is missing or unreadable.
+    """A run status time as epoch seconds, or ``None`` when it is missing or unreadable.
 
     Reads :func:`utc_now`'s text and what older versions wrote: ISO text with a numeric offset
     (the engine's local ``…+0100``) and float epoch seconds (``ablate``'s failure records).

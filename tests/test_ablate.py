@@ -22,9 +22,18 @@ import pytest
 from typer.testing import CliRunner
 
 from focalbench.cli import app
-from focalbench.executors import Outcome, read_status, run_dir_of
 from focalbench.grid import ablate
+from focalbench.run_state import Outcome, RunFolder, run_folder
 from focalbench.store import read_json
+
+
+def run_dir_of(results, key: str) -> Path:
+    return run_folder(results, key).path
+
+
+def read_status(run_dir) -> dict | None:
+    record = RunFolder(Path(run_dir)).status()
+    return record.to_dict() if record else None
 
 SMOKE = ["--protocol", "smoke", "--epochs", "2", "--device", "cpu"]
 

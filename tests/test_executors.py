@@ -22,17 +22,28 @@ import pytest
 
 from focalbench.config import RunConfig
 from focalbench.errors import FocalbenchError
-from focalbench.executors import (
-    Outcome,
-    cell_lock,
-    local_slots,
-    owner_alive,
-    read_status,
-    run_cell,
-    run_dir_of,
-)
+from focalbench.executors import local_slots
 from focalbench.grid import ablate
+from focalbench.run_state import Outcome, RunFolder, RunStatus, run_cell, run_folder
 from focalbench.store import atomic_write_json, read_json, utc_now
+
+def run_dir_of(results, key: str) -> Path:
+    return run_folder(results, key).path
+
+
+def read_status(run_dir) -> dict | None:
+    """status.json as the plain mapping a user sees (through the run-state module)."""
+    record = RunFolder(Path(run_dir)).status()
+    return record.to_dict() if record else None
+
+
+def owner_alive(status: dict) -> bool:
+    return RunStatus.from_dict({"state": "running", **status}).owner_alive()
+
+
+def cell_lock(run_dir):
+    return RunFolder(Path(run_dir)).lock()
+
 
 UTC_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")  # status.json's one time format
 

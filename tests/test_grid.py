@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from focalbench.cli import app
 from focalbench.errors import FocalbenchError
-from focalbench.grid import eta_seconds, plan
+from focalbench.grid import plan
+from focalbench.grid.display import eta_seconds
 
 
 def test_attention_se_study_is_paper000_table3_with_the_datasets_gamma():

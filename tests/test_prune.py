@@ -94,3 +94,21 @@ def test_cli_prints_the_table_and_json(tmp_path):
     assert json.loads(as_json.output)["kept"] == [1, 2]
     missing = runner.invoke(app, ["prune", str(tmp_path / "runs" / "nope")])
     assert missing.exit_code == 2 and "error:" in missing.output
+
+
+def test_retrain_checks_every_input_before_the_pruned_run_folder_exists(tmp_path):
+    """prune --retrain shares train's checks: a bad parameter of the source is one line, exit 2,
+    and no pruned run folder (nor its pruned.json) is left behind."""
+    import torch
+
+    bad = SOURCE.replace(overrides={"batch_sise": 2})
+    run_dir = _run_folder(tmp_path, {"se1": 0.5, "se2": 0.1}, config=bad)
+    before = {p.name for p in (tmp_path / "runs").iterdir()}
+    out = CliRunner().invoke(app, ["prune", str(run_dir), "--retrain"])
+    assert out.exit_code == 2 and "did you mean --param batch_size=" in out.output
+    assert {p.name for p in (tmp_path / "runs").iterdir()} == before
+    if not torch.cuda.is_available():
+        good = _run_folder(tmp_path, {"se1": 0.5, "se2": 0.1})
+        out = CliRunner().invoke(app, ["prune", str(good), "--retrain", "--device", "cuda"])
+        assert out.exit_code == 2 and "no CUDA device is visible" in out.output
+        assert {p.name for p in (tmp_path / "runs").iterdir()} == before | {good.name}

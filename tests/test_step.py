@@ -12,7 +12,7 @@ import torch
 from focalbench.config import RunConfig
 from focalbench.engine import loop
 from focalbench.engine.progress import Quiet
-from focalbench.engine.run_folder import RunFolder
+from focalbench.run_state import RunFolder
 
 # SGD, not Adam: Adam's first update is lr · sign(g), so a gradient of 1e-9 that rounds to the
 # other sign moves a weight by 2·lr, and two correct implementations then differ by 2·lr.

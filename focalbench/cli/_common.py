@@ -80,7 +80,3 @@ ParamOption = typer.Option(
     "protocol. Repeatable. Example: --param model.width=16 --param batch_size=4",
 )
 JsonOption = typer.Option(False, "--json", help="Quiet; print the result as JSON on stdout.")
-
-
-def not_built(name: str) -> None:
-    raise FocalbenchError(f"`focalbench {name}` is not built yet in this version")

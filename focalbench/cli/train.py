@@ -44,15 +44,19 @@ def train(
 
     Example: focalbench train --dataset sample --model unet --loss dice --protocol smoke
     """
+    from focalbench.checks import check_config
     from focalbench.engine import train as run_train
-    from focalbench.protocols import get_protocol
+    from focalbench.options import RunOptions
 
-    get_protocol(protocol)
+    options = RunOptions(protocol=protocol, epochs=epochs, params=tuple(param), device=device,
+                         results=results, data_dir=data_dir)
+    options.check()
     model_params, loss_params, overrides = split_params(param)
     config = RunConfig(
         dataset=dataset, model=model, loss=loss, protocol=protocol, seed=seed, fold=fold, epochs=epochs,
         model_params=model_params, loss_params=loss_params, overrides=overrides,
     )
+    check_config(config, None if data_dir is None else str(data_dir))  # before any folder exists
     summary = run_train(
         config, results=results, device=device, resume=resume, progress=not json_out, compile=compile,
         data_dir=data_dir,
@@ -66,7 +70,7 @@ def train(
 
 
 def _print_summary(summary: dict) -> None:
-    from focalbench.engine.run_folder import DIVERGED
+    from focalbench.run_state import DIVERGED
 
     if summary["state"] != "done":
         error = summary["error"] or ""

@@ -49,7 +49,7 @@ class Source:
 
 
 @dataclass(frozen=True)
-class Layout:
+class FileLayout:
     """Path templates of the official archive; see the header of ``datasets.toml``."""
 
     image: str
@@ -72,7 +72,7 @@ class DatasetSpec:
     native_size: tuple[int, int] | None
     images: int
     builtin: bool = False
-    layout: Layout | None = None
+    layout: FileLayout | None = None
     sources: tuple[Source, ...] = ()
     papers: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str | None = None  # a user dataset's imported folder or CSV (``focalbench import``)
@@ -96,7 +96,7 @@ def _parse(name: str, raw: dict[str, Any]) -> DatasetSpec:
         native_size=None if native == "varies" else (int(native[0]), int(native[1])),
         images=int(raw["images"]),
         builtin=bool(raw.get("builtin", False)),
-        layout=None if layout is None else Layout(**{**layout, "merge": Merge(layout.get("merge", "single"))}),
+        layout=None if layout is None else FileLayout(**{**layout, "merge": Merge(layout.get("merge", "single"))}),
         sources=tuple(Source(**{**s, "kind": SourceKind(s["kind"])}) for s in raw.get("sources", [])),
         papers=raw.get("papers", {}),
     )

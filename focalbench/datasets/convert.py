@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from focalbench.datasets.catalog import DatasetSpec, Layout, Merge, registry
+from focalbench.datasets.catalog import DatasetSpec, FileLayout, Merge, registry
 from focalbench.datasets.prepared import UnreadableImage, decode_mask, probe_image
 from focalbench.datasets.sources import SourceTree
 from focalbench.errors import FocalbenchError
@@ -84,7 +84,7 @@ def match_layout(spec: DatasetSpec, tree: SourceTree) -> list[Record]:
 
     Raises a one-line error for a source of another dataset, images without masks, masks without
     images, and an id that appears twice."""
-    layout: Layout = spec.layout  # type: ignore[assignment]
+    layout: FileLayout = spec.layout  # type: ignore[assignment]
     paths = tree.paths()
     exclude = re.compile(layout.image_exclude) if layout.image_exclude else None
     images = _index((p for p in paths if not (exclude and exclude.search(p))), layout.image)
@@ -127,7 +127,7 @@ def read_record(spec: DatasetSpec, tree: SourceTree, rec: Record) -> tuple[bytes
     """Read one record: (image bytes, proven decodable, bool mask (H, W), bool FOV or None).
 
     Several mask files are merged by union (2018 DSB's per-nucleus masks, BUSI's extra masks)."""
-    layout: Layout = spec.layout  # type: ignore[assignment]
+    layout: FileLayout = spec.layout  # type: ignore[assignment]
     raw = tree.read(rec.image)
     try:
         shape = probe_image(raw)

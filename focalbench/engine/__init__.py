@@ -2,7 +2,7 @@
 
 Modules: ``loop`` (the readable training loop), ``data`` (device-resident splits), ``augment``
 (batched device augmentation), ``checkpoint`` (complete, atomic checkpoints and RNG states),
-``run_folder`` (the files of a run), ``device`` (device resolution), ``progress`` (display).
+``device`` (device resolution), ``progress`` (display).
 """
 
 from focalbench.engine.loop import train

@@ -36,7 +36,7 @@ from focalbench.engine.augment import augment, channel_stats, normalize
 from focalbench.engine.data import DeviceSplit, batch_sizes
 from focalbench.engine.device import describe, resolve_device
 from focalbench.engine.progress import Quiet, train_display
-from focalbench.engine.run_folder import DIVERGED, INTERRUPTED, PER_IMAGE_METRICS, RunFolder, State
+from focalbench.run_state import DIVERGED, INTERRUPTED, PER_IMAGE_METRICS, RunFolder, Status, run_folder
 from focalbench.errors import FocalbenchError
 from focalbench.losses import build_loss, loss_preset
 from focalbench.datasets.prepared import load_native_masks, resize_mask
@@ -49,10 +49,6 @@ from focalbench.store import ensure_writable_dir, results_root, utc_now
 
 N_SAMPLES = 4  # test images kept in test_samples.npz for figures
 LOG = logging.getLogger(__name__)
-
-
-class NonFiniteLoss(Exception):
-    """Training diverged (NaN/inf loss): the run stops and is marked failed."""
 
 
 @dataclass
@@ -110,7 +106,7 @@ def train(
     (default ``$FOCALBENCH_DATA`` or ``./data``); like ``device``, it is not part of the cell's key.
     """
     get_protocol(config.protocol)  # an unknown protocol fails before any work
-    folder = RunFolder(ensure_writable_dir(results_root(results)) / "runs" / config.key)
+    folder = run_folder(ensure_writable_dir(results_root(results)), config.key)
     if resume:
         stored = stored_summary(folder)
         if stored is not None:
@@ -125,13 +121,13 @@ def train(
             f"out of memory on {describe(run.device)} at batch size {run.recipe.batch_size} and size "
             f"{run.size[0]}x{run.size[1]}; lower it with --param batch_size=N or --param size=HxW"
         )
-        folder.write_status(State.failed, _epoch_of(folder), error=message)
+        folder.write_status(Status.failed, _epoch_of(folder), error=message)
         raise FocalbenchError(message) from None
     except KeyboardInterrupt:
-        folder.write_status(State.failed, _epoch_of(folder), error=INTERRUPTED)
+        folder.write_status(Status.failed, _epoch_of(folder), error=INTERRUPTED)
         raise
     except BaseException as exc:
-        folder.write_status(State.failed, _epoch_of(folder), error=f"{type(exc).__name__}: {exc}")
+        folder.write_status(Status.failed, _epoch_of(folder), error=f"{type(exc).__name__}: {exc}")
         raise
 
 
@@ -140,7 +136,7 @@ def stored_summary(folder: RunFolder) -> dict[str, Any] | None:
     status = folder.status()
     if status is None or not folder.metrics_json.exists():
         return None
-    if status["state"] == State.done or (status["state"] == State.failed and str(status.get("error") or "").startswith(DIVERGED)):
+    if status.state is Status.done or status.diverged:
         return summarize_folder(folder)
     return None
 
@@ -148,11 +144,11 @@ def stored_summary(folder: RunFolder) -> dict[str, Any] | None:
 def summarize_folder(folder: RunFolder) -> dict[str, Any]:
     from focalbench.store import read_json
 
-    status = folder.status() or {}
+    status = folder.status()
     stored = read_json(folder.metrics_json)
     return {
-        "state": status.get("state"),
-        "error": status.get("error"),
+        "state": status.state.value if status else None,
+        "error": status.error if status else None,
         "run_dir": str(folder.path),
         "key": folder.path.name,
         "test": stored.get("test", {}),
@@ -166,7 +162,7 @@ def summarize_folder(folder: RunFolder) -> dict[str, Any]:
 
 def _epoch_of(folder: RunFolder) -> int:
     status = folder.status()
-    return int(status["epoch"]) if status else 0
+    return int(status.epoch or 0) if status else 0
 
 
 # ----------------------------------------------------------------------------- set-up
@@ -592,7 +588,8 @@ def fit_and_test(
         # A crash between last.pt and history.csv leaves the file an epoch short; when that was
         # the final epoch no later epoch would rewrite it, so write it from the checkpoint now.
         folder.write_history(state["history"])
-    folder.write_status(State.running, state["epoch"], started=utc_now() if state["epoch"] == 0 else None)
+    folder.write_status(Status.running, state["epoch"], started=utc_now() if state["epoch"] == 0 else None,
+                        device=describe(run.device))
     steps = len(batch_sizes(len(run.train), recipe.batch_size, has_batch_norm(run.model)))
     display = train_display(run.config.key, recipe.epochs, steps, state["epoch"] + 1) if progress else Quiet()
     with display:
@@ -630,7 +627,7 @@ def fit_and_test(
             state["wall_seconds"] += time.perf_counter() - tick
             save_checkpoints(run, state, improved)
             folder.write_history(state["history"])
-            folder.write_status(State.running, epoch)
+            folder.write_status(Status.running, epoch)
             display.end_epoch(row, state["best_epoch"])
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
@@ -694,7 +691,7 @@ def diverged(run: Run, state: dict[str, Any], epoch: int, train_loss: float, val
         "test": {}, "val": {}, "best_epoch": state["best_epoch"] or None, "epochs_run": state["epoch"],
         "wall_seconds": state["wall_seconds"], "device": describe(run.device), "error": error,
     })
-    run.folder.write_status(State.failed, epoch, error=error)
+    run.folder.write_status(Status.failed, epoch, error=error)
     return summarize_folder(run.folder)
 
 
@@ -746,5 +743,5 @@ def test(run: Run, state: dict[str, Any]) -> dict[str, Any]:
         "wall_seconds": state["wall_seconds"] + time.perf_counter() - tick,
         "device": describe(run.device),
     })
-    folder.write_status(State.done, state["epoch"])
+    folder.write_status(Status.done, state["epoch"])
     return summarize_folder(folder)

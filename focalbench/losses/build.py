@@ -1,11 +1,8 @@
 """The loss registry, the spec grammar and :func:`build_loss`.
 
-Grammar (the ``--loss`` option and ``RunConfig.loss``)::
-
-    spec  := term ("+" term)*
-    term  := NAME ["(" KEY "=" VALUE ("," KEY "=" VALUE)* ")"]
-
-e.g. ``"dice+ce"``, ``"ufl(gamma=0.1)+fdpt(eps=0.1)"``, ``"dice+ce+dpt"``. The terms are summed
+The grammar (the ``--loss`` option and ``RunConfig.loss``) is read by
+:func:`focalbench.grammar.parse_loss_spec`, e.g. ``"dice+ce"``,
+``"ufl(gamma=0.1)+fdpt(eps=0.1)"``, ``"dice+ce+dpt"``. The terms are summed
 with weight 1. ``dpt`` (ε = 1) and ``fdpt(eps=…)`` are not summands: they apply the boundary
 weighting ``W = (1 + D)^ε`` to every other term (spec §8.2), optionally with ``mode=…``.
 ``adaptive_log`` and ``deep_supervision`` wrap a whole loss and stand alone.
@@ -13,14 +10,13 @@ weighting ``W = (1 + D)^ε`` to every other term (spec §8.2), optionally with `
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
-from focalbench.config import parse_value
+from focalbench.grammar import parse_loss_spec
 from focalbench.errors import FocalbenchError
 from focalbench.losses import modules as M
 from focalbench.registry import Registry
@@ -97,41 +93,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper002": {"hybrid": {"k": 0.5, "omega": 0.7, "w_fn": 0.7, "w_fp": 0.3}},
     "paper003": {"dice": {"smooth": 1.0, "reduction": "batch", "classes": "fg"}},
 }
-
-_TERM = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*")
-
-
-def parse_loss_spec(spec: str) -> list[tuple[str, dict[str, Any]]]:
-    """``"ufl(gamma=0.1)+fdpt(eps=0.1)"`` → ``[("ufl", {"gamma": 0.1}), ("fdpt", {"eps": 0.1})]``."""
-    terms = []
-    for text in _split_top_level(spec, "+"):
-        match = _TERM.fullmatch(text)
-        if not match:
-            raise FocalbenchError(f"cannot read loss term {text.strip()!r} in {spec!r}; write e.g. 'ufl(gamma=0.1)+fdpt(eps=0.1)'")
-        name, inside = match.group(1), match.group(2)
-        params: dict[str, Any] = {}
-        for pair in _split_top_level(inside or "", ","):
-            if not pair.strip():
-                continue  # "dice()" or a trailing comma
-            key, sep, value = pair.partition("=")
-            if not sep or not key.strip().isidentifier():
-                raise FocalbenchError(f"loss term {text.strip()!r}: {pair.strip()!r} is not KEY=VALUE; write e.g. ufl(gamma=0.1)")
-            params[key.strip()] = parse_value(value)
-        terms.append((name, params))
-    return terms
-
-
-def _split_top_level(text: str, sep: str) -> list[str]:
-    """Split at ``sep`` outside brackets, so ``smooth=1e+5`` or ``[1,2]`` stay whole."""
-    parts, depth, start = [], 0, 0
-    for i, char in enumerate(text):
-        depth += (char in "([") - (char in ")]")
-        if char == sep and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return parts
-
 
 def loss_presets() -> list[str]:
     return list(PRESETS)

@@ -20,7 +20,7 @@ from focalbench.report.layouts import (
     DECIMALS, LAYOUTS, LOWER_IS_BETTER, NOT_RANKED, Cell, Table, TableName, block_title, build_table,
 )
 from focalbench.report.published import Comparison, compare, footnotes
-from focalbench.report.runs import IMAGE_METRICS, Entry, Skipped, State, group_entries, load_runs
+from focalbench.report.runs import IMAGE_METRICS, Entry, Skipped, Status, group_entries, load_runs
 from focalbench.store import atomic_write_text
 
 
@@ -81,7 +81,7 @@ def build_report(results: str | os.PathLike | None = None, table: TableName | st
     if not results.is_dir():
         raise FocalbenchError(f"results folder {str(results)!r} not found; pass --results DIR (the folder holding runs/)")
     runs, skipped = load_runs(results)
-    if not any(r.state is State.done for r in runs):
+    if not any(r.state is Status.done for r in runs):
         raise FocalbenchError(f"nothing to report: no finished run in {results / 'runs'} ({_tally(runs, skipped)}); "
                               "finish runs with focalbench train or ablate first, or pass the folder holding "
                               "them with --results DIR")
@@ -173,7 +173,7 @@ def _html(doc: Document, table: Table, tests: list[TestResult], made: list[Path]
 
 
 def _tally(runs: list, skipped: list[Skipped]) -> str:
-    counts = [f"{sum(r.state is s for r in runs)} {s.value}" for s in (State.running, State.failed)]
+    counts = [f"{sum(r.state is s for r in runs)} {s.value}" for s in (Status.running, Status.failed)]
     return ", ".join([*counts, f"{len(skipped)} unreadable"])
 
 

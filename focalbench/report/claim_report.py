@@ -20,7 +20,7 @@ from focalbench.report import stats, verdict
 from focalbench.report.claims import ClaimPair, claims, pairs, stated_dataset, unjudged
 from focalbench.report.formats import DASH, Document, Text
 from focalbench.report.published import row_matches
-from focalbench.report.runs import IMAGE_METRICS, Entry, Run
+from focalbench.report.runs import IMAGE_METRICS, Entry, StoredRun
 
 NOT_RUN = "not run"
 NOT_PAPER_DATA = "not the paper's data"
@@ -81,7 +81,7 @@ class Evidence:
         return verdict.paper_distance(float(values.mean()) if values.size else math.nan, mean, std)
 
     @property
-    def runs(self) -> list[Run]:
+    def runs(self) -> list[StoredRun]:
         keys = set(self.repetitions)
         return [r for e in (self.a, self.b) for r in e.done if _repetition(r) in keys]
 
@@ -101,11 +101,11 @@ class NotRun:
         return "both rows ran, but no (protocol, seed, fold) has both"
 
 
-def _repetition(run: Run) -> tuple[Any, Any]:
+def _repetition(run: StoredRun) -> tuple[Any, Any]:
     return run.config.get("seed"), run.config.get("fold")
 
 
-def _differences(a: Run, b: Run, metric: str) -> np.ndarray:
+def _differences(a: StoredRun, b: StoredRun, metric: str) -> np.ndarray:
     if metric not in IMAGE_METRICS:
         difference = a.value(metric) - b.value(metric)
         return np.array([difference]) if math.isfinite(difference) else np.array([])

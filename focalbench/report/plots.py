@@ -35,7 +35,7 @@ import pandas as pd
 
 from focalbench.prune import DEFAULT_THRESHOLD, keep
 from focalbench.report.layouts import DATASET_NAMES, Table, block_title
-from focalbench.report.runs import Entry, Run
+from focalbench.report.runs import Entry, StoredRun
 from focalbench.store import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ def _hash(entry: Entry) -> str:
     return hashlib.sha256(identity.encode()).hexdigest()[:6]
 
 
-def _history(run: Run) -> pd.DataFrame | None:
+def _history(run: StoredRun) -> pd.DataFrame | None:
     path = run.path / "history.csv"
     if not path.is_file():
         return None
@@ -128,7 +128,7 @@ def _history(run: Run) -> pd.DataFrame | None:
     return frame if "epoch" in frame and not frame.empty else None
 
 
-def _samples(run: Run) -> dict[str, np.ndarray] | None:
+def _samples(run: StoredRun) -> dict[str, np.ndarray] | None:
     path = run.path / "test_samples.npz"
     if not path.is_file():
         return None
@@ -441,7 +441,7 @@ def _show_image(image: np.ndarray) -> np.ndarray:
     return image[0] if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1)
 
 
-def _image_dsc(run: Run) -> dict[str, float]:
+def _image_dsc(run: StoredRun) -> dict[str, float]:
     if run.per_image is None or "dsc" not in run.per_image:
         return {}
     return dict(zip(run.per_image["image_id"].astype(str), run.per_image["dsc"].astype(float)))

@@ -1,7 +1,7 @@
 """Read run folders tolerantly and group them into entries (one configuration, many seeds/folds).
 
-A run folder (``results/runs/<key>/``, see ``docs/architecture.md``) is read from its
-``config.json``, ``status.json``, ``per_image.csv`` and ``metrics.json``. A folder that cannot be
+A run folder (``results/runs/<key>/``, see ``docs/architecture.md``) is read through
+:class:`focalbench.run_state.RunFolder`: its config, status record, per-image scores and metrics. A folder that cannot be
 read is *skipped and named* (:class:`Skipped`), never fatal: one torn folder must not hide a
 whole study.
 
@@ -14,9 +14,7 @@ each seed kept: the configuration is the procedure "train, prune at 0.2, retrain
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +23,9 @@ import numpy as np
 if TYPE_CHECKING:  # pandas is imported where a table is read: the CLI starts without it
     import pandas as pd
 
-from focalbench.config import parse_value
+from focalbench.errors import FocalbenchError
+from focalbench.grammar import parse_loss_spec
+from focalbench.run_state import RunFolder, Status, runs_dir
 
 #: Metrics stored per test image in ``per_image.csv``.
 IMAGE_METRICS = ("dsc", "precision", "recall", "jaccard", "accuracy", "sensitivity", "specificity", "hd95")
@@ -36,17 +36,13 @@ RUN_METRICS = ("params", "gflops")
 FULL_POSITIONS = {"use-net": 9, "focal-use-net": 9, "attention-unet": 4, "focal-attention-unet": 4}
 
 
-class State(str, Enum):
-    done = "done"
-    running = "running"
-    failed = "failed"
-
-
 @dataclass
-class Run:
+class StoredRun:
+    """A run folder as the report reads it."""
+
     path: Path
     config: dict[str, Any]
-    state: State
+    state: Status
     error: str | None = None
     per_image: pd.DataFrame | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -97,14 +93,14 @@ def is_pruned(config: dict[str, Any]) -> bool:
     return positions is not None and full is not None and len(positions) < full
 
 
-def load_runs(results: Path) -> tuple[list[Run], list[Skipped]]:
+def load_runs(results: Path) -> tuple[list[StoredRun], list[Skipped]]:
     """Every run folder under ``results/runs`` (sorted by name), and the folders that were skipped."""
-    runs_dir = Path(results) / "runs"
-    runs: list[Run] = []
+    folder = runs_dir(results)
+    runs: list[StoredRun] = []
     skipped: list[Skipped] = []
-    if not runs_dir.is_dir():
+    if not folder.is_dir():
         return runs, skipped
-    for path in sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for path in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
         try:
             runs.append(read_run(path))
         except _Corrupt as exc:
@@ -125,22 +121,25 @@ def _read_json(path: Path) -> Any:
         raise _Corrupt(f"{path.name} unreadable ({type(exc).__name__})") from None
 
 
-def read_run(path: Path) -> Run:
-    raw = _read_json(path / "config.json")
+def read_run(path: Path) -> StoredRun:
+    folder = RunFolder(path)
+    raw = _read_json(folder.config_json)
     config = raw.get("config") if isinstance(raw, dict) else None
     if not isinstance(config, dict) or not all(isinstance(config.get(k), str) for k in ("dataset", "model", "loss")):
         raise _Corrupt("config.json has no config with dataset, model and loss")
-    status = _read_json(path / "status.json")
     try:
-        state = State(status.get("state"))
-    except (AttributeError, ValueError):
-        raise _Corrupt(f"status.json state {status.get('state') if isinstance(status, dict) else status!r} is not "
-                       "running, done or failed") from None
-    run = Run(path=path, config=config, state=state, error=status.get("error"),
-              resolved=raw.get("resolved") or {}, version=raw.get("version"))
-    if state is State.done:
-        run.per_image = _read_per_image(path / "per_image.csv")
-        metrics = path / "metrics.json"
+        record = folder.status()
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _Corrupt(f"{folder.status_json.name} unreadable ({type(exc).__name__})") from None
+    except ValueError as exc:
+        raise _Corrupt(f"{folder.status_json.name}: {exc}; expected state running, done or failed") from None
+    if record is None:
+        raise _Corrupt(f"{folder.status_json.name} missing")
+    run = StoredRun(path=path, config=config, state=record.state, error=record.error,
+                    resolved=raw.get("resolved") or {}, version=raw.get("version"))
+    if record.state is Status.done:
+        run.per_image = _read_per_image(folder.per_image_csv)
+        metrics = folder.metrics_json
         run.metrics = _read_json(metrics) if metrics.exists() else {}
         if not isinstance(run.metrics, dict):
             raise _Corrupt("metrics.json is not an object")
@@ -166,7 +165,6 @@ def _read_per_image(path: Path) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------
 # loss specs
 
-_TERM = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*$")
 #: Spellings that name the same sum of terms.
 _ALIASES = {"dice_ce": ("dice", "ce"), "dsc": ("dice",), "dl": ("dice",)}
 
@@ -174,38 +172,24 @@ _ALIASES = {"dice_ce": ("dice", "ce"), "dsc": ("dice",), "dl": ("dice",)}
 def parse_loss(spec: str) -> list[tuple[str, dict[str, Any]]]:
     """``"ufl(gamma=0.1)+fdpt(eps=0.1)"`` → ``[("ufl", {"gamma": 0.1}), ("fdpt", {"eps": 0.1})]``.
 
-    Normalised the way paper 000 §2.2 reads the FDPT: ε = 1 is the DPT, ε = 0 is no term at all;
-    ``dice_ce`` is ``dice + ce``.
+    Read by the one grammar (:func:`focalbench.grammar.parse_loss_spec`), then normalised the
+    way paper 000 §2.2 reads the FDPT: ε = 1 is the DPT, ε = 0 is no term at all; ``dice_ce``
+    is ``dice + ce``. A spec the grammar cannot read (a folder written by hand) stays one
+    opaque term, so the report still shows it.
     """
+    try:
+        parsed = parse_loss_spec(spec)
+    except FocalbenchError:
+        return [(spec.strip().lower(), {})]
     terms: list[tuple[str, dict[str, Any]]] = []
-    for text in _split_top(spec):
-        match = _TERM.match(text)
-        if not match:
-            terms.append((text.strip().lower(), {}))
-            continue
-        name, args = match.group(1).lower(), match.group(2)
-        params: dict[str, Any] = {}
-        for pair in _split_top(args or "", sep=","):
-            key, _, value = pair.partition("=")
-            if key.strip():
-                params[key.strip()] = parse_value(value)
+    for name, params in parsed:
+        name = name.lower()
         if name == "fdpt" and params.get("eps") == 1:
             name, params = "dpt", {k: v for k, v in params.items() if k != "eps"}
         if name == "fdpt" and params.get("eps") == 0:
             continue
         terms.extend((alias, dict(params)) for alias in _ALIASES.get(name, (name,)))
     return terms
-
-
-def _split_top(text: str, sep: str = "+") -> list[str]:
-    parts, depth, start = [], 0, 0
-    for i, char in enumerate(text):
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if char == sep and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return [p for p in parts if p.strip()]
 
 
 def format_loss(terms: list[tuple[str, dict[str, Any]]], keep: tuple[str, ...] | None = None) -> str:
@@ -243,15 +227,15 @@ class Entry:
     pruned: bool
     params: str  # the remaining configuration (model/loss params, overrides) as short text
     model_params: dict[str, Any] = field(default_factory=dict)  # without a pruned run's positions
-    runs: list[Run] = field(default_factory=list)
+    runs: list[StoredRun] = field(default_factory=list)
 
     @property
-    def done(self) -> list[Run]:
-        return [r for r in self.runs if r.state is State.done]
+    def done(self) -> list[StoredRun]:
+        return [r for r in self.runs if r.state is Status.done]
 
     @property
-    def pending(self) -> list[Run]:
-        return [r for r in self.runs if r.state is not State.done]
+    def pending(self) -> list[StoredRun]:
+        return [r for r in self.runs if r.state is not Status.done]
 
     @property
     def family(self) -> str:
@@ -287,11 +271,8 @@ class Entry:
         joined = pd.concat(pieces)
         return joined.groupby(level=0, sort=True).mean().dropna()
 
-    def module_counts(self) -> list[int]:
-        return sorted({r.modules for r in self.runs})
 
-
-def group_entries(runs: list[Run]) -> list[Entry]:
+def group_entries(runs: list[StoredRun]) -> list[Entry]:
     """Group runs into entries, in a stable order (dataset, model, loss, variant)."""
     groups: dict[tuple, Entry] = {}
     for run in runs:

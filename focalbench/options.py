@@ -1,0 +1,65 @@
+"""The options ``train``, ``ablate`` and ``prune --retrain`` share, defined once.
+
+Where a run executes (device, folders, executor) and what overrides its recipe (protocol,
+epochs, ``--param``): the CLI fills a :class:`RunOptions` from its flags, and the Python API
+takes the same names as keywords, e.g. ``focalbench.ablate("sample", models="unet",
+losses="dice", protocol="smoke", params=["batch_size=2"], jobs=2)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from focalbench.errors import FocalbenchError
+from focalbench.grammar import parse_ints
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """``protocol=None`` is the study's own (``train``: ``paper000``); ``epochs=None`` the
+    protocol's. ``params`` are ``--param`` pairs (``model.KEY=V``, ``loss.KEY=V``, ``KEY=V``).
+    ``gpus`` picks GPU indices for ablate's local pool (``"0,1"`` or ``[0, 1]``)."""
+
+    protocol: str | None = None
+    epochs: int | None = None
+    params: tuple[str, ...] = ()
+    device: str = "auto"
+    results: str | os.PathLike | None = None
+    data_dir: str | os.PathLike | None = None
+    executor: str = "local"
+    gpus: str | tuple[int, ...] | None = None
+    jobs_per_gpu: int = 1
+    jobs: int | None = None  # None: one cell per CPU core on CPU, else 1 (focalbench.threads)
+    ray_address: str | None = None
+
+    @classmethod
+    def of(cls, options: RunOptions | None = None, **fields: Any) -> RunOptions:
+        """``options`` with ``fields`` replaced; a name that is no option is a ``TypeError``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - names)
+        if unknown:
+            raise TypeError(f"unknown option {unknown[0]!r}; options: {', '.join(sorted(names))}")
+        base = options or cls()
+        if "params" in fields:
+            fields["params"] = tuple(fields["params"] or ())
+        return dataclasses.replace(base, **fields)
+
+    @property
+    def gpu_list(self) -> list[int]:
+        return parse_ints(self.gpus, "--gpus")
+
+    def check(self) -> None:
+        """Refuse out-of-range counts and a device this machine does not have."""
+        from focalbench.checks import check_device
+
+        if self.epochs is not None and self.epochs < 1:
+            raise FocalbenchError(f"--epochs {self.epochs} must be ≥ 1 (or leave it out)")
+        if (self.jobs is not None and self.jobs < 1) or self.jobs_per_gpu < 1:
+            raise FocalbenchError("--jobs and --jobs-per-gpu must be ≥ 1")
+        if self.gpu_list and self.device not in ("auto", "cuda"):
+            raise FocalbenchError(
+                f"--gpus picks the devices; drop --device {self.device} (or drop --gpus)")
+        check_device(self.device, self.gpu_list)
