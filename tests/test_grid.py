@@ -52,13 +52,21 @@ def test_focal_tversky_study_is_seven_configurations_times_five_folds():
     assert len({c.config.key for c in grid.cells}) == 35
 
 
-def test_focusnet_study_uses_the_reduced_presets_on_dsb():
-    isic = [c.config.model for c in plan("isic2018", study="focusnet").cells]
+def test_focusnet_study_builds_the_authors_networks_with_the_reduced_presets_on_dsb():
+    isic = plan("isic2018", study="focusnet").cells
     dsb = [c.config.model for c in plan("dsb2018", study="focusnet").cells]
-    assert isic == ["unet", "r2u-net", "bcdu-net", "smp-unetplusplus", "attention-unet", "focusnet", "focusnetpp"]
+    assert [c.config.model for c in isic] == ["unet", "r2u-net", "bcdu-net", "unetplusplus",
+                                              "attention-unet-kaul", "focusnet", "focusnetpp"]
+    # BCDU-Net as the authors' code builds it: the one-direction ConvLSTM (Table 2's 20.66 M)
+    assert isic[2].config.model_params == {"convlstm": "backward"}
     # Table 3's reduced networks; R2U-Net has no Table 3 row, so no reduced preset
-    assert dsb == ["unet", "r2u-net", "bcdu-net-small", "smp-unetplusplus", "attention-unet",
+    assert dsb == ["unet", "r2u-net", "bcdu-net-small", "unetplusplus", "attention-unet-kaul",
                    "focusnet-small", "focusnetpp-small"]
+
+
+def test_focal_tversky_study_compares_against_the_authors_baselines():
+    models = [c.config.model for c in plan("sample", study="focal-tversky").cells if c.fold == 0]
+    assert models == ["unet-abraham"] * 3 + ["attention-unet-abraham"] + ["pyramid-attention-unet"] * 3
 
 
 def test_general_form_is_the_full_product_with_params_on_every_cell():
