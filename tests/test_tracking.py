@@ -124,3 +124,41 @@ def test_mlflow_holds_params_epoch_metrics_test_metrics_and_artifacts(tracked_ru
     files = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.json", "history.csv", "metrics.json", "per_image.csv", "test_samples"} <= files
     assert len(client.list_artifacts(run.info.run_id, "test_samples")) == 4
+
+
+class _StopAfterFirstEpoch(Exception):
+    """Stands for a process killed once epoch 1's checkpoint is on disk."""
+
+
+def _stop_after_first_epoch(epoch, row):
+    if epoch == 1:
+        raise _StopAfterFirstEpoch
+
+
+def test_a_resumed_run_continues_the_same_mlflow_run_and_event_files(tmp_path):
+    if not (HAS_TENSORBOARD and HAS_MLFLOW):
+        pytest.skip("needs both extras: pip install 'focalbench[tensorboard,mlflow]'")
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import focalbench
+
+    config = RunConfig(dataset="sample", model="unet", loss="dice", protocol="smoke", epochs=2,
+                       overrides={"batch_size": 2})
+    trackers = ["tensorboard", "mlflow"]
+    with pytest.raises(_StopAfterFirstEpoch):
+        focalbench.train(config, results=tmp_path, progress=False, log=trackers,
+                         on_epoch_end=_stop_after_first_epoch)
+    summary = focalbench.train(config, results=tmp_path, progress=False, log=trackers)
+    assert summary["state"] == "done" and summary["epochs"] == 2
+    run_dir = Path(summary["run_dir"])
+    history = pd.read_csv(run_dir / "history.csv")
+    stored = json.loads((run_dir / "mlflow.json").read_text())
+    client = MlflowClient(tracking_uri=stored["tracking_uri"])
+    (run,) = client.search_runs([client.get_experiment_by_name("focalbench").experiment_id])
+    assert run.info.status == "FINISHED"
+    points = sorted(client.get_metric_history(run.info.run_id, "val/loss"), key=lambda m: m.step)
+    assert [m.step for m in points] == [1, 2]  # each epoch once, in the one MLflow run
+    np.testing.assert_allclose([m.value for m in points], history["val_loss"], rtol=1e-12)
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    assert [p.step for p in events.Scalars("val/loss")] == [1, 2]
