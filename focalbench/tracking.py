@@ -14,10 +14,11 @@ scores of ``metrics.json`` are ``test/<score>``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ NOT_LOGGED = ("epoch",)  # the step of every point, not a series of its own
 
 
 def metric_name(column: str) -> str:
-    """``val_dsc`` → ``val/dsc``: the first underscore groups a series (TensorBoard's sections)."""
+    """``val_dsc`` → ``val/dsc``: the first underscore opens a group (a TensorBoard section)."""
     group, _, name = column.partition("_")
     return f"{group}/{name}" if name else group
 
@@ -55,8 +56,8 @@ def sample_panel(image: np.ndarray, mask: np.ndarray, prob: np.ndarray) -> np.nd
     ``mask`` (H, W) in {0, 1}, ``prob`` (H, W) uint8 = 255·p.
     """
     shown = np.repeat(image[:1], 3, axis=0) if image.shape[0] == 1 else image[:3]
-    grey = lambda a: np.repeat(a[None].astype(np.uint8), 3, axis=0)  # noqa: E731
-    strip = np.concatenate([shown, grey(mask * 255), grey(prob)], axis=2)
+    grey = [np.repeat(a[None].astype(np.uint8), 3, axis=0) for a in (mask * 255, prob)]
+    strip = np.concatenate([shown, *grey], axis=2)
     return np.ascontiguousarray(np.moveaxis(strip, 0, -1))
 
 
@@ -73,7 +74,7 @@ class Tracker:
     def __enter__(self) -> Tracker:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def start(self, config: dict[str, Any], resolved: dict[str, Any]) -> None:
@@ -82,7 +83,9 @@ class Tracker:
     def log_epoch(self, epoch: int, row: dict[str, Any]) -> None:
         return None
 
-    def log_test(self, epoch: int, metrics: dict[str, float], samples: dict[str, np.ndarray]) -> None:
+    def log_test(
+        self, epoch: int, metrics: dict[str, float], samples: dict[str, np.ndarray]
+    ) -> None:
         return None
 
     def log_file(self, path: Path) -> None:
@@ -144,8 +147,9 @@ class TensorBoardTracker(Tracker):
     def log_test(self, epoch, metrics, samples):
         for score, value in metrics.items():
             self.writer.add_scalar(f"test/{score}", float(value), epoch)
-        for image_id, image, mask, prob in zip(samples["ids"], samples["images"], samples["masks"],
-                                               samples["probs"]):
+        for image_id, image, mask, prob in zip(
+            samples["ids"], samples["images"], samples["masks"], samples["probs"]
+        ):
             panel = sample_panel(image, mask, prob)
             self.writer.add_image(f"test_samples/{image_id}", panel, epoch, dataformats="HWC")
 
@@ -181,11 +185,27 @@ class MlflowTracker(Tracker):
         if mlflow_uri is None:
             store = (results / "mlruns").resolve()
             store.mkdir(parents=True, exist_ok=True)
-            mlflow_uri, self.artifacts = f"sqlite:///{store / 'mlflow.db'}", (store / "artifacts").as_uri()
+            mlflow_uri, self.artifacts = (
+                f"sqlite:///{store / 'mlflow.db'}",
+                (store / "artifacts").as_uri(),
+            )
         self.uri = mlflow_uri
-        self.client = MlflowClient(tracking_uri=self.uri)
+        with self._store_errors():  # an unknown scheme fails here, before any training
+            self.client = MlflowClient(tracking_uri=self.uri)
         self.run_id: str | None = None
         self.tested = False
+
+    @contextlib.contextmanager
+    def _store_errors(self) -> Iterator[None]:
+        """A store MLflow cannot use is the user's to fix: one line naming the option."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            yield
+        except MlflowException as exc:
+            reason = str(exc).strip().splitlines()[0]
+            message = f"MLflow store {self.uri}: {reason}; check --mlflow-uri"
+            raise FocalbenchError(message) from None
 
     def _resumed_run_id(self) -> str | None:
         stored = self.run_dir / "mlflow.json"
@@ -195,22 +215,31 @@ class MlflowTracker(Tracker):
         return saved["run_id"] if saved.get("tracking_uri") == self.uri else None
 
     def start(self, config, resolved):
+        with self._store_errors():  # the first call that reaches the store
+            experiment = self.client.get_experiment_by_name(self.EXPERIMENT)
         self.run_id = self._resumed_run_id()
         if self.run_id is not None:
             self.client.update_run(self.run_id, status="RUNNING")
             return
-        experiment = self.client.get_experiment_by_name(self.EXPERIMENT)
-        experiment_id = (experiment.experiment_id if experiment is not None
-                         else self.client.create_experiment(self.EXPERIMENT, artifact_location=self.artifacts))
-        tags = {f"focalbench.{k}": str(config[k]) for k in ("dataset", "model", "loss", "protocol", "seed")}
+        experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else self.client.create_experiment(self.EXPERIMENT, artifact_location=self.artifacts)
+        )
+        tags = {
+            f"focalbench.{k}": str(config[k])
+            for k in ("dataset", "model", "loss", "protocol", "seed")
+        }
         run = self.client.create_run(experiment_id, run_name=self.run_dir.name, tags=tags)
         self.run_id = run.info.run_id
-        atomic_write_json(self.run_dir / "mlflow.json", {"tracking_uri": self.uri, "run_id": self.run_id})
+        atomic_write_json(
+            self.run_dir / "mlflow.json", {"tracking_uri": self.uri, "run_id": self.run_id}
+        )
         from mlflow.entities import Param
 
         params = [Param(k, v) for k, v in flatten({"config": config, "resolved": resolved}).items()]
         for first in range(0, len(params), 100):  # MLflow takes at most 100 params a batch
-            self.client.log_batch(self.run_id, params=params[first:first + 100])
+            self.client.log_batch(self.run_id, params=params[first : first + 100])
 
     def _log_metrics(self, values: dict[str, float], step: int) -> None:
         import time
@@ -227,10 +256,14 @@ class MlflowTracker(Tracker):
     def log_test(self, epoch, metrics, samples):
         self._log_metrics({f"test/{score}": value for score, value in metrics.items()}, epoch)
         self.tested = True
-        for image_id, image, mask, prob in zip(samples["ids"], samples["images"], samples["masks"],
-                                               samples["probs"]):
-            self.client.log_image(self.run_id, sample_panel(image, mask, prob),
-                                  artifact_file=f"test_samples/{image_id}.png")
+        for image_id, image, mask, prob in zip(
+            samples["ids"], samples["images"], samples["masks"], samples["probs"]
+        ):
+            self.client.log_image(
+                self.run_id,
+                sample_panel(image, mask, prob),
+                artifact_file=f"test_samples/{image_id}.png",
+            )
 
     def log_file(self, path):
         self.client.log_artifact(self.run_id, str(path))
@@ -240,7 +273,9 @@ class MlflowTracker(Tracker):
             self.client.set_terminated(self.run_id, status="FINISHED" if self.tested else "FAILED")
 
 
-TRACKERS: Registry[tuple[str, Callable[[Path, Path, str | None, bool], Tracker]]] = Registry("tracker")
+TRACKERS: Registry[tuple[str, Callable[[Path, Path, str | None, bool], Tracker]]] = Registry(
+    "tracker"
+)
 TRACKERS.add("tensorboard", ("tensorboard", TensorBoardTracker))
 TRACKERS.add("mlflow", ("mlflow", MlflowTracker))
 
@@ -256,11 +291,20 @@ def check_trackers(names: Iterable[str]) -> None:
 
 
 def open_trackers(
-    names: Sequence[str], run_dir: Path, results: Path, mlflow_uri: str | None = None, fresh: bool = False
+    names: Sequence[str],
+    run_dir: Path,
+    results: Path,
+    mlflow_uri: str | None = None,
+    fresh: bool = False,
 ) -> Tracker:
     """The trackers asked for, as one; the no-op :class:`Tracker` when none is. ``fresh``: the
     run starts over (``--no-resume``), so each tracker drops what it kept of the old attempt."""
     check_trackers(names)
     if not names:
         return Tracker()
-    return Trackers([TRACKERS.get(name)[1](run_dir, results, mlflow_uri, fresh) for name in dict.fromkeys(names)])
+    return Trackers(
+        [
+            TRACKERS.get(name)[1](run_dir, results, mlflow_uri, fresh)
+            for name in dict.fromkeys(names)
+        ]
+    )

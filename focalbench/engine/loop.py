@@ -114,8 +114,8 @@ def train(
             return stored
     else:
         folder.clear()
-    run = setup(config, resolve_device(device), folder, compile, data_dir)
     tracker = tracking.open_trackers(log, folder.path, root, mlflow_uri, fresh=not resume)
+    run = setup(config, resolve_device(device), folder, compile, data_dir)
     try:
         return fit_test_and_track(run, resume, progress, on_epoch_end, tracker)
     except torch.OutOfMemoryError:
