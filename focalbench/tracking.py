@@ -125,14 +125,16 @@ class TensorBoardTracker(Tracker):
     """Event files in ``RUN/tensorboard/``: scalars per epoch, the config as text, test samples."""
 
     def __init__(self, run_dir: Path, results: Path, mlflow_uri: str | None, fresh: bool) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
+        self.log_dir = run_dir / "tensorboard"
+        self.writer = None  # made by start: a run that fails to set up leaves no event file
         if fresh:  # --no-resume: the old attempt's curves would overlap the new ones
-            shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+            shutil.rmtree(self.log_dir, ignore_errors=True)
         self.key = run_dir.name
 
     def start(self, config, resolved):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(self.log_dir))
         text = json.dumps({"config": config, "resolved": resolved}, indent=2, default=str)
         # four-space indent: TensorBoard renders text as Markdown, this keeps it a code block
         code = "\n".join("    " + line for line in text.splitlines())
@@ -161,7 +163,8 @@ class TensorBoardTracker(Tracker):
             self.writer.add_image(f"figures/{path.stem}", picture, dataformats="HWC")
 
     def close(self):
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 class MlflowTracker(Tracker):

@@ -263,6 +263,7 @@ def test_a_figure_file_becomes_a_tensorboard_image(tmp_path):
     picture[:, :, 0] = 255  # red
     matplotlib.image.imsave(tmp_path / "curves.png", picture)
     with tracking.open_trackers(["tensorboard"], tmp_path, tmp_path) as tracker:
+        tracker.start({}, {})
         tracker.log_file(tmp_path / "curves.png")
         tracker.log_file(tmp_path / "config.json")  # not an image: TensorBoard keeps nothing
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0}).Reload()
