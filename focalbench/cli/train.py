@@ -39,6 +39,8 @@ def train(
     param: list[str] = ParamOption,
     json_out: bool = JsonOption,
     compile: bool = typer.Option(False, "--compile", help="torch.compile the network (CUDA-graph capture on CUDA)."),
+    log: list[str] = typer.Option([], "--log", help="Mirror the run into a tracker: tensorboard (RUN/tensorboard/) or mlflow; repeatable."),
+    mlflow_uri: str | None = typer.Option(None, "--mlflow-uri", help="MLflow tracking store (default: RESULTS/mlruns).", show_default=False),
 ) -> None:
     """Train and test one cell; results land in RESULTS/runs/<key>/.
 
@@ -47,10 +49,12 @@ def train(
     from focalbench.checks import check_config
     from focalbench.engine import train as run_train
     from focalbench.options import RunOptions
+    from focalbench.tracking import check_trackers
 
     options = RunOptions(protocol=protocol, epochs=epochs, params=tuple(param), device=device,
                          results=results, data_dir=data_dir)
     options.check()
+    check_trackers(log)
     model_params, loss_params, overrides = split_params(param)
     config = RunConfig(
         dataset=dataset, model=model, loss=loss, protocol=protocol, seed=seed, fold=fold, epochs=epochs,
@@ -59,7 +63,7 @@ def train(
     check_config(config, None if data_dir is None else str(data_dir))  # before any folder exists
     summary = run_train(
         config, results=results, device=device, resume=resume, progress=not json_out, compile=compile,
-        data_dir=data_dir,
+        data_dir=data_dir, log=log, mlflow_uri=mlflow_uri,
     )
     if json_out:
         print_json(summary)

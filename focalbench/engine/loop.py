@@ -19,7 +19,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 import focalbench
-from focalbench import datasets, metrics, models
+from focalbench import datasets, metrics, models, tracking
 from focalbench.config import RunConfig
 from focalbench.engine import checkpoint
 from focalbench.engine.augment import augment, channel_stats, normalize
@@ -45,7 +45,7 @@ from focalbench.protocols import (
     Checkpoint, Init, Monitor, Normalization, Optimizer, Precision, Protocol, Schedule, ScoreSize, get_protocol,
     lr_at_epoch, resolve,
 )
-from focalbench.store import ensure_writable_dir, results_root, utc_now
+from focalbench.store import ensure_writable_dir, read_json, results_root, utc_now
 
 N_SAMPLES = 4  # test images kept in test_samples.npz for figures
 LOG = logging.getLogger(__name__)
@@ -91,6 +91,8 @@ def train(
     compile: bool = False,
     data_dir: str | Path | None = None,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    log: Sequence[str] = (),
+    mlflow_uri: str | None = None,
 ) -> dict[str, Any]:
     """Train and test one cell; return its summary.
 
@@ -104,18 +106,24 @@ def train(
     the network in ``torch.compile`` (CUDA graphs on CUDA). ``on_epoch_end(epoch, row)`` is called
     after each epoch's checkpoint is on disk. ``data_dir`` is the prepared-datasets folder
     (default ``$FOCALBENCH_DATA`` or ``./data``); like ``device``, it is not part of the cell's key.
+    ``log`` names trackers (``tensorboard``, ``mlflow``; see :mod:`focalbench.tracking`) that
+    mirror the trained epochs and the test; ``mlflow_uri`` is MLflow's store (default
+    ``<results>/mlruns``).
     """
     get_protocol(config.protocol)  # an unknown protocol fails before any work
-    folder = run_folder(ensure_writable_dir(results_root(results)), config.key)
+    tracking.check_trackers(log)
+    root = ensure_writable_dir(results_root(results))
+    folder = run_folder(root, config.key)
     if resume:
         stored = stored_summary(folder)
         if stored is not None:
             return stored
     else:
         folder.clear()
+    tracker = tracking.open_trackers(log, folder.path, root, mlflow_uri, fresh=not resume)
     run = setup(config, resolve_device(device), folder, compile, data_dir)
     try:
-        return fit_and_test(run, resume, progress, on_epoch_end)
+        return fit_test_and_track(run, resume, progress, on_epoch_end, tracker)
     except torch.OutOfMemoryError:
         message = (
             f"out of memory on {describe(run.device)} at batch size {run.recipe.batch_size} and size "
@@ -129,6 +137,36 @@ def train(
     except BaseException as exc:
         folder.write_status(Status.failed, _epoch_of(folder), error=f"{type(exc).__name__}: {exc}")
         raise
+
+
+def fit_test_and_track(
+    run: Run, resume: bool, progress: bool, on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
+    tracker: tracking.Tracker,
+) -> dict[str, Any]:
+    """:func:`fit_and_test`, mirrored into ``tracker``: each epoch after its checkpoint is on
+    disk, the test once metrics.json is; the tracker is closed however the run ends."""
+    with tracker:
+        tracker.start(run.config.to_dict(), read_json(run.folder.config_json)["resolved"])
+        summary = fit_and_test(run, resume, progress, _then(tracker.log_epoch, on_epoch_end))
+        if summary["state"] == Status.done:
+            log_finished_run(tracker, run.folder, summary["epochs"])
+        return summary
+
+
+def _then(first: Callable[..., None], second: Callable[..., None] | None) -> Callable[..., None]:
+    """``first`` then ``second`` (when given) with the same arguments."""
+    if second is None:
+        return first
+    return lambda *args: (first(*args), second(*args))
+
+
+def log_finished_run(tracker: tracking.Tracker, folder: RunFolder, epoch: int) -> None:
+    """Hand a done run's test scores, sample predictions and result files to the tracker."""
+    with np.load(folder.samples_npz, allow_pickle=False) as samples:
+        arrays = {k: samples[k] for k in ("ids", "images", "masks", "probs")}
+    tracker.log_test(epoch, read_json(folder.metrics_json)["test"], arrays)
+    for path in (folder.config_json, folder.history_csv, folder.metrics_json, folder.per_image_csv):
+        tracker.log_file(path)
 
 
 def stored_summary(folder: RunFolder) -> dict[str, Any] | None:
