@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import tf_keras as keras  # noqa: E402  (after torch: TensorFlow first makes torch's triton import crash)
 import torch
 import torch.nn.functional as F
 
 from focalbench.models.blocks import AttentionGate, GateForm, Norm
 from focalbench.models.keras import Conv2dSame, ConvTranspose2dSame, batch_norm
-
-import tf_keras as keras  # noqa: E402  (after torch: TensorFlow first makes torch's triton import crash)
 
 L = keras.layers
 
@@ -59,9 +58,17 @@ def layer_rows(size: int) -> list[tuple[str, float, float]]:
         k.set_weights([_conv_kernel(ours.weight), ours.bias.detach().numpy()])
         ref = _nchw(k(_nhwc(x)))
         naive = F.conv2d(x, ours.weight, ours.bias, stride=stride, padding=kernel // 2)
-        naive = naive[..., : ref.shape[-2], : ref.shape[-1]]  # a 2×2 kernel with padding 1 grows by one
+        naive = naive[
+            ..., : ref.shape[-2], : ref.shape[-1]
+        ]  # a 2×2 kernel with padding 1 grows by one
         with torch.no_grad():
-            rows.append((f"Conv2D {kernel}x{kernel} s{stride} 'same'", _diff(ours(x), ref), _diff(naive, ref)))
+            rows.append(
+                (
+                    f"Conv2D {kernel}x{kernel} s{stride} 'same'",
+                    _diff(ours(x), ref),
+                    _diff(naive, ref),
+                )
+            )
     ours = ConvTranspose2dSame(4, 5, 3, stride=2)
     k = L.Conv2DTranspose(5, 3, strides=2, padding="same")
     k.build((None, size, size, 4))
@@ -80,7 +87,13 @@ def layer_rows(size: int) -> list[tuple[str, float, float]]:
     ref = _nchw(k(_nhwc(z), training=True))
     rows.append(("BatchNormalization, training output", _diff(out, ref), _diff(naive_out, ref)))
     moving = torch.from_numpy(k.moving_mean.numpy())
-    rows.append(("BatchNormalization, moving mean", _diff(ours.running_mean, moving), _diff(naive.running_mean, moving)))
+    rows.append(
+        (
+            "BatchNormalization, moving mean",
+            _diff(ours.running_mean, moving),
+            _diff(naive.running_mean, moving),
+        )
+    )
     return rows
 
 
@@ -113,8 +126,16 @@ def _gate_weights(gate: AttentionGate) -> list[list[np.ndarray]]:
     def conv(m, kernel=_conv_kernel):
         return [kernel(m.weight), m.bias.detach().numpy()]
 
-    return [conv(gate.gating[0]), bn(gate.gating[1]), conv(gate.theta), conv(gate.phi[0]),
-            conv(gate.phi[1], _convt_kernel), conv(gate.psi), conv(gate.out[0]), bn(gate.out[1])]
+    return [
+        conv(gate.gating[0]),
+        bn(gate.gating[1]),
+        conv(gate.theta),
+        conv(gate.phi[0]),
+        conv(gate.phi[1], _convt_kernel),
+        conv(gate.psi),
+        conv(gate.out[0]),
+        bn(gate.out[1]),
+    ]
 
 
 def gate_row(size: int, ratio: int) -> tuple[str, float, float]:
@@ -127,16 +148,25 @@ def gate_row(size: int, ratio: int) -> tuple[str, float, float]:
     with torch.no_grad():  # non-trivial BN statistics, so inference uses them
         for m in (ours.gating[1], ours.out[1]):
             m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
-    for layer, weights in zip(layers, _gate_weights(ours)):
+    for layer, weights in zip(layers, _gate_weights(ours), strict=False):
         layer.set_weights(weights)
-    x, g = torch.randn(2, cx, size, size), torch.randn(2, cg, size // 2 // ratio, size // 2 // ratio)
+    x, g = (
+        torch.randn(2, cx, size, size),
+        torch.randn(2, cg, size // 2 // ratio, size // 2 // ratio),
+    )
     ref = _nchw(model([_nhwc(x), _nhwc(g)], training=False))
     with torch.no_grad():
         out = ours(x, g)
         # a naive port: PyTorch's symmetric padding for φ's transposed conv
         convt = ours.phi[1]
-        phi = F.conv_transpose2d(ours.phi[0](ours.gating(g)), convt.weight, convt.bias, stride=ratio,
-                                 padding=1, output_padding=ratio - 1)
+        phi = F.conv_transpose2d(
+            ours.phi[0](ours.gating(g)),
+            convt.weight,
+            convt.bias,
+            stride=ratio,
+            padding=1,
+            output_padding=ratio - 1,
+        )
         alpha = torch.sigmoid(ours.psi(F.relu(ours.theta(x) + phi)))
         naive = ours.out(F.interpolate(alpha, size=x.shape[-2:], mode="nearest") * x)
     return (f"AttnGatingBlock (g at 1/{2 * ratio}, eval)", _diff(out, ref), _diff(naive, ref))

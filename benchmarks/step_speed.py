@@ -44,10 +44,10 @@ from focalbench.engine import loop
 from focalbench.engine.data import DeviceSplit
 from focalbench.engine.device import describe, resolve_device
 from focalbench.engine.progress import Quiet
-from focalbench.run_state import RunFolder
 from focalbench.losses import build_loss
 from focalbench.models import build_model, count_gflops
 from focalbench.protocols import Augmentation, get_protocol
+from focalbench.run_state import RunFolder
 
 
 def synthetic(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

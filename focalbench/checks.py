@@ -68,8 +68,9 @@ def check_config(config: RunConfig, data_dir: str | None = None) -> None:
         _known_key(key, overridable_fields(), "", "a protocol field")
     settings = datasets.paper_settings(config.dataset, config.protocol, data_dir)
     if read_meta(config.dataset, data_dir) is None:
-        raise FocalbenchError(f"dataset {config.dataset!r} is not prepared; run: "
-                              f"{fetch_hint(config.dataset)}")
+        raise FocalbenchError(
+            f"dataset {config.dataset!r} is not prepared; run: {fetch_hint(config.dataset)}"
+        )
     recipe = resolve(config, settings)
     _check_model(config, recipe, int(settings.get("channels") or 3))
     _check_loss(config, settings)
@@ -97,8 +98,9 @@ def _check_model(config: RunConfig, recipe: object, in_channels: int) -> None:
         _known_key(key, spec.allowed(), "model", f"a parameter of network {config.model!r}")
     tiny = models.model_info(config.model)["tiny_params"] if recipe.tiny_model else {}
     with torch.device("meta"):  # no weights are allocated: the check costs no memory
-        model = models.build_model(config.model, in_channels=in_channels,
-                                   **{**tiny, **config.model_params})
+        model = models.build_model(
+            config.model, in_channels=in_channels, **{**tiny, **config.model_params}
+        )
     if recipe.size is not None:
         models.check_input_size(model, tuple(recipe.size))
 

@@ -50,7 +50,9 @@ class ExecutorKind(str, Enum):
     ray = "ray"
 
 
-def local_slots(device: str = "auto", gpus: list[int] | None = None, jobs_per_gpu: int = 1, jobs: int = 1) -> list[str]:
+def local_slots(
+    device: str = "auto", gpus: list[int] | None = None, jobs_per_gpu: int = 1, jobs: int = 1
+) -> list[str]:
     """Devices of the local pool's worker slots.
 
     ``gpus=[0, 1], jobs_per_gpu=2`` → ``["cuda:0", "cuda:0", "cuda:1", "cuda:1"]`` (several
@@ -60,7 +62,9 @@ def local_slots(device: str = "auto", gpus: list[int] | None = None, jobs_per_gp
         raise FocalbenchError("--jobs and --jobs-per-gpu must be ≥ 1")
     if gpus:
         if device not in ("auto", "cuda"):
-            raise FocalbenchError(f"--gpus picks the devices; drop --device {device} (or drop --gpus)")
+            raise FocalbenchError(
+                f"--gpus picks the devices; drop --device {device} (or drop --gpus)"
+            )
         return [f"cuda:{g}" for g in gpus for _ in range(jobs_per_gpu)]
     return [device] * jobs
 
@@ -131,7 +135,11 @@ class LocalExecutor:
         if self._channels[slot] is not None:
             self._channels[slot].close()
         ours, theirs = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_slot_main, args=(self.slots[slot], theirs, os.getpid(), self.capacity), daemon=True)
+        proc = self._ctx.Process(
+            target=_slot_main,
+            args=(self.slots[slot], theirs, os.getpid(), self.capacity),
+            daemon=True,
+        )
         proc.start()
         theirs.close()  # only the worker holds its end now, so its death reads as EOF here
         self._procs[slot], self._channels[slot] = proc, ours
@@ -161,7 +169,9 @@ class LocalExecutor:
         for slot, proc in enumerate(self._procs):
             if proc.is_alive():
                 continue
-            if slot in self._busy:  # it died mid-cell: that cell failed, unless it had just finished
+            if (
+                slot in self._busy
+            ):  # it died mid-cell: that cell failed, unless it had just finished
                 task_id, task = self._busy.pop(slot)
                 key = RunConfig.from_dict(task.config).key
                 why = f"worker process died (exit code {proc.exitcode}) while training"
@@ -170,11 +180,11 @@ class LocalExecutor:
         return out
 
     def close(self) -> None:
-        for proc, channel in zip(self._procs, self._channels):
+        for proc, channel in zip(self._procs, self._channels, strict=False):
             if channel is not None and proc.is_alive():
                 with contextlib.suppress(OSError):
                     channel.send(None)
-        for proc, channel in zip(self._procs, self._channels):
+        for proc, channel in zip(self._procs, self._channels, strict=False):
             if proc is not None:
                 proc.join(timeout=10)
                 if proc.is_alive():
@@ -183,7 +193,9 @@ class LocalExecutor:
 
 
 def _ray_cell(task: CellTask, device: str) -> tuple[int, CellResult]:
-    return task.task_id, run_cell(task.config, task.results, device, task.retry_failed, task.train_fn)
+    return task.task_id, run_cell(
+        task.config, task.results, device, task.retry_failed, task.train_fn
+    )
 
 
 class RayExecutor:
@@ -195,12 +207,19 @@ class RayExecutor:
     a crashed task is reported failed, like a dead local worker.
     """
 
-    def __init__(self, address: str | None = None, use_gpus: bool = False, jobs_per_gpu: int = 1,
-                 device: str = "auto") -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        use_gpus: bool = False,
+        jobs_per_gpu: int = 1,
+        device: str = "auto",
+    ) -> None:
         try:
             import ray
         except ImportError:
-            raise FocalbenchError("--executor ray needs Ray: pip install 'focalbench[ray]'") from None
+            raise FocalbenchError(
+                "--executor ray needs Ray: pip install 'focalbench[ray]'"
+            ) from None
         self._ray = ray
         self.address = address
         self.use_gpus = use_gpus
@@ -215,10 +234,16 @@ class RayExecutor:
         if not ray.is_initialized():
             try:
                 forwarded = {k: os.environ[k] for k in ("FOCALBENCH_DATA",) if k in os.environ}
-                ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
-                         runtime_env={"env_vars": forwarded} if forwarded else None)
+                ray.init(
+                    address=self.address,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    runtime_env={"env_vars": forwarded} if forwarded else None,
+                )
             except ConnectionError as exc:
-                raise FocalbenchError(f"cannot reach the Ray cluster at {self.address!r} ({exc}); check --ray-address") from None
+                raise FocalbenchError(
+                    f"cannot reach the Ray cluster at {self.address!r} ({exc}); check --ray-address"
+                ) from None
             self._owns_ray = True
         # Keep only as many tasks in flight as the cluster can run, so the progress display's
         # "running" lines are true and a rerun's order follows the plan.

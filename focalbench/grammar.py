@@ -109,4 +109,5 @@ def parse_ints(values: str | int | Sequence[int] | None, flag: str) -> list[int]
         return [int(v) for v in split_names(values)]
     except ValueError:
         raise FocalbenchError(
-            f"{flag} takes integers separated by commas, e.g. {flag} 0,1,2") from None
+            f"{flag} takes integers separated by commas, e.g. {flag} 0,1,2"
+        ) from None

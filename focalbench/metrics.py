@@ -74,9 +74,9 @@ def _ratio(num: Tensor, den: Tensor) -> Tensor:
 def scores(counts: Tensor) -> dict[str, Tensor]:
     """Scores per row of ``counts`` ``(N, 4)`` (float64 ``(N,)`` each, NaN where 0/0)::
 
-        dsc = 2tp / (2tp + fp + fn)        jaccard = tp / (tp + fp + fn)
-        precision = tp / (tp + fp)         recall = sensitivity = tp / (tp + fn)
-        accuracy = (tp + tn) / total       specificity = tn / (tn + fp)
+    dsc = 2tp / (2tp + fp + fn)        jaccard = tp / (tp + fp + fn)
+    precision = tp / (tp + fp)         recall = sensitivity = tp / (tp + fn)
+    accuracy = (tp + tn) / total       specificity = tn / (tn + fp)
     """
     tp, fp, fn, tn = counts.long().unbind(-1)
     recall = _ratio(tp, tp + fn)
@@ -141,7 +141,10 @@ def summarize(
     per_metric = scores(rows)
     if empty_policy is EmptyPolicy.ONE:
         rows_empty = rows[:, :3].sum(-1) == 0
-        per_metric = {k: torch.where(rows_empty & v.isnan(), torch.ones_like(v), v) for k, v in per_metric.items()}
+        per_metric = {
+            k: torch.where(rows_empty & v.isnan(), torch.ones_like(v), v)
+            for k, v in per_metric.items()
+        }
     per_metric.update({k: v.double() for k, v in (extra or {}).items()})
     metrics, undefined = {}, {}
     for name, values in per_metric.items():
@@ -162,14 +165,21 @@ def _choice(enum: type[Enum], value: object, what: str):
     try:
         return enum(value)
     except ValueError:
-        raise FocalbenchError(f"unknown {what} {value!r}; choose from: {', '.join(m.value for m in enum)}") from None
+        raise FocalbenchError(
+            f"unknown {what} {value!r}; choose from: {', '.join(m.value for m in enum)}"
+        ) from None
 
 
 def _surface(mask: Tensor) -> Tensor:
     """Pixels of ``mask`` with a 4-neighbour outside it (mask minus its erosion by a cross, as MedPy)."""
     padded = torch.nn.functional.pad(mask.float(), (1, 1, 1, 1), value=0.0)
     neighbours = torch.stack(
-        [padded[..., :-2, 1:-1], padded[..., 2:, 1:-1], padded[..., 1:-1, :-2], padded[..., 1:-1, 2:]]
+        [
+            padded[..., :-2, 1:-1],
+            padded[..., 2:, 1:-1],
+            padded[..., 1:-1, :-2],
+            padded[..., 1:-1, 2:],
+        ]
     ).amin(0)
     return mask & (neighbours < 0.5)
 
@@ -187,10 +197,18 @@ def hd95(pred: Tensor, target: Tensor, percentile: float = 95.0) -> Tensor:
     to_target = edt(~ts)  # distance of every pixel to the nearest target surface pixel
     to_pred = edt(~ps)
     nan = torch.full_like(to_target, float("nan"))
-    pooled = torch.cat([torch.where(ps, to_target, nan).flatten(1), torch.where(ts, to_pred, nan).flatten(1)], dim=1)
+    pooled = torch.cat(
+        [torch.where(ps, to_target, nan).flatten(1), torch.where(ts, to_pred, nan).flatten(1)],
+        dim=1,
+    )
     # torch.quantile takes at most 2**24 elements per call: whole images in chunks under that.
     rows = max(1, 2**24 // pooled.shape[1])
-    values = torch.cat([torch.nanquantile(chunk.double(), percentile / 100.0, dim=1) for chunk in pooled.split(rows)])
+    values = torch.cat(
+        [
+            torch.nanquantile(chunk.double(), percentile / 100.0, dim=1)
+            for chunk in pooled.split(rows)
+        ]
+    )
     p_empty, t_empty = ~pred.flatten(1).any(1), ~target.flatten(1).any(1)
     values = torch.where(p_empty & t_empty, torch.zeros_like(values), values)
     return torch.where(p_empty ^ t_empty, torch.full_like(values, float("nan")), values)

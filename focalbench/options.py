@@ -61,5 +61,6 @@ class RunOptions:
             raise FocalbenchError("--jobs and --jobs-per-gpu must be ≥ 1")
         if self.gpu_list and self.device not in ("auto", "cuda"):
             raise FocalbenchError(
-                f"--gpus picks the devices; drop --device {self.device} (or drop --gpus)")
+                f"--gpus picks the devices; drop --device {self.device} (or drop --gpus)"
+            )
         check_device(self.device, self.gpu_list)

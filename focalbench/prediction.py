@@ -204,7 +204,7 @@ def predict(
                 continue
             x = torch.from_numpy(np.stack([b[2] for b in batch])).to(net.device)
             probs = _probabilities(net, x, tta).cpu().numpy().astype(np.float32)
-            for (path, data, _, native), prob in zip(batch, probs):
+            for (path, data, _, native), prob in zip(batch, probs, strict=False):
                 written.append(
                     _write(net, out_dir, path, data, prob, native, probabilities, overlay)
                 )

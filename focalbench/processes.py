@@ -29,8 +29,11 @@ def start_time(pid: int) -> float | None:
     or ``None`` where procfs cannot tell."""
     stat = _proc_stat(pid)
     try:
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
         return boot + int(stat[19]) / os.sysconf("SC_CLK_TCK")
     except (OSError, StopIteration, IndexError, ValueError, TypeError):
         return None

@@ -211,62 +211,102 @@ def _register(protocol: Protocol) -> Protocol:
     return protocol
 
 
-_register(Protocol(
-    name="paper000",
-    source="Yeung et al., Focal Attention Networks, ISBI 2022, §2.4",
-    optimizer=Optimizer.adam, lr=1e-3,
-    schedule=Schedule.plateau, plateau_factor=0.1, plateau_patience=25,
-    early_stopping=50,
-    # The paper gives no epoch cap (training ends by early stopping); 500 bounds a run.
-    batch_size=1, epochs=500,
-    normalization=Normalization.zscore_image, augmentation=MISCNN_AUGMENTATION,
-    init=Init.xavier_uniform,
-    # MIScnn's Resize subfunction to the Table 1 size, and its predict(), which resizes the
-    # prediction back to the original image (Resize.postprocessing). MIScnn has no field of view:
-    # it scores whole images (Table 1's DRIVE 8.70 % foreground is the whole-image share).
-    resize=Resize.miscnn, score_size=ScoreSize.native, fov_only=False,
-))
-_register(Protocol(
-    name="paper001",
-    source="Kaul et al., FocusNet, ISBI 2019, §3.2",
-    optimizer=Optimizer.adam, lr=1e-3,
-    schedule=Schedule.plateau, plateau_factor=0.5, plateau_patience=5, plateau_threshold=1e-3,
-    batch_size=8, epochs=80,
-    normalization=Normalization.zscore_dataset, augmentation=ZOOM_FLIP_AUGMENTATION,
-))
-_register(Protocol(
-    name="paper002",
-    source="Kaul et al., FocusNet++, ISBI 2021, §3",
-    # The paper's "carefully constructed learning rate schedule" is the code's
-    # LearningRateScheduler (focusnetpp.py:294-304): Keras passes the 0-based epoch index i,
-    # 1e-4 for i <= 15, 1e-5 for i <= 25, 1e-6 for i <= 40, then 1e-7 — from 1-based epochs
-    # 17, 27 and 42 on. Batch 8 is the paper's (the code has 4).
-    optimizer=Optimizer.adam, lr=1e-4,
-    schedule=Schedule.steps, lr_steps=((17, 1e-5), (27, 1e-6), (42, 1e-7)),
-    batch_size=8, epochs=50,
-    normalization=Normalization.unit, augmentation=None,
-))
-_register(Protocol(
-    name="paper003",
-    source="Abraham & Khan, Focal Tversky loss, ISBI 2019, §3 and nabsabraham/focal-tversky-unet",
-    optimizer=Optimizer.sgd, lr=0.01, momentum=0.9,
-    schedule=Schedule.inverse_time, lr_decay=1e-6,
-    # ISIC values; BUS (100 epochs, batch 16) comes from the dataset's paper settings.
-    batch_size=8, epochs=50,
-    # The code reads PNGs with plt.imread, i.e. [0, 1], and resizes them with INTER_NEAREST.
-    normalization=Normalization.unit, augmentation=None, resize=Resize.nearest,
-    init=Init.xavier_normal,
-    monitor=Monitor.val_soft_dice, score_size=ScoreSize.native,
-))
-_register(Protocol(
-    name="smoke",
-    source="focalbench: a tiny CPU recipe for tests and the Quick start",
-    optimizer=Optimizer.adam, lr=1e-2,
-    schedule=Schedule.plateau, plateau_factor=0.5, plateau_patience=2,
-    batch_size=4, epochs=5,
-    normalization=Normalization.zscore, augmentation=SMOKE_AUGMENTATION,
-    precision=Precision.fp32, tiny_model=True,
-))
+_register(
+    Protocol(
+        name="paper000",
+        source="Yeung et al., Focal Attention Networks, ISBI 2022, §2.4",
+        optimizer=Optimizer.adam,
+        lr=1e-3,
+        schedule=Schedule.plateau,
+        plateau_factor=0.1,
+        plateau_patience=25,
+        early_stopping=50,
+        # The paper gives no epoch cap (training ends by early stopping); 500 bounds a run.
+        batch_size=1,
+        epochs=500,
+        normalization=Normalization.zscore_image,
+        augmentation=MISCNN_AUGMENTATION,
+        init=Init.xavier_uniform,
+        # MIScnn's Resize subfunction to the Table 1 size, and its predict(), which resizes the
+        # prediction back to the original image (Resize.postprocessing). MIScnn has no field of view:
+        # it scores whole images (Table 1's DRIVE 8.70 % foreground is the whole-image share).
+        resize=Resize.miscnn,
+        score_size=ScoreSize.native,
+        fov_only=False,
+    )
+)
+_register(
+    Protocol(
+        name="paper001",
+        source="Kaul et al., FocusNet, ISBI 2019, §3.2",
+        optimizer=Optimizer.adam,
+        lr=1e-3,
+        schedule=Schedule.plateau,
+        plateau_factor=0.5,
+        plateau_patience=5,
+        plateau_threshold=1e-3,
+        batch_size=8,
+        epochs=80,
+        normalization=Normalization.zscore_dataset,
+        augmentation=ZOOM_FLIP_AUGMENTATION,
+    )
+)
+_register(
+    Protocol(
+        name="paper002",
+        source="Kaul et al., FocusNet++, ISBI 2021, §3",
+        # The paper's "carefully constructed learning rate schedule" is the code's
+        # LearningRateScheduler (focusnetpp.py:294-304): Keras passes the 0-based epoch index i,
+        # 1e-4 for i <= 15, 1e-5 for i <= 25, 1e-6 for i <= 40, then 1e-7 — from 1-based epochs
+        # 17, 27 and 42 on. Batch 8 is the paper's (the code has 4).
+        optimizer=Optimizer.adam,
+        lr=1e-4,
+        schedule=Schedule.steps,
+        lr_steps=((17, 1e-5), (27, 1e-6), (42, 1e-7)),
+        batch_size=8,
+        epochs=50,
+        normalization=Normalization.unit,
+        augmentation=None,
+    )
+)
+_register(
+    Protocol(
+        name="paper003",
+        source="Abraham & Khan, Focal Tversky loss, ISBI 2019, §3 and nabsabraham/focal-tversky-unet",
+        optimizer=Optimizer.sgd,
+        lr=0.01,
+        momentum=0.9,
+        schedule=Schedule.inverse_time,
+        lr_decay=1e-6,
+        # ISIC values; BUS (100 epochs, batch 16) comes from the dataset's paper settings.
+        batch_size=8,
+        epochs=50,
+        # The code reads PNGs with plt.imread, i.e. [0, 1], and resizes them with INTER_NEAREST.
+        normalization=Normalization.unit,
+        augmentation=None,
+        resize=Resize.nearest,
+        init=Init.xavier_normal,
+        monitor=Monitor.val_soft_dice,
+        score_size=ScoreSize.native,
+    )
+)
+_register(
+    Protocol(
+        name="smoke",
+        source="focalbench: a tiny CPU recipe for tests and the Quick start",
+        optimizer=Optimizer.adam,
+        lr=1e-2,
+        schedule=Schedule.plateau,
+        plateau_factor=0.5,
+        plateau_patience=2,
+        batch_size=4,
+        epochs=5,
+        normalization=Normalization.zscore,
+        augmentation=SMOKE_AUGMENTATION,
+        precision=Precision.fp32,
+        tiny_model=True,
+    )
+)
 
 
 def get_protocol(name: str) -> Protocol:
@@ -307,9 +347,7 @@ def resolve(config: RunConfig, settings: dict[str, Any] | None = None) -> Protoc
         changes[key] = value
     if config.epochs is not None:
         changes["epochs"] = config.epochs
-    resolved = dataclasses.replace(
-        protocol, **{k: _coerce(k, v) for k, v in changes.items()}
-    )
+    resolved = dataclasses.replace(protocol, **{k: _coerce(k, v) for k, v in changes.items()})
     _check(resolved)
     return resolved
 
@@ -344,7 +382,11 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "size":
         if isinstance(value, int):
             value = (value, value)
-        if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value)):
+        if not (
+            isinstance(value, (list, tuple))
+            and len(value) == 2
+            and all(isinstance(v, int) for v in value)
+        ):
             raise FocalbenchError(f"--param size={value!r}: write HxW, e.g. --param size=256x256")
         return (int(value[0]), int(value[1]))
     try:
@@ -412,7 +454,9 @@ def _check(p: Protocol) -> None:
     if p.schedule is Schedule.steps and not p.lr_steps:
         problems.append("schedule steps needs lr_steps, e.g. --param lr_steps=17:1e-5")
     if problems:
-        raise FocalbenchError(f"protocol {p.name!r}: {'; '.join(problems)}; fix the --param/--epochs value")
+        raise FocalbenchError(
+            f"protocol {p.name!r}: {'; '.join(problems)}; fix the --param/--epochs value"
+        )
 
 
 def _plain(obj: Any) -> Any:
@@ -442,9 +486,10 @@ FIELD_SOURCES: dict[str, dict[str, str]] = {
         "batch_size": "paper §2.4 (batch size 1)",
         "epochs": "no cap in paper or code (EarlyStopping ends a run); 500 bounds it: " + _F,
         "normalization": "paper §2.4 (z-score); whole image, all channels: "
-                         + _MISCNN + "processing/subfunctions/normalization.py:57-62",
+        + _MISCNN
+        + "processing/subfunctions/normalization.py:57-62",
         "augmentation": "paper §2.4 (scaling, rotation, mirroring, elastic, brightness); ranges and "
-                        "p = 0.15: " + _MISCNN + "processing/data_augmentation.py:40-52,146-166",
+        "p = 0.15: " + _MISCNN + "processing/data_augmentation.py:40-52,146-166",
         "momentum": "n/a (Adam)",
         "weight_decay": "none in paper or code (Keras Adam)",
         "schedule": "paper §2.4 (ReduceLROnPlateau)",
@@ -457,19 +502,21 @@ FIELD_SOURCES: dict[str, dict[str, str]] = {
         "test_checkpoint": "paper silent, authors' code unpublished: best validation loss, " + _F,
         "monitor": "paper §2.4 (callbacks monitor the validation loss)",
         "score_size": "paper silent (DSC per image, §2.3); MIScnn predict() returns the prediction "
-                      "at the original size: " + _MISCNN + "processing/subfunctions/resize.py:76-95",
+        "at the original size: " + _MISCNN + "processing/subfunctions/resize.py:76-95",
         "resize": "paper Table 1 sizes; MIScnn Resize (order 3 image, order 1 mask): "
-                  + _MISCNN + "processing/subfunctions/resize.py:44,62-65",
+        + _MISCNN
+        + "processing/subfunctions/resize.py:44,62-65",
         "init": "paper §2.4 (Xavier; Keras glorot_uniform, the Conv2D default)",
         "fov_only": "paper silent (Table 1: DRIVE 8.70 % foreground = whole image, footnote: higher "
-                    "in the FOV); MIScnn's Sample holds image, segmentation and prediction only "
-                    "(data_loading/sample.py:42-64): whole images",
-        "precision": "Keras code runs float32; bf16 autocast on CUDA is " + _F
-                     + " (--param precision=fp32 for the code's arithmetic)",
+        "in the FOV); MIScnn's Sample holds image, segmentation and prediction only "
+        "(data_loading/sample.py:42-64): whole images",
+        "precision": "Keras code runs float32; bf16 autocast on CUDA is "
+        + _F
+        + " (--param precision=fp32 for the code's arithmetic)",
         "tiny_model": "paper widths (false)",
         "size": "datasets.toml ← paper Table 1 (DRIVE 512×512, 2018DSB 256×256, CVC 288×384)",
         "split": "datasets.toml ← paper §2.4 (80/20 development/test, development 80/20; DRIVE "
-                 "official 20/20, 16/4)",
+        "official 20/20, 16/4)",
         "split_seed": "paper silent (random partition): seed 0, " + _F,
         "hd95": "not reported by the paper (off)",
     },
@@ -499,14 +546,14 @@ FIELD_SOURCES: dict[str, dict[str, str]] = {
         "tiny_model": "paper widths (false)",
         "size": "datasets.toml ← paper §3.2 (256×256)",
         "split": "datasets.toml ← paper §3.2 (lung 80-20 train-validation; the 20 % halved into "
-                 "validation and test: " + _F + ")",
+        "validation and test: " + _F + ")",
         "split_seed": "paper silent: seed 0, " + _F,
         "hd95": "not reported by the paper (off)",
     },
     "paper002": {
         "optimizer": "paper silent; chaitanya-kaul/TheFocusNetSeries focusnetpp.py:274 (Adam)",
         "lr": "paper: 'carefully constructed learning rate schedule'; focusnetpp.py:294-296 (1e-4 "
-              "from the first epoch; the compile's 1e-3 is replaced before any step)",
+        "from the first epoch; the compile's 1e-3 is replaced before any step)",
         "batch_size": "paper §3 (eight; the code has 4, focusnetpp.py:66)",
         "epochs": "paper §3 (maximum of 50 epochs)",
         "normalization": "paper §3 (pixel values scaled to [0, 1])",
@@ -519,21 +566,21 @@ FIELD_SOURCES: dict[str, dict[str, str]] = {
         "plateau_threshold": "n/a (steps schedule)",
         "lr_decay": "n/a (steps schedule)",
         "lr_steps": "focusnetpp.py:294-302 (0-based epoch index ≤ 15: 1e-4, ≤ 25: 1e-5, ≤ 40: 1e-6, "
-                    "then 1e-7 → from 1-based epochs 17, 27, 42)",
+        "then 1e-7 → from 1-based epochs 17, 27, 42)",
         "early_stopping": "paper §3 (no early stopping)",
         "test_checkpoint": "paper §3 (best weights saved by monitoring the validation loss)",
         "monitor": "paper §3 (validation loss); focusnetpp.py:305",
         "score_size": "paper silent: working size (256×256), " + _F,
         "resize": "paper §3.1 ('anti-aliasing down-sampling'): area",
         "init": "paper silent; Keras defaults in focusnetpp.py (glorot_uniform); PyTorch default "
-                "kept: " + _F,
+        "kept: " + _F,
         "fov_only": "n/a (no dataset with a FOV)",
         "precision": "Keras code runs float32; bf16 autocast on CUDA is " + _F,
         "tiny_model": "paper widths (false)",
         "size": "datasets.toml ← paper §3.1-3.2 (256×256)",
         "split": "datasets.toml ← paper §3.1 (ISIC 1815/259/520), §3.2 (DSB 540/130)",
         "split_seed": "paper: 'the train-validate-test data split is fixed' (not published): "
-                      "seed 0, " + _F,
+        "seed 0, " + _F,
         "hd95": "not reported by the paper (off)",
     },
     "paper003": {
@@ -546,7 +593,7 @@ FIELD_SOURCES: dict[str, dict[str, str]] = {
         "momentum": "paper §3 (momentum); 0.9: bus_train.py:41, isic_train.py:39",
         "weight_decay": "none in the code (bus_train.py:41)",
         "schedule": "paper §3 ('decays by 1e-6 on every epoch', form vague); Keras decay, per step: "
-                    "isic_train.py:39 (bus_train.py:41 has none; either way < 0.1 % of lr)",
+        "isic_train.py:39 (bus_train.py:41 has none; either way < 0.1 % of lr)",
         "plateau_factor": "n/a (inverse-time schedule)",
         "plateau_patience": "n/a (inverse-time schedule)",
         "plateau_threshold": "n/a (inverse-time schedule)",
@@ -554,25 +601,25 @@ FIELD_SOURCES: dict[str, dict[str, str]] = {
         "lr_steps": "n/a (inverse-time schedule)",
         "early_stopping": "none: isic_train.py:66,80 (EarlyStopping built, not passed to fit)",
         "test_checkpoint": "paper silent; isic_train.py:114, bus_train.py:118 (load_weights of "
-                           "the ModelCheckpoint file before the scores printed last)",
+        "the ModelCheckpoint file before the scores printed last)",
         "monitor": "paper silent; isic_train.py:68-70 (monitor='val_final_dsc', mode='max'; "
-                   "bus_train.py:77 'val_dsc' for the single-output U-Net; the metric is "
-                   "losses.py:8-14, soft Dice, smooth 1)",
+        "bus_train.py:77 'val_dsc' for the single-output U-Net; the metric is "
+        "losses.py:8-14, soft Dice, smooth 1)",
         "score_size": "paper silent; bus_train.py:105-109, isic_train.py:124-131 (prediction "
-                      "resized to the original mask, INTER_NEAREST, > 0.5)",
+        "resized to the original mask, INTER_NEAREST, > 0.5)",
         "resize": "paper §3 (resampled to 128×128 / 192×256); bus_train.py:63-64 (INTER_NEAREST for "
-                  "images and masks; the ISIC script reads pre-resized files, isic_train.py:43-55)",
+        "images and masks; the ISIC script reads pre-resized files, isic_train.py:43-55)",
         "init": "paper silent; newmodels.py:33 (kinit = 'glorot_normal'; Keras' is truncated, "
-                "torch's xavier_normal_ is not)",
+        "torch's xavier_normal_ is not)",
         "fov_only": "n/a (no dataset with a FOV)",
         "precision": "Keras code runs float32; bf16 autocast on CUDA is " + _F,
         "tiny_model": "paper widths (false)",
         "size": "datasets.toml ← paper §3 (BUS 128×128, ISIC 192×256)",
         "split": "datasets.toml ← paper §3 (75-25 train-test split, '5-fold cross validation'); "
-                 "bus_train.py:68-70,87 (train_test_split test_size=0.25, validation_split=0.15) "
-                 "→ keras-25-15-x5",
+        "bus_train.py:68-70,87 (train_test_split test_size=0.25, validation_split=0.15) "
+        "→ keras-25-15-x5",
         "split_seed": "code unseeded (train_test_split without random_state): seeds 0-4 by fold, "
-                      + _F,
+        + _F,
         "hd95": "not reported by the paper (off)",
     },
 }

@@ -53,7 +53,11 @@ def keep(weights: dict[str, float], threshold: float = DEFAULT_THRESHOLD) -> lis
         match = re.fullmatch(r"([a-z]+)(\d+)", name)
         if not match:
             raise ValueError(f"focal weight name {name!r} is not <kind><position>")
-        out.append(FocalWeight(match.group(1), int(match.group(2)), float(weight), float(weight) > threshold))
+        out.append(
+            FocalWeight(
+                match.group(1), int(match.group(2)), float(weight), float(weight) > threshold
+            )
+        )
     return sorted(out, key=lambda w: w.position)
 
 
@@ -61,13 +65,20 @@ def final_focal_weights(run_dir: str | os.PathLike) -> dict[str, float]:
     """The focal weights of the last finished epoch in ``history.csv``: ``{"se1": w, ...}``."""
     path = RunFolder(Path(run_dir)).history_csv
     if not path.exists():
-        raise FocalbenchError(f"{path} does not exist; prune needs a finished run folder (results/runs/<key>)")
+        raise FocalbenchError(
+            f"{path} does not exist; prune needs a finished run folder (results/runs/<key>)"
+        )
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     if not rows:
-        raise FocalbenchError(f"{path} has no finished epoch; finish the run first (rerun its train/ablate command)")
-    weights = {m.group(1) + m.group(2): float(value) for column, value in rows[-1].items()
-               if column and (m := _COLUMN.fullmatch(column))}
+        raise FocalbenchError(
+            f"{path} has no finished epoch; finish the run first (rerun its train/ablate command)"
+        )
+    weights = {
+        m.group(1) + m.group(2): float(value)
+        for column, value in rows[-1].items()
+        if column and (m := _COLUMN.fullmatch(column))
+    }
     if not weights:
         raise FocalbenchError(
             f"run {Path(run_dir).name} has no focal weights in history.csv; prune a focal-use-net or "
@@ -100,8 +111,16 @@ class Decision:
         return {
             "pruned_from": self.source,
             "threshold": self.threshold,
-            "weights": [{"position": w.position, "type": w.kind, "name": w.name, "weight": w.weight,
-                         "kept": w.kept} for w in self.weights],
+            "weights": [
+                {
+                    "position": w.position,
+                    "type": w.kind,
+                    "name": w.name,
+                    "weight": w.weight,
+                    "kept": w.kept,
+                }
+                for w in self.weights
+            ],
             "kept": self.kept,
             "note": self.note,
             "config": self.config.to_dict(),
@@ -124,7 +143,9 @@ def decide(run_dir: str | os.PathLike, threshold: float = DEFAULT_THRESHOLD) -> 
     kept = [w.position for w in weights if w.kept]
     params = {k: v for k, v in source.model_params.items() if k not in _ATTENTION_PARAMS}
     if kept:
-        config = source.replace(model_params={**params, "positions": kept, "focal_init": 1.0}, pruned_from=source.key)
+        config = source.replace(
+            model_params={**params, "positions": kept, "focal_init": 1.0}, pruned_from=source.key
+        )
     else:
         config = source.replace(model="unet", model_params=params, pruned_from=source.key)
     return Decision(source.key, threshold, weights, config)
@@ -142,7 +163,9 @@ def _source_config(run_dir: Path) -> RunConfig:
     try:
         stored = folder.config()
     except FileNotFoundError:
-        raise FocalbenchError(f"{run_dir} has no config.json; pass a run folder, e.g. results/runs/<key>") from None
+        raise FocalbenchError(
+            f"{run_dir} has no config.json; pass a run folder, e.g. results/runs/<key>"
+        ) from None
     record = folder.status()
     status = record.state.value if record else None
     if status != Status.done.value:
@@ -184,7 +207,13 @@ def prune(
     if retrain:
         from focalbench.engine import train
 
-        summary = train(decision.config, results=results, device=device, resume=True, progress=progress,
-                        data_dir=data_dir)
+        summary = train(
+            decision.config,
+            results=results,
+            device=device,
+            resume=True,
+            progress=progress,
+            data_dir=data_dir,
+        )
         record(decision, results)
     return {**decision.to_dict(), "run": summary}

@@ -40,10 +40,25 @@ from focalbench.store import (
     utc_now,
 )
 
-HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_dsc", "val_precision", "val_recall",
-                   "lr", "seconds"]
-PER_IMAGE_METRICS = ["dsc", "precision", "recall", "jaccard", "accuracy", "sensitivity",
-                     "specificity"]
+HISTORY_COLUMNS = [
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_dsc",
+    "val_precision",
+    "val_recall",
+    "lr",
+    "seconds",
+]
+PER_IMAGE_METRICS = [
+    "dsc",
+    "precision",
+    "recall",
+    "jaccard",
+    "accuracy",
+    "sensitivity",
+    "specificity",
+]
 # The error of a run stopped by Ctrl-C or by the death of its worker: not a failure of the
 # cell, so ablate resumes it without --retry-failed.
 INTERRUPTED = "interrupted; rerun the same command to resume"
@@ -187,27 +202,46 @@ class RunFolder:
     def save_status(self, record: RunStatus) -> None:
         atomic_write_json(self.status_json, record.to_dict())
 
-    def write_status(self, status: Status | str, epoch: int, *, error: str | None = None,
-                     started: str | None = None, device: str | None = None) -> None:
+    def write_status(
+        self,
+        status: Status | str,
+        epoch: int,
+        *,
+        error: str | None = None,
+        started: str | None = None,
+        device: str | None = None,
+    ) -> None:
         """Record that this process (``pid``/``host``) has the run at ``epoch`` in ``status``."""
         status, now = Status(status), utc_now()
         previous = self._status_or_none()
-        self.save_status(RunStatus(
-            state=status, error=error, epoch=epoch, pid=os.getpid(), host=socket.gethostname(),
-            started=started or (previous.started if previous else None) or now, updated=now,
-            finished=now if status is not Status.running else None,
-            device=device or (previous.device if previous else None),
-        ))
+        self.save_status(
+            RunStatus(
+                state=status,
+                error=error,
+                epoch=epoch,
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                started=started or (previous.started if previous else None) or now,
+                updated=now,
+                finished=now if status is not Status.running else None,
+                device=device or (previous.device if previous else None),
+            )
+        )
 
-    def record_failure(self, error: str, trace: str | None = None,
-                       device: str | None = None) -> None:
+    def record_failure(
+        self, error: str, trace: str | None = None, device: str | None = None
+    ) -> None:
         """Mark the run ``failed`` with ``error`` (and the traceback, when one is known),
         keeping what train wrote (its epoch, its start time)."""
         previous, now = self._status_or_none(), utc_now()
         record = previous or RunStatus(Status.failed, started=now)
         record.state, record.error = Status.failed, error
         record.pid, record.host, record.updated, record.finished = (
-            os.getpid(), socket.gethostname(), now, now)
+            os.getpid(),
+            socket.gethostname(),
+            now,
+            now,
+        )
         record.traceback = trace or record.traceback
         record.device = device or record.device
         self.save_status(record)
@@ -291,9 +325,16 @@ class RunFolder:
 
     def clear(self) -> None:
         """Forget a previous attempt (``--no-resume``): results and checkpoints, not the folder."""
-        for path in (self.status_json, self.history_csv, self.per_image_csv, self.metrics_json,
-                     self.samples_npz, self.last_pt, self.best_pt,
-                     self.path / "last.previous.pt"):
+        for path in (
+            self.status_json,
+            self.history_csv,
+            self.per_image_csv,
+            self.metrics_json,
+            self.samples_npz,
+            self.last_pt,
+            self.best_pt,
+            self.path / "last.previous.pt",
+        ):
             path.unlink(missing_ok=True)
 
 
@@ -354,8 +395,13 @@ def _default_train(config: Any, **kwargs: Any) -> dict:
     return train(config, **kwargs)
 
 
-def run_cell(config: dict[str, Any], results: str, device: str = "auto",
-             retry_failed: bool = False, train_fn: Any = None) -> CellResult:
+def run_cell(
+    config: dict[str, Any],
+    results: str,
+    device: str = "auto",
+    retry_failed: bool = False,
+    train_fn: Any = None,
+) -> CellResult:
     """Run one cell to completion in this process; never raises for a failing cell.
 
     ``config`` is ``RunConfig.to_dict()`` (plain data crosses process and Ray boundaries).
@@ -374,12 +420,12 @@ def run_cell(config: dict[str, Any], results: str, device: str = "auto",
         status = folder.status()
         if not locked or (status and status.state is Status.running and status.owner_alive()):
             holder = status and f"pid {status.pid} on {status.host}"
-            return CellResult(cfg.key, Outcome.busy,
-                              error=f"being trained by {holder or 'another process'}")
+            return CellResult(
+                cfg.key, Outcome.busy, error=f"being trained by {holder or 'another process'}"
+            )
         if status and status.state is Status.done:
             return CellResult(cfg.key, Outcome.skipped, summary=stored_summary(folder))
-        if (status and status.state is Status.failed and not retry_failed
-                and not status.interrupted):
+        if status and status.state is Status.failed and not retry_failed and not status.interrupted:
             return CellResult(cfg.key, Outcome.failed, error=status.error, previously_failed=True)
         restart = bool(status) and status.diverged  # only reached with retry_failed
         resumed = not restart and folder.last_pt.exists()
@@ -396,12 +442,14 @@ def run_cell(config: dict[str, Any], results: str, device: str = "auto",
         if final is None or final.state is not Status.done:
             # train returned without finishing (e.g. it stopped on a NaN loss and said so)
             state = final.state.value if final else None
-            error = ((final and final.error) or summary.get("error")
-                     or f"train ended in state {state!r}")
+            error = (
+                (final and final.error) or summary.get("error") or f"train ended in state {state!r}"
+            )
             if state != Status.failed.value:
                 folder.record_failure(error, device=device)
-            return CellResult(cfg.key, Outcome.failed, seconds, error,
-                              summary=_plain_summary(summary))
+            return CellResult(
+                cfg.key, Outcome.failed, seconds, error, summary=_plain_summary(summary)
+            )
         outcome = Outcome.resumed if resumed else Outcome.trained
         return CellResult(cfg.key, outcome, seconds, summary=_plain_summary(summary))
 

@@ -44,8 +44,10 @@ class DiskFault(FocalbenchError):
 def disk_fault(exc: OSError, path: str | os.PathLike) -> DiskFault:
     """The one-line error for ``exc`` raised while writing ``path``: path, reason, free space, fix."""
     reason = exc.strerror or os.strerror(exc.errno or 0)
-    return DiskFault(f"cannot write {path} ({reason}; {free_space(path)} free there); "
-                     f"{DISK_FAULTS.get(exc.errno, 'write elsewhere')}, then rerun the same command")
+    return DiskFault(
+        f"cannot write {path} ({reason}; {free_space(path)} free there); "
+        f"{DISK_FAULTS.get(exc.errno, 'write elsewhere')}, then rerun the same command"
+    )
 
 
 def free_space(path: str | os.PathLike) -> str:
@@ -71,7 +73,10 @@ def file_mode() -> int:
 
 def _umask() -> int:
     # /proc states it without changing it; the os.umask round trip briefly sets it for every thread.
-    with contextlib.suppress(OSError, ValueError, StopIteration), open("/proc/self/status", encoding="ascii") as status:
+    with (
+        contextlib.suppress(OSError, ValueError, StopIteration),
+        open("/proc/self/status", encoding="ascii") as status,
+    ):
         return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
     mask = os.umask(0o022)
     os.umask(mask)
@@ -79,8 +84,13 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", *, previous: str | os.PathLike | None = None,
-                **kwargs: Any) -> Iterator[IO]:
+def atomic_open(
+    path: str | os.PathLike,
+    mode: str = "w",
+    *,
+    previous: str | os.PathLike | None = None,
+    **kwargs: Any,
+) -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; rename it onto ``path`` on success.
 
     ``previous``: first move the file now at ``path`` there (a second-newest copy), only once the
@@ -132,7 +142,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         handle.write(text)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, previous: str | os.PathLike | None = None) -> None:
+def atomic_write_bytes(
+    path: str | os.PathLike, data: bytes, previous: str | os.PathLike | None = None
+) -> None:
     with atomic_open(path, "wb", previous=previous) as handle:
         handle.write(data)
 

@@ -150,7 +150,7 @@ class TensorBoardTracker(Tracker):
         for score, value in metrics.items():
             self.writer.add_scalar(f"test/{score}", float(value), epoch)
         for image_id, image, mask, prob in zip(
-            samples["ids"], samples["images"], samples["masks"], samples["probs"]
+            samples["ids"], samples["images"], samples["masks"], samples["probs"], strict=False
         ):
             panel = sample_panel(image, mask, prob)
             self.writer.add_image(f"test_samples/{image_id}", panel, epoch, dataformats="HWC")
@@ -260,7 +260,7 @@ class MlflowTracker(Tracker):
         self._log_metrics({f"test/{score}": value for score, value in metrics.items()}, epoch)
         self.tested = True
         for image_id, image, mask, prob in zip(
-            samples["ids"], samples["images"], samples["masks"], samples["probs"]
+            samples["ids"], samples["images"], samples["masks"], samples["probs"], strict=False
         ):
             self.client.log_image(
                 self.run_id,

@@ -26,9 +26,9 @@ from focalbench import models
 from focalbench.datasets.prepared import decode_image, probe_image, resize_image
 from focalbench.engine import checkpoint as checkpoints
 from focalbench.engine.augment import normalize
-from focalbench.run_state import RunFolder
 from focalbench.errors import FocalbenchError
 from focalbench.protocols import Checkpoint, Normalization
+from focalbench.run_state import RunFolder
 from focalbench.store import read_json
 
 THRESHOLD = 0.5

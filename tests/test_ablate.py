@@ -35,6 +35,7 @@ def read_status(run_dir) -> dict | None:
     record = RunFolder(Path(run_dir)).status()
     return record.to_dict() if record else None
 
+
 SMOKE = ["--protocol", "smoke", "--epochs", "2", "--device", "cpu"]
 
 
@@ -42,14 +43,34 @@ def _last_focal_weights(run_dir: Path) -> dict[int, float]:
     """Independent read of history.csv: position → focal weight after the last epoch."""
     with open(run_dir / "history.csv", newline="") as handle:
         last = list(csv.DictReader(handle))[-1]
-    return {int(k.removeprefix("focal_se")): float(v) for k, v in last.items() if k.startswith("focal_se")}
+    return {
+        int(k.removeprefix("focal_se")): float(v)
+        for k, v in last.items()
+        if k.startswith("focal_se")
+    }
 
 
 def test_attention_se_study_end_to_end_with_prune_and_retrain(tmp_path):
     tau = 1e-6  # smoke training moves w from 0 only a little; a tiny τ keeps some modules
     runner = CliRunner()
-    out = runner.invoke(app, ["ablate", "--dataset", "sample", "--attention", "se", *SMOKE, "--jobs", "2",
-                              "--threshold", str(tau), "--results", str(tmp_path), "--json"])
+    out = runner.invoke(
+        app,
+        [
+            "ablate",
+            "--dataset",
+            "sample",
+            "--attention",
+            "se",
+            *SMOKE,
+            "--jobs",
+            "2",
+            "--threshold",
+            str(tau),
+            "--results",
+            str(tmp_path),
+            "--json",
+        ],
+    )
     assert out.exit_code == 0, out.output
     grid = json.loads(out.output)
     assert grid["counts"]["trained"] == 5 and not grid["failures"]
@@ -87,8 +108,22 @@ def test_attention_se_study_end_to_end_with_prune_and_retrain(tmp_path):
     assert result["run"]["state"] == "done"
 
     # rerunning the grid trains nothing
-    again = runner.invoke(app, ["ablate", "--dataset", "sample", "--attention", "se", *SMOKE,
-                                "--threshold", str(tau), "--results", str(tmp_path), "--json"])
+    again = runner.invoke(
+        app,
+        [
+            "ablate",
+            "--dataset",
+            "sample",
+            "--attention",
+            "se",
+            *SMOKE,
+            "--threshold",
+            str(tau),
+            "--results",
+            str(tmp_path),
+            "--json",
+        ],
+    )
     assert json.loads(again.output)["counts"]["skipped"] == 5
 
 
@@ -96,15 +131,40 @@ def cell_dsc(results: Path, key: str) -> float:
     return read_json(run_dir_of(results, key) / "metrics.json")["test"]["dsc"]
 
 
-GENERAL = ["--dataset", "sample", "--models", "unet", "--losses", "dice,dice_ce,ce", "--protocol", "smoke",
-           "--epochs", "3", "--device", "cpu", "--jobs", "1"]
+GENERAL = [
+    "--dataset",
+    "sample",
+    "--models",
+    "unet",
+    "--losses",
+    "dice,dice_ce,ce",
+    "--protocol",
+    "smoke",
+    "--epochs",
+    "3",
+    "--device",
+    "cpu",
+    "--jobs",
+    "1",
+]
 
 
 def test_killed_driver_then_rerun_equals_an_uninterrupted_grid(tmp_path):
     interrupted, clean = tmp_path / "interrupted", tmp_path / "clean"
-    driver = subprocess.Popen([sys.executable, "-m", "focalbench", "ablate", *GENERAL, "--results",
-                               str(interrupted), "--json"], stdout=subprocess.DEVNULL,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "focalbench",
+            "ablate",
+            *GENERAL,
+            "--results",
+            str(interrupted),
+            "--json",
+        ],
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
     def states() -> dict[str, dict]:
         runs = interrupted / "runs"
@@ -117,7 +177,8 @@ def test_killed_driver_then_rerun_equals_an_uninterrupted_grid(tmp_path):
     while time.time() < deadline:
         now = states()
         if any(s["state"] == "done" for s in now.values()) and any(
-                s["state"] == "running" and s.get("epoch") == 1 for s in now.values()):
+            s["state"] == "running" and s.get("epoch") == 1 for s in now.values()
+        ):
             break
         time.sleep(0.1)
     driver.send_signal(signal.SIGKILL)
@@ -127,48 +188,119 @@ def test_killed_driver_then_rerun_equals_an_uninterrupted_grid(tmp_path):
     done_before = {k for k, s in before.items() if s["state"] == "done"}
     partial = {k for k, s in before.items() if s["state"] == "running"}
     assert done_before and partial
-    finished_mtimes = {k: (run_dir_of(interrupted, k) / "metrics.json").stat().st_mtime_ns for k in done_before}
+    finished_mtimes = {
+        k: (run_dir_of(interrupted, k) / "metrics.json").stat().st_mtime_ns for k in done_before
+    }
 
-    result = ablate("sample", models="unet", losses="dice,dice_ce,ce", protocol="smoke", epochs=3, device="cpu",
-                    results=interrupted, progress=False)
+    result = ablate(
+        "sample",
+        models="unet",
+        losses="dice,dice_ce,ce",
+        protocol="smoke",
+        epochs=3,
+        device="cpu",
+        results=interrupted,
+        progress=False,
+    )
     outcome = {c.config.key: c.result.outcome for c in result.cells}
     assert {k: outcome[k] for k in done_before} == {k: Outcome.skipped for k in done_before}
     assert {k: outcome[k] for k in partial} == {k: Outcome.resumed for k in partial}
-    assert {k: (run_dir_of(interrupted, k) / "metrics.json").stat().st_mtime_ns for k in done_before} == finished_mtimes
+    assert {
+        k: (run_dir_of(interrupted, k) / "metrics.json").stat().st_mtime_ns for k in done_before
+    } == finished_mtimes
     assert all(read_status(run_dir_of(interrupted, k))["state"] == "done" for k in outcome)
 
-    ablate("sample", models="unet", losses="dice,dice_ce,ce", protocol="smoke", epochs=3, device="cpu",
-           results=clean, progress=False)
-    assert sorted(p.name for p in (interrupted / "runs").iterdir()) == sorted(p.name for p in (clean / "runs").iterdir())
+    ablate(
+        "sample",
+        models="unet",
+        losses="dice,dice_ce,ce",
+        protocol="smoke",
+        epochs=3,
+        device="cpu",
+        results=clean,
+        progress=False,
+    )
+    assert sorted(p.name for p in (interrupted / "runs").iterdir()) == sorted(
+        p.name for p in (clean / "runs").iterdir()
+    )
     for key in outcome:  # same epochs recorded either way
-        rows = [len((run_dir_of(r, key) / "history.csv").read_text().splitlines()) for r in (interrupted, clean)]
+        rows = [
+            len((run_dir_of(r, key) / "history.csv").read_text().splitlines())
+            for r in (interrupted, clean)
+        ]
         assert rows == [4, 4]
 
 
 def test_ray_executor_runs_a_real_grid_on_a_local_instance(tmp_path):
-    ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'focalbench[ray]'")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}})
+    ray = pytest.importorskip(
+        "ray", reason="the ray extra is not installed: pip install 'focalbench[ray]'"
+    )
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}},
+    )
     try:
-        result = ablate("sample", models="unet", losses="dice", seeds="0,1", protocol="smoke", epochs=1,
-                        device="cpu", results=tmp_path, executor="ray", progress=False)
+        result = ablate(
+            "sample",
+            models="unet",
+            losses="dice",
+            seeds="0,1",
+            protocol="smoke",
+            epochs=1,
+            device="cpu",
+            results=tmp_path,
+            executor="ray",
+            progress=False,
+        )
         assert [c.result.outcome for c in result.cells] == [Outcome.trained, Outcome.trained]
         assert ray.is_initialized()  # the test's instance is not shut down by the executor
-        again = ablate("sample", models="unet", losses="dice", seeds="0,1", protocol="smoke", epochs=1,
-                       device="cpu", results=tmp_path, executor="ray", progress=False)
+        again = ablate(
+            "sample",
+            models="unet",
+            losses="dice",
+            seeds="0,1",
+            protocol="smoke",
+            epochs=1,
+            device="cpu",
+            results=tmp_path,
+            executor="ray",
+            progress=False,
+        )
         assert [c.result.outcome for c in again.cells] == [Outcome.skipped, Outcome.skipped]
     finally:
         ray.shutdown()
     for cell in result.cells:
         run_dir = run_dir_of(tmp_path, cell.config.key)
         assert read_status(run_dir)["state"] == "done"
-        assert result.cells[0].result.summary["test"]["dsc"] == cell_dsc(tmp_path, result.cells[0].config.key)
+        assert result.cells[0].result.summary["test"]["dsc"] == cell_dsc(
+            tmp_path, result.cells[0].config.key
+        )
 
 
 def test_an_unprepared_dataset_stops_the_grid_before_any_cell_runs(tmp_path):
     empty = tmp_path / "no-data"
-    result = CliRunner().invoke(app, ["ablate", "--dataset", "drive", "--models", "unet", "--losses", "dice",
-                                      "--protocol", "smoke", "--data-dir", str(empty), "--results", str(tmp_path / "r")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "ablate",
+            "--dataset",
+            "drive",
+            "--models",
+            "unet",
+            "--losses",
+            "dice",
+            "--protocol",
+            "smoke",
+            "--data-dir",
+            str(empty),
+            "--results",
+            str(tmp_path / "r"),
+        ],
+    )
     assert result.exit_code == 2
-    assert "dataset 'drive' is not prepared; run: focalbench fetch drive --from PATH" in result.output
+    assert (
+        "dataset 'drive' is not prepared; run: focalbench fetch drive --from PATH" in result.output
+    )
     assert not (tmp_path / "r" / "runs").exists()

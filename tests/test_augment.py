@@ -22,9 +22,15 @@ from focalbench.protocols import MISCNN_AUGMENTATION, Augmentation, Normalizatio
 
 
 def _params(batch=1, **values):
-    base = dict(flip_x=torch.zeros(batch, dtype=torch.bool), flip_y=torch.zeros(batch, dtype=torch.bool),
-                scale=torch.ones(batch), angle=torch.zeros(batch), alpha=torch.zeros(batch),
-                sigma=torch.full((batch,), 10.0), brightness=torch.ones(batch))
+    base = dict(
+        flip_x=torch.zeros(batch, dtype=torch.bool),
+        flip_y=torch.zeros(batch, dtype=torch.bool),
+        scale=torch.ones(batch),
+        angle=torch.zeros(batch),
+        alpha=torch.zeros(batch),
+        sigma=torch.full((batch,), 10.0),
+        brightness=torch.ones(batch),
+    )
     base.update(values)
     return AugmentParams(**base)
 
@@ -46,7 +52,7 @@ def test_zscore_matches_float64_reference_per_image_and_channel():
 def test_zscore_image_pools_all_channels_like_miscnn():
     images = torch.tensor([[[[0, 2]], [[4, 6]]]], dtype=torch.uint8)  # one 1×2 image, two channels
     # mean 3, population std sqrt(5) over all four values
-    expected = torch.tensor([[[[-3, -1]], [[1, 3]]]], dtype=torch.float32) / 5 ** 0.5
+    expected = torch.tensor([[[[-3, -1]], [[1, 3]]]], dtype=torch.float32) / 5**0.5
     torch.testing.assert_close(normalize(images, Normalization.zscore_image), expected)
 
 
@@ -57,7 +63,9 @@ def test_dataset_zscore_uses_one_mean_and_std_per_channel_of_the_training_images
     mean, std = ref.mean(axis=(0, 2, 3)), ref.std(axis=(0, 2, 3))
     np.testing.assert_allclose(stats[0].flatten().numpy(), mean, rtol=1e-6)
     np.testing.assert_allclose(stats[1].flatten().numpy(), std, rtol=1e-6)
-    other = torch.randint(0, 256, (2, 3, 9, 11), dtype=torch.uint8)  # e.g. test images: the training μ, σ
+    other = torch.randint(
+        0, 256, (2, 3, 9, 11), dtype=torch.uint8
+    )  # e.g. test images: the training μ, σ
     expected = (other.numpy().astype(np.float64) - mean[:, None, None]) / std[:, None, None]
     out = normalize(other, Normalization.zscore_dataset, stats)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5)
@@ -77,7 +85,11 @@ def test_gaussian_smooth_equals_scipy_constant_mode_per_sample_sigma():
     for b in range(2):
         for c in range(2):
             ref = scipy.ndimage.gaussian_filter(
-                x[b, c].double().numpy(), float(sigma[b]), mode="constant", cval=0.0, truncate=radius / float(sigma[b])
+                x[b, c].double().numpy(),
+                float(sigma[b]),
+                mode="constant",
+                cval=0.0,
+                truncate=radius / float(sigma[b]),
             )
             np.testing.assert_allclose(out[b, c], ref, atol=1e-5)
 
@@ -116,8 +128,13 @@ def test_no_transform_enabled_is_the_identity():
 
 
 def test_masks_stay_binary_and_move_with_the_image():
-    aug = dataclasses.replace(MISCNN_AUGMENTATION, p_per_sample=1.0, brightness=None,
-                              elastic_alpha=(0.0, 200.0), elastic_sigma=(4.0, 6.0))
+    aug = dataclasses.replace(
+        MISCNN_AUGMENTATION,
+        p_per_sample=1.0,
+        brightness=None,
+        elastic_alpha=(0.0, 200.0),
+        elastic_sigma=(4.0, 6.0),
+    )
     yy, xx = torch.meshgrid(torch.arange(48), torch.arange(48), indexing="ij")
     blob = (((yy - 20) ** 2 + (xx - 28) ** 2) < 120).float()[None, None].repeat(4, 1, 1, 1)
     gen = torch.Generator().manual_seed(3)
@@ -152,7 +169,9 @@ def test_draws_follow_the_probabilities_and_ranges():
     assert bright.min() >= 0.5 and bright.max() <= 2.0
 
 
-def test_elastic_grid_is_the_affine_grid_plus_displacement_in_normalised_units_without_host_copies(monkeypatch):
+def test_elastic_grid_is_the_affine_grid_plus_displacement_in_normalised_units_without_host_copies(
+    monkeypatch,
+):
     """grid = affine grid + (2u_x / W, 2u_y / H), built with no torch.tensor of host data (on CUDA
     that is a blocking copy, i.e. a host synchronisation in every step)."""
     from focalbench.engine.augment import elastic_displacement, sampling_grid
@@ -162,7 +181,9 @@ def test_elastic_grid_is_the_affine_grid_plus_displacement_in_normalised_units_w
     height, width = 24, 40
     g = torch.Generator().manual_seed(5)
     disp = elastic_displacement(params, height, width, aug.elastic_sigma[1], g)
-    expected = F.affine_grid(affine_theta(params, height, width), [2, 1, height, width], align_corners=False)
+    expected = F.affine_grid(
+        affine_theta(params, height, width), [2, 1, height, width], align_corners=False
+    )
     expected[..., 0] += disp[:, 0] * 2 / width
     expected[..., 1] += disp[:, 1] * 2 / height
 

@@ -94,7 +94,10 @@ def test_r2unet_parameter_count_by_hand():
     expected = rrcnn(1, 2) + rrcnn(2, 4) + (4 * 2 * 4 + 2) + rrcnn(4, 2) + (2 + 1)
     assert expected == 88 + 324 + 34 + 94 + 3 == 543
     for t in (0, 1, 2, 5):
-        assert count_parameters(build_model("r2u-net", in_channels=1, width=2, depth=1, recurrence=t)) == 543
+        assert (
+            count_parameters(build_model("r2u-net", in_channels=1, width=2, depth=1, recurrence=t))
+            == 543
+        )
 
 
 def test_r2unet_recurrence_changes_the_output_but_not_the_parameters():
@@ -118,12 +121,17 @@ def test_bcdunet_parameter_count_by_hand():
     conv = lambda cin, cout, k=3: k * k * cin * cout + cout  # noqa: E731
     encoder = conv(1, 2) + conv(2, 2)  # 20 + 38
     dense1 = conv(2, 4) + conv(4, 4)  # 76 + 148
-    decoder = (4 * 2 * 4 + 2) + 2 * 2 + _cell_params(2, 1) + conv(1, 2) + conv(2, 2)  # ConvT, BN, LSTM, 2 convs
+    decoder = (
+        (4 * 2 * 4 + 2) + 2 * 2 + _cell_params(2, 1) + conv(1, 2) + conv(2, 2)
+    )  # ConvT, BN, LSTM, 2 convs
     head = conv(2, 2) + conv(2, 1, 1)
     d1 = encoder + dense1 + decoder + head
     assert d1 == 58 + 224 + (34 + 4 + 112 + 58) + 41 == 531
     small = dict(in_channels=1, width=2, depth=1)
-    assert count_parameters(build_model("bcdu-net", **small, dense_blocks=1, convlstm="backward")) == 531
+    assert (
+        count_parameters(build_model("bcdu-net", **small, dense_blocks=1, convlstm="backward"))
+        == 531
+    )
     # bidirectional: a second cell and the conv1×1 merge [H→, H←] (2 → 1 channel)
     assert count_parameters(build_model("bcdu-net", **small, dense_blocks=1)) == 531 + 112 + 3
     # D3: block 2 reads block 1 (4 → 4), block 3 reads [block 2, block 1] (8 → 4)
@@ -133,16 +141,23 @@ def test_bcdunet_parameter_count_by_hand():
 
 def test_bcdunet_bottleneck_is_densely_connected():
     net = build_model("bcdu-net", width=8)
-    assert [block[0].in_channels for block in net.dense] == [32, 64, 128]  # pooled, block 1, [block 2, block 1]
+    assert [block[0].in_channels for block in net.dense] == [
+        32,
+        64,
+        128,
+    ]  # pooled, block 1, [block 2, block 1]
     assert len(build_model("bcdu-net", width=8, dense_blocks=1).dense) == 1
     assert [type(m).__name__ for m in net.ups[0]] == ["ConvTranspose2d", "BatchNorm2d", "ReLU"]
 
 
-@pytest.mark.parametrize("name,params,paper_millions,rel,trainable", [
-    # paper 002 Table 2 (ISIC) and Table 3 (2018 DSB), "x10^8" read as x10^6: the public code's form
-    ("bcdu-net", {"convlstm": "backward"}, 20.66, 1e-4, 20_659_973),
-    ("bcdu-net-small", {"convlstm": "backward"}, 5.22, 0.015, 5_167_493),
-])
+@pytest.mark.parametrize(
+    "name,params,paper_millions,rel,trainable",
+    [
+        # paper 002 Table 2 (ISIC) and Table 3 (2018 DSB), "x10^8" read as x10^6: the public code's form
+        ("bcdu-net", {"convlstm": "backward"}, 20.66, 1e-4, 20_659_973),
+        ("bcdu-net-small", {"convlstm": "backward"}, 5.22, 0.015, 5_167_493),
+    ],
+)
 def test_bcdunet_code_form_matches_paper_002(name, params, paper_millions, rel, trainable):
     with torch.device("meta"):
         net = build_model(name, **params)
@@ -160,23 +175,39 @@ def test_abraham_unet_parameter_count_by_hand():
     encoder = unet_conv(1, 32) + unet_conv(32, 64) + unet_conv(64, 128) + unet_conv(128, 256)
     center = conv(256, 512) + conv(512, 512)  # no BN
     up = lambda cin, cout: conv(cin, cout, 2)  # noqa: E731  (ConvT 2x2: 4·cin·cout + cout)
-    decoder = (up(512, 256) + conv(512, 256) + conv(256, 256)      # conv6 ×2
-               + up(256, 128) + conv(256, 128) + conv(128, 128)    # conv7 ×2
-               + up(128, 64) + conv(128, 64)                       # conv8: one conv, as coded
-               + up(64, 32) + conv(64, 32) + conv(32, 32))         # conv9 ×2
+    decoder = (
+        up(512, 256)
+        + conv(512, 256)
+        + conv(256, 256)  # conv6 ×2
+        + up(256, 128)
+        + conv(256, 128)
+        + conv(128, 128)  # conv7 ×2
+        + up(128, 64)
+        + conv(128, 64)  # conv8: one conv, as coded
+        + up(64, 32)
+        + conv(64, 32)
+        + conv(32, 32)
+    )  # conv9 ×2
     head = conv(32, 1, 1)
     assert encoder + center + decoder + head == 7_724_513
     assert count_parameters(build_model("unet-abraham", in_channels=1)) == 7_724_513
     # batch norm in the encoder only
     net = build_model("unet-abraham", width=8)
     assert sum(isinstance(m, nn.BatchNorm2d) for m in net.down.modules()) == 8
-    assert not any(isinstance(m, nn.BatchNorm2d) for part in (net.center, net.up_blocks) for m in part.modules())
+    assert not any(
+        isinstance(m, nn.BatchNorm2d)
+        for part in (net.center, net.up_blocks)
+        for m in part.modules()
+    )
     assert [sum(isinstance(m, nn.Conv2d) for m in block) for block in net.up_blocks] == [2, 2, 1, 2]
 
 
 def test_default_counts_are_pinned():
     with torch.device("meta"):
-        counts = {name: count_parameters(build_model(name)) for name in ("r2u-net", "bcdu-net", "bcdu-net-small")}
+        counts = {
+            name: count_parameters(build_model(name))
+            for name in ("r2u-net", "bcdu-net", "bcdu-net-small")
+        }
     assert counts == {"r2u-net": 8_907_425, "bcdu-net": 23_026_533, "bcdu-net-small": 5_759_413}
 
 
@@ -186,10 +217,20 @@ def test_attention_unet_of_the_authors_parameter_counts_by_hand():
     conv = lambda cin, cout, k=3: k * k * cin * cout + cout  # noqa: E731
     unet_conv = lambda cin, c: conv(cin, c) + conv(c, c) + 4 * c  # noqa: E731
     gating = lambda c: conv(c, c, 1) + 2 * c  # noqa: E731
-    gate = lambda cx, cg, f: gating(cg) + conv(cx, f, 2) + conv(cg, f, 1) + conv(f, f) + conv(f, 1, 1) + conv(cx, cx, 1) + 2 * cx  # noqa: E731
+
+    def gate(cx, cg, f):
+        return (
+            gating(cg)
+            + conv(cx, f, 2)
+            + conv(cg, f, 1)
+            + conv(f, f)
+            + conv(f, 1, 1)
+            + conv(cx, cx, 1)
+            + 2 * cx
+        )
 
     def count(e, g, u, cin=3):
-        encoder = sum(unet_conv(a, b) for a, b in zip([cin, *e[:4]], e))
+        encoder = sum(unet_conv(a, b) for a, b in zip([cin, *e[:4]], e, strict=False))
         up1, up2, up3 = u[0] + e[3], u[1] + e[2], u[2] + e[1]
         gates = gate(e[3], e[4], g[0]) + gate(e[2], up1, g[1]) + gate(e[1], up1, g[2])
         ups = conv(e[4], u[0]) + conv(up1, u[1]) + conv(up2, u[2]) + conv(up3, u[3])
@@ -201,7 +242,9 @@ def test_attention_unet_of_the_authors_parameter_counts_by_hand():
     # UnetConv, 3·512 gating and 448 gate-output channels
     assert kaul + 2 * (2 * (32 + 64 + 128 + 256 + 512) + 3 * 512 + 256 + 128 + 64) == 8_906_244
     abraham = count([32, 32, 64, 64, 128], [128, 64, 32], [32, 64, 32, 32], cin=1)
-    assert abraham == 846_500 == count_parameters(build_model("attention-unet-abraham", in_channels=1))
+    assert (
+        abraham == 846_500 == count_parameters(build_model("attention-unet-abraham", in_channels=1))
+    )
 
 
 def test_unetplusplus_of_the_authors_parameter_count_by_hand():
@@ -209,10 +252,16 @@ def test_unetplusplus_of_the_authors_parameter_count_by_hand():
     conv = lambda cin, cout, k=3: k * k * cin * cout + cout  # noqa: E731
     f = [32, 64, 128, 256, 512]
     unit = lambda cin, c: conv(cin, c) + conv(c, c)  # noqa: E731
-    total = sum(unit(a, b) for a, b in zip([3, *f[:4]], f))
-    total += sum(conv(f[i + 1], f[i], 2) + unit((j + 1) * f[i], f[i]) for j in range(1, 5) for i in range(5 - j))
+    total = sum(unit(a, b) for a, b in zip([3, *f[:4]], f, strict=False))
+    total += sum(
+        conv(f[i + 1], f[i], 2) + unit((j + 1) * f[i], f[i])
+        for j in range(1, 5)
+        for i in range(5 - j)
+    )
     total += conv(32, 1, 1)
-    assert total == 9_042_177 == count_parameters(build_model("unetplusplus"))  # paper 002 Table 2: 9.04 M
+    assert (
+        total == 9_042_177 == count_parameters(build_model("unetplusplus"))
+    )  # paper 002 Table 2: 9.04 M
     net = build_model("unetplusplus", width=4).eval()
     assert net(torch.randn(1, 3, 32, 48)).shape == (1, 1, 32, 48)
 
@@ -220,12 +269,15 @@ def test_unetplusplus_of_the_authors_parameter_count_by_hand():
 # ---------------------------------------------------------------------------------------------- sizes, errors, CLI
 
 
-@pytest.mark.parametrize("name,params,size", [
-    ("r2u-net", {"width": 8}, (48, 80)),
-    ("r2u-net", {"width": 8, "depth": 2}, (20, 12)),
-    ("bcdu-net", {"width": 8}, (24, 40)),
-    ("bcdu-net", {"width": 8, "depth": 2, "dense_blocks": 1}, (12, 20)),
-])
+@pytest.mark.parametrize(
+    "name,params,size",
+    [
+        ("r2u-net", {"width": 8}, (48, 80)),
+        ("r2u-net", {"width": 8, "depth": 2}, (20, 12)),
+        ("bcdu-net", {"width": 8}, (24, 40)),
+        ("bcdu-net", {"width": 8, "depth": 2, "dense_blocks": 1}, (12, 20)),
+    ],
+)
 def test_non_square_sizes_that_fit_give_logits_of_the_input_size(name, params, size):
     net = build_model(name, **params).eval()
     with torch.no_grad():
@@ -233,10 +285,21 @@ def test_non_square_sizes_that_fit_give_logits_of_the_input_size(name, params, s
     assert out.shape == (2, 1, *size) and torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name,size,message", [
-    ("r2u-net", (50, 80), "input 50x80 does not fit UNet: height and width must be multiples of 16; nearest valid sizes: 48x80, 64x80"),
-    ("bcdu-net", (36, 36), "input 36x36 does not fit BCDUNet: height and width must be multiples of 8; nearest valid sizes: 32x32, 32x40, 40x32, 40x40"),
-])
+@pytest.mark.parametrize(
+    "name,size,message",
+    [
+        (
+            "r2u-net",
+            (50, 80),
+            "input 50x80 does not fit UNet: height and width must be multiples of 16; nearest valid sizes: 48x80, 64x80",
+        ),
+        (
+            "bcdu-net",
+            (36, 36),
+            "input 36x36 does not fit BCDUNet: height and width must be multiples of 8; nearest valid sizes: 32x32, 32x40, 40x32, 40x40",
+        ),
+    ],
+)
 def test_a_size_that_does_not_fit_is_a_one_line_error(name, size, message):
     net = build_model(name, **model_info(name)["tiny_params"])
     with pytest.raises(FocalbenchError) as info:
@@ -244,13 +307,20 @@ def test_a_size_that_does_not_fit_is_a_one_line_error(name, size, message):
     assert str(info.value) == message and "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("name,params,message", [
-    ("r2u-net", {"recurrence": -1}, r"recurrence=-1 must be an integer >= 0"),
-    ("r2u-net", {"recurrence": 1.5}, r"recurrence=1.5 must be an integer >= 0"),
-    ("bcdu-net", {"dense_blocks": 0}, r"dense_blocks=0 must be an integer >= 1"),
-    ("bcdu-net", {"convlstm": "forward"}, r"convlstm='forward' is not one of bidirectional, backward"),
-    ("bcdu-net", {"width": 7}, r"width=7 must be even"),
-])
+@pytest.mark.parametrize(
+    "name,params,message",
+    [
+        ("r2u-net", {"recurrence": -1}, r"recurrence=-1 must be an integer >= 0"),
+        ("r2u-net", {"recurrence": 1.5}, r"recurrence=1.5 must be an integer >= 0"),
+        ("bcdu-net", {"dense_blocks": 0}, r"dense_blocks=0 must be an integer >= 1"),
+        (
+            "bcdu-net",
+            {"convlstm": "forward"},
+            r"convlstm='forward' is not one of bidirectional, backward",
+        ),
+        ("bcdu-net", {"width": 7}, r"width=7 must be even"),
+    ],
+)
 def test_a_wrong_parameter_is_a_one_line_error(name, params, message):
     with pytest.raises(FocalbenchError, match=message):
         build_model(name, **params)
@@ -269,10 +339,29 @@ def test_models_json_lists_the_baselines():
 
 @pytest.mark.parametrize("name", ["r2u-net", "bcdu-net"])
 def test_one_epoch_through_the_train_command_on_the_sample(name, tmp_path):
-    out = CliRunner().invoke(app, ["train", "--dataset", "sample", "--model", name, "--loss", "dice",
-                                   "--protocol", "smoke", "--epochs", "1", "--results", str(tmp_path), "--json"])
+    out = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--dataset",
+            "sample",
+            "--model",
+            name,
+            "--loss",
+            "dice",
+            "--protocol",
+            "smoke",
+            "--epochs",
+            "1",
+            "--results",
+            str(tmp_path),
+            "--json",
+        ],
+    )
     assert out.exit_code == 0, out.output
     summary = json.loads(out.stdout)
     metrics = json.loads((tmp_path / "runs" / summary["key"] / "metrics.json").read_text())
     assert 0.0 <= metrics["test"]["dsc"] <= 1.0
-    assert metrics["params"] == count_parameters(build_model(name, **model_info(name)["tiny_params"]))
+    assert metrics["params"] == count_parameters(
+        build_model(name, **model_info(name)["tiny_params"])
+    )

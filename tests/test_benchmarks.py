@@ -124,8 +124,13 @@ def test_keras_same_weights_agrees_with_tf_keras_layer_by_layer():
     # installed it as the script's docstring says, and is skipped elsewhere, CI included.
     import importlib.util
 
-    if importlib.util.find_spec("tf_keras") is None or importlib.util.find_spec("tensorflow") is None:
-        pytest.skip("tensorflow-cpu and tf-keras are not installed (benchmarks/keras_same_weights.py)")
+    if (
+        importlib.util.find_spec("tf_keras") is None
+        or importlib.util.find_spec("tensorflow") is None
+    ):
+        pytest.skip(
+            "tensorflow-cpu and tf-keras are not installed (benchmarks/keras_same_weights.py)"
+        )
     out = run_script("keras_same_weights.py")
     rows = [line.split("|") for line in out.splitlines() if line.startswith("| ") and "e" in line]
     diffs = [float(row[3]) for row in rows if row[3].strip()[:1].isdigit()]

@@ -26,7 +26,9 @@ def reference_distance_map(mask: np.ndarray) -> np.ndarray:
 
 
 @BACKENDS
-@pytest.mark.parametrize("shape,density", [((17, 23), 0.3), ((32, 32), 0.05), ((9, 40), 0.8), ((1, 12), 0.5)])
+@pytest.mark.parametrize(
+    "shape,density", [((17, 23), 0.3), ((32, 32), 0.05), ((9, 40), 0.8), ((1, 12), 0.5)]
+)
 def test_edt_equals_scipy_on_random_masks(shape, density, backend):
     gen = np.random.default_rng(7)
     masks = gen.random((3, *shape)) > density  # True = measure from here to the nearest False

@@ -134,7 +134,7 @@ def test_claims_on_hand_built_runs_give_differences_wilcoxon_with_holm_and_verdi
     )
     table1 = [r for r in judged if r["paper"] == "003" and r["paper_table"] == "Table 1"]
     assert len(table1) > 1
-    for record, adjusted in zip(table1, holm([r["p"] for r in table1])):
+    for record, adjusted in zip(table1, holm([r["p"] for r in table1]), strict=False):
         assert record["p_holm"] == pytest.approx(adjusted)
     # every difference has one sign on 6 images: exact p = 2/64 each; Holm multiplies by m
     assert headline["p"] == pytest.approx(2 / 64)

@@ -11,14 +11,23 @@ from focalbench.cli import app
 from focalbench.config import RunConfig, parse_value, split_params
 from focalbench.errors import FocalbenchError
 from focalbench.registry import Registry
-from focalbench.store import atomic_open, atomic_write_json, ensure_writable_dir, parse_time, utc_now
+from focalbench.store import (
+    atomic_open,
+    atomic_write_json,
+    ensure_writable_dir,
+    parse_time,
+    utc_now,
+)
 
 
 def test_registry_unknown_name_suggests_the_closest_and_lists_all():
     reg = Registry("model")
     reg.add("unet", 1)
     reg.add("use-net", 2)
-    with pytest.raises(FocalbenchError, match=r"unknown model 'unte' \(did you mean 'unet'\?\); choose from: unet, use-net"):
+    with pytest.raises(
+        FocalbenchError,
+        match=r"unknown model 'unte' \(did you mean 'unet'\?\); choose from: unet, use-net",
+    ):
         reg.get("unte")
 
 
@@ -40,12 +49,17 @@ def test_atomic_write_leaves_the_old_file_when_the_writer_dies(tmp_path):
     assert os.listdir(tmp_path) == ["metrics.json"]  # no temp file left behind
 
 
-@pytest.mark.parametrize("value, seconds", [
-    ("2025-01-31T17:04:05Z", 1738343045.0),  # what utc_now writes
-    ("2025-01-31T18:04:05+0100", 1738343045.0),  # older engine: local time with its offset
-    (1738343045.5, 1738343045.5),  # older ablate failure records: float epoch seconds
-    (None, None), ("yesterday", None), (True, None),
-])
+@pytest.mark.parametrize(
+    "value, seconds",
+    [
+        ("2025-01-31T17:04:05Z", 1738343045.0),  # what utc_now writes
+        ("2025-01-31T18:04:05+0100", 1738343045.0),  # older engine: local time with its offset
+        (1738343045.5, 1738343045.5),  # older ablate failure records: float epoch seconds
+        (None, None),
+        ("yesterday", None),
+        (True, None),
+    ],
+)
 def test_status_times_read_as_epoch_seconds(value, seconds):
     assert parse_time(value) == seconds
 
@@ -75,7 +89,15 @@ def test_run_key_is_stable_and_distinguishes_cells():
 
 @pytest.mark.parametrize(
     "text, value",
-    [("3", 3), ("0.1", 0.1), ("true", True), ("none", None), ("[2, 6, 9]", [2, 6, 9]), ("256x192", [256, 192]), ("adam", "adam")],
+    [
+        ("3", 3),
+        ("0.1", 0.1),
+        ("true", True),
+        ("none", None),
+        ("[2, 6, 9]", [2, 6, 9]),
+        ("256x192", [256, 192]),
+        ("adam", "adam"),
+    ],
 )
 def test_param_values_are_parsed_to_python(text, value):
     assert parse_value(text) == value

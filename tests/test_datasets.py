@@ -11,7 +11,16 @@ from focalbench.errors import FocalbenchError
 
 
 def test_registry_lists_the_seven_datasets_and_the_sample():
-    assert set(dataset_names()) == {"sample", "drive", "dsb2018", "cvc-clinicdb", "isic2018", "bus", "busi", "lung"}
+    assert set(dataset_names()) == {
+        "sample",
+        "drive",
+        "dsb2018",
+        "cvc-clinicdb",
+        "isic2018",
+        "bus",
+        "busi",
+        "lung",
+    }
 
 
 @pytest.mark.parametrize(
@@ -84,13 +93,17 @@ def test_kfold_test_sets_partition_the_data_for_one_seed():
     assert len(folds[0]["train"]) == (163 - 33) * 80 // 100
 
 
-@pytest.mark.parametrize("n, n_test", [(163, 41), (2594, 649)])  # round(0.25 n) half up; paper 003 prints 40, 649
+@pytest.mark.parametrize(
+    "n, n_test", [(163, 41), (2594, 649)]
+)  # round(0.25 n) half up; paper 003 prints 40, 649
 def test_holdout_kfold_keeps_one_test_set_and_cross_validates_the_rest(n, n_test):
     folds = [split_indices(n, "holdout-25-kfold-5", seed=7, fold=f) for f in range(5)]
     assert all(f["test"].tolist() == folds[0]["test"].tolist() for f in folds)
     assert len(folds[0]["test"]) == n_test
     vals = np.concatenate([f["val"] for f in folds])
-    assert sorted(vals.tolist()) == sorted(set(range(n)) - set(folds[0]["test"].tolist()))  # folds partition the rest
+    assert sorted(vals.tolist()) == sorted(
+        set(range(n)) - set(folds[0]["test"].tolist())
+    )  # folds partition the rest
     dev = n - n_test
     assert [len(f["val"]) for f in folds] == [dev // 5 + (i < dev % 5) for i in range(5)]
     for f in folds:
@@ -106,7 +119,7 @@ def test_keras_split_is_sklearn_test_share_then_the_last_15_percent_as_validatio
     n_test, n_train = counts[2], counts[0]
     assert s["test"].tolist() == sorted(perm[:n_test].tolist())
     # validation is the tail of the remaining arrays in their shuffled order
-    assert s["val"].tolist() == sorted(perm[n_test + n_train:].tolist())
+    assert s["val"].tolist() == sorted(perm[n_test + n_train :].tolist())
 
 
 def test_keras_split_folds_are_reruns_with_seeds_0_to_4():
@@ -117,7 +130,10 @@ def test_keras_split_folds_are_reruns_with_seeds_0_to_4():
 
 
 def test_splits_are_deterministic_per_seed():
-    a, b = split_indices(100, "random-64-16-20", seed=5), split_indices(100, "random-64-16-20", seed=5)
+    a, b = (
+        split_indices(100, "random-64-16-20", seed=5),
+        split_indices(100, "random-64-16-20", seed=5),
+    )
     assert all((a[k] == b[k]).all() for k in a)
     c = split_indices(100, "random-64-16-20", seed=6)
     assert (a["test"] != c["test"]).any()
@@ -148,7 +164,9 @@ def test_sample_loads_without_network():
     data = load("sample")
     assert data.images.shape == (48, 3, 128, 128) and data.images.dtype == np.uint8
     assert data.masks.shape == (48, 128, 128) and set(np.unique(data.masks)) == {0, 1}
-    assert data.fov is None and len(data.ids) == 48 and data.ids == sorted(data.ids, key=natural_key)
+    assert (
+        data.fov is None and len(data.ids) == 48 and data.ids == sorted(data.ids, key=natural_key)
+    )
     assert 5 < data.meta["foreground_pct"] < 30  # nuclei cover ~14.5 % of DSB (paper 000 Table 1)
     assert data.meta["foreground_pct"] == pytest.approx(100 * data.masks.mean(), abs=1e-9)
 
@@ -173,7 +191,9 @@ def test_resize_rules_by_hand():
 
     img = np.array([[[0, 100], [200, 50]]], np.uint8)  # (C, H, W) = (1, 2, 2)
     # nearest (paper 003's cv2.INTER_NEAREST): every pixel becomes a 2×2 block
-    assert (resize_image(img, (4, 4), "nearest")[0] == np.kron(img[0], np.ones((2, 2), np.uint8))).all()
+    assert (
+        resize_image(img, (4, 4), "nearest")[0] == np.kron(img[0], np.ones((2, 2), np.uint8))
+    ).all()
     # miscnn masks: linear at (o + 1/2)/2 − 1/2 = −.25, .25, .75, 1.25 (edge), then ≥ 0.5
     mask = np.array([[1, 0], [0, 0]], np.uint8)
     expected = np.zeros((4, 4), np.uint8)
@@ -196,7 +216,13 @@ def test_load_with_a_resize_rule_and_native_masks_of_the_sample():
 
     native = load("sample")
     nearest = load("sample", size=(64, 64), resize="nearest")
-    by_hand = cv2.resize(native.images[3].transpose(1, 2, 0), (64, 64), interpolation=cv2.INTER_NEAREST)
-    assert (nearest.images[3] == by_hand.transpose(2, 0, 1)).all() and nearest.meta["resize"] == "nearest"
+    by_hand = cv2.resize(
+        native.images[3].transpose(1, 2, 0), (64, 64), interpolation=cv2.INTER_NEAREST
+    )
+    assert (nearest.images[3] == by_hand.transpose(2, 0, 1)).all() and nearest.meta[
+        "resize"
+    ] == "nearest"
     masks, fov = load_native_masks("sample", [3, 7])
-    assert fov is None and (masks[0] == native.masks[3]).all() and (masks[1] == native.masks[7]).all()
+    assert (
+        fov is None and (masks[0] == native.masks[3]).all() and (masks[1] == native.masks[7]).all()
+    )

@@ -65,7 +65,10 @@ def test_plateau_improvement_needs_more_than_min_delta():
     for i in range(6):
         plateau.step(1.0 - 0.00015 * i)  # drifts down, but never by 0.001 below the best
     assert opt.param_groups[0]["lr"] == pytest.approx(0.5)
-    assert loop.build_schedule(opt, dataclasses.replace(recipe, schedule=Schedule.constant)) == (None, None)
+    assert loop.build_schedule(opt, dataclasses.replace(recipe, schedule=Schedule.constant)) == (
+        None,
+        None,
+    )
 
 
 def test_xavier_uniform_bounds_and_zero_bias():
@@ -86,12 +89,24 @@ def test_rng_snapshot_replays_every_stream():
 
     gen = torch.Generator().manual_seed(1)
     state = checkpoint.rng_state(gen)
-    first = (random.random(), np.random.rand(), torch.rand(1).item(), torch.rand(1, generator=gen).item())
+    first = (
+        random.random(),
+        np.random.rand(),
+        torch.rand(1).item(),
+        torch.rand(1, generator=gen).item(),
+    )
     checkpoint.restore_rng(state, gen)
-    assert (random.random(), np.random.rand(), torch.rand(1).item(), torch.rand(1, generator=gen).item()) == first
+    assert (
+        random.random(),
+        np.random.rand(),
+        torch.rand(1).item(),
+        torch.rand(1, generator=gen).item(),
+    ) == first
 
 
-def test_early_stopping_ends_the_run_after_patience_epochs_without_improvement(tmp_path, monkeypatch):
+def test_early_stopping_ends_the_run_after_patience_epochs_without_improvement(
+    tmp_path, monkeypatch
+):
     real = loop.evaluate
 
     def flat_validation(run, split, keep=0, **options):
@@ -99,8 +114,13 @@ def test_early_stopping_ends_the_run_after_patience_epochs_without_improvement(t
         return dataclasses.replace(result, loss=1.0)
 
     monkeypatch.setattr(loop, "evaluate", flat_validation)
-    config = RunConfig(dataset="sample", model="unet", loss="dice", protocol="smoke",
-                       overrides={"early_stopping": 2})
+    config = RunConfig(
+        dataset="sample",
+        model="unet",
+        loss="dice",
+        protocol="smoke",
+        overrides={"early_stopping": 2},
+    )
     summary = focalbench.train(config, results=tmp_path, progress=False)
     history = pd.read_csv(tmp_path / "runs" / config.key / "history.csv")
     assert history["epoch"].tolist() == [1, 2, 3]  # epoch 1 is best, 2 and 3 are not → stop
@@ -109,8 +129,14 @@ def test_early_stopping_ends_the_run_after_patience_epochs_without_improvement(t
 
 def test_dataset_zscore_scales_every_split_by_the_training_images_statistics(tmp_path):
     """paper 001's input: one μ, σ per channel over the training split, recorded in config.json."""
-    config = RunConfig(dataset="sample", model="unet", loss="dice", protocol="smoke", epochs=1,
-                       overrides={"normalization": "zscore_dataset"})
+    config = RunConfig(
+        dataset="sample",
+        model="unet",
+        loss="dice",
+        protocol="smoke",
+        epochs=1,
+        overrides={"normalization": "zscore_dataset"},
+    )
     focalbench.train(config, results=tmp_path, progress=False)
     resolved = read_json(tmp_path / "runs" / config.key / "config.json")["resolved"]
     data = datasets.load("sample", size=tuple(resolved["size"]))

@@ -27,6 +27,7 @@ from focalbench.grid import ablate
 from focalbench.run_state import Outcome, RunFolder, RunStatus, run_cell, run_folder
 from focalbench.store import atomic_write_json, read_json, utc_now
 
+
 def run_dir_of(results, key: str) -> Path:
     return run_folder(results, key).path
 
@@ -63,15 +64,29 @@ def fake_train(config: RunConfig, results, device="auto", resume=True, progress=
     if not resume:
         for name in ("status.json", "history.csv", "metrics.json", "last.pt"):
             (run_dir / name).unlink(missing_ok=True)
-    elif previous and previous["state"] == "failed" and previous["error"].startswith("non-finite loss"):
+    elif (
+        previous
+        and previous["state"] == "failed"
+        and previous["error"].startswith("non-finite loss")
+    ):
         return {"state": "failed", "error": previous["error"], "run_dir": run_dir, "test": {}}
     resumed = (run_dir / "last.pt").exists()
     with open(Path(results) / "calls.log", "a") as log:
         log.write(f"{config.key} {'resume' if resumed else 'start'} {os.getpid()}\n")
-    status = {"state": "running", "error": None, "epoch": 0, "pid": os.getpid(),
-              "host": socket.gethostname(), "started": utc_now(), "updated": utc_now(), "finished": None}
-    atomic_write_json(run_dir / "config.json", {"config": config.to_dict(), "key": config.key,
-                                                "resolved": {"epochs": 2}})
+    status = {
+        "state": "running",
+        "error": None,
+        "epoch": 0,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": utc_now(),
+        "updated": utc_now(),
+        "finished": None,
+    }
+    atomic_write_json(
+        run_dir / "config.json",
+        {"config": config.to_dict(), "key": config.key, "resolved": {"epochs": 2}},
+    )
     atomic_write_json(run_dir / "status.json", status)
     if config.loss == "boom":
         raise RuntimeError("loss exploded at epoch 1")
@@ -79,7 +94,9 @@ def fake_train(config: RunConfig, results, device="auto", resume=True, progress=
         os.kill(os.getpid(), signal.SIGKILL)
     slow = config.loss == "slow"
     focal = config.model_params.get("focal_init")
-    focal_columns = [f"focal_se{k}" for k in range(1, 10)] if config.model.startswith("focal-") else []
+    focal_columns = (
+        [f"focal_se{k}" for k in range(1, 10)] if config.model.startswith("focal-") else []
+    )
     history = [",".join(["epoch", "train_loss", *focal_columns])]
     for epoch in (1, 2):
         time.sleep(1.0 if slow else 0.01)
@@ -87,15 +104,28 @@ def fake_train(config: RunConfig, results, device="auto", resume=True, progress=
         history.append(",".join([str(epoch), "0.5", *[str(focal)] * len(focal_columns)]))
         (run_dir / "history.csv").write_text("\n".join(history) + "\n")
         if config.loss == "nan" and epoch == 2:
-            error = "non-finite loss at epoch 2 (train_loss=nan, val_loss=nan); last finite: epoch 1"
+            error = (
+                "non-finite loss at epoch 2 (train_loss=nan, val_loss=nan); last finite: epoch 1"
+            )
             atomic_write_json(run_dir / "metrics.json", {"test": {}, "error": error})
-            atomic_write_json(run_dir / "status.json", {**status, "state": "failed", "error": error, "epoch": 2,
-                                                        "updated": utc_now(), "finished": utc_now()})
+            atomic_write_json(
+                run_dir / "status.json",
+                {
+                    **status,
+                    "state": "failed",
+                    "error": error,
+                    "epoch": 2,
+                    "updated": utc_now(),
+                    "finished": utc_now(),
+                },
+            )
             return {"state": "failed", "error": error, "run_dir": run_dir, "test": {}}
         atomic_write_json(run_dir / "status.json", {**status, "epoch": epoch, "updated": utc_now()})
     atomic_write_json(run_dir / "metrics.json", {"test": {"dsc": 0.5}})
-    atomic_write_json(run_dir / "status.json", {**status, "state": "done", "epoch": 2, "updated": utc_now(),
-                                                "finished": utc_now()})
+    atomic_write_json(
+        run_dir / "status.json",
+        {**status, "state": "done", "epoch": 2, "updated": utc_now(), "finished": utc_now()},
+    )
     return {"state": "done", "run_dir": run_dir, "test": {"dsc": 0.5}}
 
 
@@ -128,9 +158,13 @@ def test_lock_excludes_a_second_holder_and_dies_with_its_owner(tmp_path):
         with cell_lock(tmp_path) as second:  # a second open file in the same process conflicts too
             assert (first, second) == (True, False)
     # a holder killed with SIGKILL releases the lock (the kernel closes its files)
-    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
-            "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / ".lock")], stdout=subprocess.PIPE, text=True)
+    code = (
+        "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path / ".lock")], stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout.readline().strip() == "locked"
     with cell_lock(tmp_path) as while_held:
         assert while_held is False
@@ -155,7 +189,10 @@ def test_failure_is_recorded_and_retried_only_when_asked(tmp_path):
     assert first.outcome is Outcome.failed
     assert first.error == "RuntimeError: loss exploded at epoch 1"
     status = read_status(run_dir_of(tmp_path, config.key))
-    assert (status["state"], status["error"]) == ("failed", "RuntimeError: loss exploded at epoch 1")
+    assert (status["state"], status["error"]) == (
+        "failed",
+        "RuntimeError: loss exploded at epoch 1",
+    )
     assert 'raise RuntimeError("loss exploded at epoch 1")' in status["traceback"]
     assert all(UTC_TIME.fullmatch(status[k]) for k in ("started", "updated", "finished")), status
     again = run_cell(config.to_dict(), str(tmp_path), train_fn=fake_train)
@@ -168,20 +205,41 @@ def test_failure_is_recorded_and_retried_only_when_asked(tmp_path):
 def test_a_diverged_cell_is_a_failure_skipped_until_retry_failed_retrains_it_from_scratch(tmp_path):
     """A NaN/inf loss ends a cell failed: listed among the failures with its reason, skipped by a
     plain rerun, and trained again from scratch (not resumed into the same NaN) with --retry-failed."""
-    grid = dict(models="unet", losses="nan,dice", protocol="smoke", results=tmp_path, jobs=1, progress=False,
-                train_fn=fake_train)
+    grid = dict(
+        models="unet",
+        losses="nan,dice",
+        protocol="smoke",
+        results=tmp_path,
+        jobs=1,
+        progress=False,
+        train_fn=fake_train,
+    )
     first = ablate("sample", **grid)
     (failure,) = first.failures()
-    assert failure["error"].startswith("non-finite loss at epoch 2") and not failure["previously_failed"]
+    assert (
+        failure["error"].startswith("non-finite loss at epoch 2")
+        and not failure["previously_failed"]
+    )
     key = failure["key"]
     again = ablate("sample", **grid)
     assert again.failures() == [{**failure, "previously_failed": True}]
-    assert [call[:2] for call in _calls(tmp_path) if call[0] == key] == [[key, "start"]]  # not trained again
+    assert [call[:2] for call in _calls(tmp_path) if call[0] == key] == [
+        [key, "start"]
+    ]  # not trained again
     retried = ablate("sample", **grid, retry_failed=True)
-    assert [call[:2] for call in _calls(tmp_path) if call[0] == key] == [[key, "start"], [key, "start"]]
+    assert [call[:2] for call in _calls(tmp_path) if call[0] == key] == [
+        [key, "start"],
+        [key, "start"],
+    ]
     (failure,) = retried.failures()  # it diverged again, and says so
-    assert failure["error"].startswith("non-finite loss at epoch 2") and not failure["previously_failed"]
-    assert {c.config.loss: c.result.outcome for c in retried.cells} == {"nan": Outcome.failed, "dice": Outcome.skipped}
+    assert (
+        failure["error"].startswith("non-finite loss at epoch 2")
+        and not failure["previously_failed"]
+    )
+    assert {c.config.loss: c.result.outcome for c in retried.cells} == {
+        "nan": Outcome.failed,
+        "dice": Outcome.skipped,
+    }
 
 
 def test_retry_failed_retrains_a_diverged_cell_with_the_real_engine(tmp_path, monkeypatch):
@@ -202,12 +260,18 @@ def test_retry_failed_retrains_a_diverged_cell_with_the_real_engine(tmp_path, mo
     assert first.outcome is Outcome.failed and first.error.startswith("non-finite loss at epoch 2")
     monkeypatch.setattr(loop, "train_epoch", real)
     skipped = run_cell(config.to_dict(), str(tmp_path), device="cpu")
-    assert (skipped.outcome, skipped.previously_failed, skipped.error) == (Outcome.failed, True, first.error)
+    assert (skipped.outcome, skipped.previously_failed, skipped.error) == (
+        Outcome.failed,
+        True,
+        first.error,
+    )
     retried = run_cell(config.to_dict(), str(tmp_path), device="cpu", retry_failed=True)
     assert retried.outcome is Outcome.trained, retried.error
     run_dir = run_dir_of(tmp_path, config.key)
     assert (read_status(run_dir)["state"], read_status(run_dir)["error"]) == ("done", None)
-    assert (run_dir / "history.csv").read_text().count("\n") == 3  # header + epochs 1, 2 of the new run
+    assert (run_dir / "history.csv").read_text().count(
+        "\n"
+    ) == 3  # header + epochs 1, 2 of the new run
 
 
 def test_running_cell_whose_owner_is_gone_is_resumed(tmp_path):
@@ -217,8 +281,10 @@ def test_running_cell_whose_owner_is_gone_is_resumed(tmp_path):
     gone.wait()
     run_dir.mkdir(parents=True)
     (run_dir / "last.pt").write_text("1")
-    atomic_write_json(run_dir / "status.json", {"state": "running", "epoch": 1, "pid": gone.pid,
-                                                "host": socket.gethostname()})
+    atomic_write_json(
+        run_dir / "status.json",
+        {"state": "running", "epoch": 1, "pid": gone.pid, "host": socket.gethostname()},
+    )
     result = run_cell(config.to_dict(), str(tmp_path), train_fn=fake_train)
     assert result.outcome is Outcome.resumed
     assert _calls(tmp_path)[0][1] == "resume"
@@ -247,8 +313,10 @@ def test_running_cell_of_a_live_lockless_owner_is_left_alone(tmp_path):
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         run_dir.mkdir(parents=True)
-        atomic_write_json(run_dir / "status.json", {"state": "running", "pid": owner.pid,
-                                                    "host": socket.gethostname()})
+        atomic_write_json(
+            run_dir / "status.json",
+            {"state": "running", "pid": owner.pid, "host": socket.gethostname()},
+        )
         result = run_cell(config.to_dict(), str(tmp_path), train_fn=fake_train)
         assert result.outcome is Outcome.busy
         assert str(owner.pid) in result.error
@@ -259,8 +327,17 @@ def test_running_cell_of_a_live_lockless_owner_is_left_alone(tmp_path):
 
 
 def test_a_raising_cell_does_not_stop_the_grid(tmp_path):
-    result = ablate("sample", models="unet", losses="dice,boom,ce", seeds="0,1", protocol="smoke",
-                    results=tmp_path, jobs=2, progress=False, train_fn=fake_train)
+    result = ablate(
+        "sample",
+        models="unet",
+        losses="dice,boom,ce",
+        seeds="0,1",
+        protocol="smoke",
+        results=tmp_path,
+        jobs=2,
+        progress=False,
+        train_fn=fake_train,
+    )
     counts = result.counts()
     assert (counts["trained"], counts["failed"]) == (4, 2)
     failures = result.failures()
@@ -269,12 +346,22 @@ def test_a_raising_cell_does_not_stop_the_grid(tmp_path):
     stored = read_json(result.grid_dir / "grid.json")
     assert [c["outcome"] for c in stored["cells"]].count("failed") == 2
     assert len({c["key"] for c in stored["cells"]}) == 6
-    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stored[k]) for k in ("created", "updated"))
+    assert all(
+        re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stored[k]) for k in ("created", "updated")
+    )
 
 
 def test_killed_worker_fails_its_cell_and_the_pool_goes_on(tmp_path):
-    result = ablate("sample", models="unet", losses="die,dice,ce", protocol="smoke", results=tmp_path,
-                    jobs=1, progress=False, train_fn=fake_train)
+    result = ablate(
+        "sample",
+        models="unet",
+        losses="die,dice,ce",
+        protocol="smoke",
+        results=tmp_path,
+        jobs=1,
+        progress=False,
+        train_fn=fake_train,
+    )
     outcomes = {c.config.loss: c.result.outcome for c in result.cells}
     assert outcomes == {"die": Outcome.failed, "dice": Outcome.trained, "ce": Outcome.trained}
     dead = next(c for c in result.cells if c.config.loss == "die")
@@ -284,19 +371,39 @@ def test_killed_worker_fails_its_cell_and_the_pool_goes_on(tmp_path):
     assert all(UTC_TIME.fullmatch(status[k]) for k in ("started", "updated", "finished")), status
     # its owner is gone, so the next run takes it up again without --retry-failed (and it dies
     # again: it died before its first checkpoint), while the finished cells are skipped
-    again = ablate("sample", models="unet", losses="die,dice,ce", protocol="smoke", results=tmp_path,
-                   jobs=1, progress=False, train_fn=fake_train)
+    again = ablate(
+        "sample",
+        models="unet",
+        losses="die,dice,ce",
+        protocol="smoke",
+        results=tmp_path,
+        jobs=1,
+        progress=False,
+        train_fn=fake_train,
+    )
     assert [call[0] for call in _calls(tmp_path)].count(dead.config.key) == 2
     assert {c.config.loss: c.result.outcome for c in again.cells} == {
-        "die": Outcome.failed, "dice": Outcome.skipped, "ce": Outcome.skipped}
+        "die": Outcome.failed,
+        "dice": Outcome.skipped,
+        "ce": Outcome.skipped,
+    }
 
 
 def test_two_grids_on_one_results_folder_never_train_a_cell_twice(tmp_path):
     outcomes = []
 
     def run() -> None:
-        res = ablate("sample", models="unet", losses="slow", seeds="0,1,2,3", protocol="smoke",
-                     results=tmp_path, jobs=2, progress=False, train_fn=fake_train)
+        res = ablate(
+            "sample",
+            models="unet",
+            losses="slow",
+            seeds="0,1,2,3",
+            protocol="smoke",
+            results=tmp_path,
+            jobs=2,
+            progress=False,
+            train_fn=fake_train,
+        )
         outcomes.append([c.result.outcome for c in res.cells])
 
     threads = [threading.Thread(target=run) for _ in range(2)]
@@ -306,7 +413,7 @@ def test_two_grids_on_one_results_folder_never_train_a_cell_twice(tmp_path):
         t.join()
     keys = [call[0] for call in _calls(tmp_path)]
     assert sorted(keys) == sorted(set(keys)) and len(keys) == 4  # each cell trained exactly once
-    for a, b in zip(*outcomes):
+    for a, b in zip(*outcomes, strict=False):
         assert Outcome.trained in (a, b)
         assert {a, b} <= {Outcome.trained, Outcome.busy, Outcome.skipped}
 
@@ -319,14 +426,19 @@ def test_killed_driver_takes_its_workers_down_and_a_rerun_resumes(tmp_path):
         "ablate('sample', models='unet', losses='slow', seeds='0,1,2,3,4,5', protocol='smoke', "
         "results=sys.argv[1], jobs=2, progress=False, train_fn=fake_train)"
     )
-    driver = subprocess.Popen([sys.executable, "-c", script, str(tmp_path), str(Path(__file__).parent)],
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    driver = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path), str(Path(__file__).parent)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     deadline = time.time() + 60
+
     def half_trained() -> bool:
         # a cell of the second wave has just finished epoch 1 of 2; a first-wave cell seen at
         # epoch 1 may finish before the kill lands, so it does not count
         second_wave = [call[0] for call in _calls(tmp_path)[2:]]
-        return any((read_status(run_dir_of(tmp_path, key)) or {}).get("epoch") == 1 for key in second_wave)
+        return any(
+            (read_status(run_dir_of(tmp_path, key)) or {}).get("epoch") == 1 for key in second_wave
+        )
 
     while not half_trained() and time.time() < deadline:
         time.sleep(0.02)
@@ -339,8 +451,17 @@ def test_killed_driver_takes_its_workers_down_and_a_rerun_resumes(tmp_path):
     done_before = {k for k in before if read_status(run_dir_of(tmp_path, k))["state"] == "done"}
     partial = {k for k in before - done_before if (run_dir_of(tmp_path, k) / "last.pt").exists()}
     assert partial, "the driver was killed with no cell half-trained; the test proves nothing"
-    result = ablate("sample", models="unet", losses="slow", seeds="0,1,2,3,4,5", protocol="smoke",
-                    results=tmp_path, jobs=2, progress=False, train_fn=fake_train)
+    result = ablate(
+        "sample",
+        models="unet",
+        losses="slow",
+        seeds="0,1,2,3,4,5",
+        protocol="smoke",
+        results=tmp_path,
+        jobs=2,
+        progress=False,
+        train_fn=fake_train,
+    )
     by_key = {c.config.key: c.result.outcome for c in result.cells}
     assert all(by_key[k] is Outcome.skipped for k in done_before)
     assert all(by_key[k] is Outcome.resumed for k in partial)
@@ -349,13 +470,22 @@ def test_killed_driver_takes_its_workers_down_and_a_rerun_resumes(tmp_path):
 
 def test_a_fully_pruned_cell_is_its_own_cell_beside_the_unet_row(tmp_path):
     """Every focal weight ≤ τ gives the plain U-Net network, retrained as the pruned row's own cell."""
-    result = ablate("sample", attention="se", protocol="smoke", results=tmp_path, jobs=2, progress=False,
-                    train_fn=fake_train)
+    result = ablate(
+        "sample",
+        attention="se",
+        protocol="smoke",
+        results=tmp_path,
+        jobs=2,
+        progress=False,
+        train_fn=fake_train,
+    )
     unet, zero, pruned = result.cells[0], result.cells[3], result.cells[4]
     assert pruned.config == unet.config.replace(pruned_from=zero.config.key)
     assert pruned.note == "no module above τ = 0.2: plain U-Net"
     assert (unet.result.outcome, pruned.result.outcome) == (Outcome.trained, Outcome.trained)
-    assert sorted(call[0] for call in _calls(tmp_path)) == sorted(c.config.key for c in result.cells)
+    assert sorted(call[0] for call in _calls(tmp_path)) == sorted(
+        c.config.key for c in result.cells
+    )
 
 
 def test_an_idle_worker_that_died_is_replaced_before_it_gets_a_cell(tmp_path):
@@ -364,8 +494,11 @@ def test_an_idle_worker_that_died_is_replaced_before_it_gets_a_cell(tmp_path):
     pool = LocalExecutor(["cpu"])
     pool.start()
     try:
+
         def run(task_id: int, loss: str) -> list:
-            pool.submit(CellTask(task_id, _config(loss).to_dict(), str(tmp_path), False, fake_train))
+            pool.submit(
+                CellTask(task_id, _config(loss).to_dict(), str(tmp_path), False, fake_train)
+            )
             deadline, got = time.time() + 60, []
             while not got and time.time() < deadline:
                 got = pool.poll(0.1)
@@ -402,11 +535,19 @@ def test_a_cell_stopped_by_ctrl_c_is_resumed_by_the_next_grid_without_retry_fail
     assert (status["state"], status["epoch"]) == ("done", 2)
 
 
-@pytest.mark.parametrize("updated", [
-    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600)),  # the format written now
-    time.time() - 3600,  # older ablate failure records: float epoch seconds
-    time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - 3600)),  # older engine: local offset
-], ids=["utc", "float", "iso-offset"])
+@pytest.mark.parametrize(
+    "updated",
+    [
+        time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600)
+        ),  # the format written now
+        time.time() - 3600,  # older ablate failure records: float epoch seconds
+        time.strftime(
+            "%Y-%m-%dT%H:%M:%S%z", time.localtime(time.time() - 3600)
+        ),  # older engine: local offset
+    ],
+    ids=["utc", "float", "iso-offset"],
+)
 def test_a_live_process_younger_than_the_status_is_a_reused_pid_not_the_owner(tmp_path, updated):
     """After a reboot (or a pid wrap) the dead owner's pid can belong to an unrelated process;
     it started after status.json was last written, so it cannot be the writer: resume the cell."""
@@ -416,8 +557,13 @@ def test_a_live_process_younger_than_the_status_is_a_reused_pid_not_the_owner(tm
     try:
         run_dir.mkdir(parents=True)
         (run_dir / "last.pt").write_text("1")
-        status = {"state": "running", "epoch": 1, "pid": stranger.pid, "host": socket.gethostname(),
-                  "updated": updated}
+        status = {
+            "state": "running",
+            "epoch": 1,
+            "pid": stranger.pid,
+            "host": socket.gethostname(),
+            "updated": updated,
+        }
         atomic_write_json(run_dir / "status.json", status)
         assert owner_alive({**status, "updated": utc_now()})  # written after it started: the owner
         assert owner_alive({**status, "updated": time.time() + 1})

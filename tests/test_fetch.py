@@ -25,8 +25,8 @@ from typer.testing import CliRunner
 
 import focalbench
 from focalbench.cli import app
-from focalbench.datasets import dataset_status, fetch, get_split, load
-from focalbench.datasets import catalog, download as download_mod
+from focalbench.datasets import catalog, dataset_status, fetch, get_split, load
+from focalbench.datasets import download as download_mod
 from focalbench.datasets.catalog import DatasetSpec, Source, SourceKind
 from focalbench.datasets.fetch import remove_stale_staging
 from focalbench.errors import FocalbenchError
@@ -82,7 +82,16 @@ def write_rar4_stored(path: Path, files: dict[str, bytes], method: int = 0x30) -
         raw = name.encode()
         dos_time = (2018 - 1980) << 25 | 1 << 21 | 1 << 16
         body = struct.pack(
-            "<IIBIIBBHI", len(data), len(data), 3, zlib.crc32(data), dos_time, 20, method, len(raw), 0o100644
+            "<IIBIIBBHI",
+            len(data),
+            len(data),
+            3,
+            zlib.crc32(data),
+            dos_time,
+            20,
+            method,
+            len(raw),
+            0o100644,
         )
         out += [block(0x74, 0x8000, body + raw), data]
     out.append(block(0x7B, 0x4000, b""))
@@ -120,7 +129,9 @@ def test_drive_from_the_two_official_zips_keeps_fov_and_the_official_partition(t
     src.mkdir()
     write_zip(src / "training.zip", drive_files("training", ["21", "22", "23", "24", "25"]))
     write_zip(src / "test.zip", drive_files("test", ["01", "02"]))
-    with pytest.raises(FocalbenchError, match="test.zip has sha256 .*, expected d76c95c9"):  # named like a published zip
+    with pytest.raises(
+        FocalbenchError, match="test.zip has sha256 .*, expected d76c95c9"
+    ):  # named like a published zip
         fetch(["drive"], from_path=src, progress=False)
     (src / "training.zip").rename(src / "train-copy.zip")
     (src / "test.zip").rename(src / "test-copy.zip")
@@ -161,7 +172,9 @@ def test_cvc_from_a_stored_rar_with_a_space_in_the_folder_name(tmp_path):
     data = load("cvc-clinicdb")
     assert data.ids == ["1", "2", "10"]  # natural order
     assert data.masks.sum(axis=(1, 2)).tolist() == [4, 9, 1]
-    expected = np.asarray(Image.open(io.BytesIO(files["CVC-ClinicDB/Original/2.tif"]))).transpose(2, 0, 1)
+    expected = np.asarray(Image.open(io.BytesIO(files["CVC-ClinicDB/Original/2.tif"]))).transpose(
+        2, 0, 1
+    )
     assert (data.images[1] == expected).all()  # stored bytes decode to the original pixels
 
 
@@ -174,10 +187,15 @@ def test_compressed_rar_without_a_backend_names_the_package(tmp_path, monkeypatc
     monkeypatch.setattr(rarfile, "SEVENZIP_TOOL", "no-such-7z")
     monkeypatch.setattr(rarfile, "SEVENZIP2_TOOL", "no-such-7zz")
     monkeypatch.setattr(rarfile, "CURRENT_SETUP", None)  # probe the (missing) tools again
-    files = {"CVC-ClinicDB/Original/1.tif": encode(rgb(8, 12), "TIFF"),
-             "CVC-ClinicDB/Ground Truth/1.tif": encode(blob(8, 12), "TIFF")}
+    files = {
+        "CVC-ClinicDB/Original/1.tif": encode(rgb(8, 12), "TIFF"),
+        "CVC-ClinicDB/Ground Truth/1.tif": encode(blob(8, 12), "TIFF"),
+    }
     archive = write_rar4_stored(tmp_path / "CVC-ClinicDB.rar", files, method=0x33)
-    with pytest.raises(FocalbenchError, match="no RAR tool was found; install a RAR backend: sudo apt-get install unar"):
+    with pytest.raises(
+        FocalbenchError,
+        match="no RAR tool was found; install a RAR backend: sudo apt-get install unar",
+    ):
         fetch(["cvc-clinicdb"], from_path=archive, progress=False)
 
 
@@ -201,7 +219,9 @@ def test_isic_from_its_two_zips_needs_a_size_for_mixed_shapes(tmp_path):
     inputs, truth = {}, {}
     for k, (h, w) in enumerate([(12, 16), (18, 24)]):
         inputs[f"ISIC2018_Task1-2_Training_Input/ISIC_000000{k}.jpg"] = encode(rgb(h, w), "JPEG")
-        truth[f"ISIC2018_Task1_Training_GroundTruth/ISIC_000000{k}_segmentation.png"] = encode(blob(h, w, 0, 0, 6), "PNG")
+        truth[f"ISIC2018_Task1_Training_GroundTruth/ISIC_000000{k}_segmentation.png"] = encode(
+            blob(h, w, 0, 0, 6), "PNG"
+        )
     write_zip(src / "inputs.zip", inputs)
     write_zip(src / "truth.zip", truth)
     fetch(["isic2018"], from_path=src, progress=False)
@@ -227,8 +247,10 @@ def test_jpeg_draft_decoding_matches_full_decoding(tmp_path):
 
 def test_truncated_jpeg_fails_at_fetch_not_at_training(tmp_path):
     whole = encode(rgb(64, 64), "JPEG")
-    files = {"ISIC2018_Task1-2_Training_Input/ISIC_1.jpg": whole[: len(whole) // 2],
-             "ISIC2018_Task1_Training_GroundTruth/ISIC_1_segmentation.png": encode(blob(64, 64), "PNG")}
+    files = {
+        "ISIC2018_Task1-2_Training_Input/ISIC_1.jpg": whole[: len(whole) // 2],
+        "ISIC2018_Task1_Training_GroundTruth/ISIC_1_segmentation.png": encode(blob(64, 64), "PNG"),
+    }
     with pytest.raises(FocalbenchError, match="cannot read image .*ISIC_1.jpg.*truncated"):
         fetch(["isic2018"], from_path=write_tree(tmp_path / "isic", files), progress=False)
 
@@ -236,10 +258,13 @@ def test_truncated_jpeg_fails_at_fetch_not_at_training(tmp_path):
 def test_tar_gz_source_and_an_archive_beside_its_extracted_folder(tmp_path):
     import tarfile
 
-    src = write_tree(tmp_path / "lung", {
-        "2d_images/a.tif": encode(rgb(6, 6)[:, :, 0], "TIFF"),
-        "2d_masks/a.tif": encode(blob(6, 6, 0, 0, 2), "TIFF"),
-    })
+    src = write_tree(
+        tmp_path / "lung",
+        {
+            "2d_images/a.tif": encode(rgb(6, 6)[:, :, 0], "TIFF"),
+            "2d_masks/a.tif": encode(blob(6, 6, 0, 0, 2), "TIFF"),
+        },
+    )
     with tarfile.open(tmp_path / "lung.tar.gz", "w:gz") as tar:
         tar.add(src / "2d_images", arcname="2d_images")
         tar.add(src / "2d_masks", arcname="2d_masks")
@@ -252,7 +277,9 @@ def test_tar_gz_source_and_an_archive_beside_its_extracted_folder(tmp_path):
 def test_bus_greyscale_from_an_extracted_folder(tmp_path):
     files = {}
     for k in range(3):
-        files[f"BUS_Dataset_B/original/{k:06d}.png"] = encode(rgb(10, 14), "PNG")  # RGB file → 1 channel
+        files[f"BUS_Dataset_B/original/{k:06d}.png"] = encode(
+            rgb(10, 14), "PNG"
+        )  # RGB file → 1 channel
         files[f"BUS_Dataset_B/GT/{k:06d}.png"] = encode(blob(10, 14, 1, 1, 3), "PNG")
     fetch(["bus"], from_path=write_tree(tmp_path / "BUS", files), progress=False)
     data = load("bus")
@@ -265,7 +292,9 @@ def test_busi_merges_several_masks_and_skips_them_as_images(tmp_path):
         "Dataset_BUSI_with_GT/benign/benign (1)_mask.png": encode(blob(size=2), "PNG"),
         "Dataset_BUSI_with_GT/benign/benign (1)_mask_1.png": encode(blob(top=8, size=3), "PNG"),
         "Dataset_BUSI_with_GT/normal/normal (1).png": encode(rgb(), "PNG"),
-        "Dataset_BUSI_with_GT/normal/normal (1)_mask.png": encode(np.zeros((12, 10), np.uint8), "PNG"),
+        "Dataset_BUSI_with_GT/normal/normal (1)_mask.png": encode(
+            np.zeros((12, 10), np.uint8), "PNG"
+        ),
     }
     fetch(["busi"], from_path=write_zip(tmp_path / "Dataset_BUSI.zip", files), progress=False)
     data = load("busi")
@@ -297,15 +326,20 @@ def test_missing_mask_names_the_image_and_leaves_nothing(tmp_path):
 
 
 def test_mask_without_image(tmp_path):
-    files = {"BUS_Dataset_B/original/a.png": encode(rgb(), "PNG"), "BUS_Dataset_B/GT/a.png": encode(blob(), "PNG"),
-             "BUS_Dataset_B/GT/b.png": encode(blob(), "PNG")}
+    files = {
+        "BUS_Dataset_B/original/a.png": encode(rgb(), "PNG"),
+        "BUS_Dataset_B/GT/a.png": encode(blob(), "PNG"),
+        "BUS_Dataset_B/GT/b.png": encode(blob(), "PNG"),
+    }
     with pytest.raises(FocalbenchError, match="mask\\(s\\) of bus have no image.*: b$"):
         fetch(["bus"], from_path=write_tree(tmp_path / "B", files), progress=False)
 
 
 def test_wrong_dataset_archive_says_which_it_is(tmp_path):
     archive = write_zip(tmp_path / "stage1_train.zip", dsb_files(1))
-    with pytest.raises(FocalbenchError, match="does not hold the cvc-clinicdb layout.*looks like 'dsb2018'"):
+    with pytest.raises(
+        FocalbenchError, match="does not hold the cvc-clinicdb layout.*looks like 'dsb2018'"
+    ):
         fetch(["cvc-clinicdb"], from_path=archive, progress=False)
 
 
@@ -323,8 +357,13 @@ def test_corrupt_zip_and_unreadable_image(tmp_path):
 
 
 def test_zip_with_a_bad_crc_is_corrupt(tmp_path):
-    path = write_zip(tmp_path / "x.zip", {"BUS_Dataset_B/original/a.png": encode(rgb(), "PNG"),
-                                           "BUS_Dataset_B/GT/a.png": encode(blob(), "PNG")})
+    path = write_zip(
+        tmp_path / "x.zip",
+        {
+            "BUS_Dataset_B/original/a.png": encode(rgb(), "PNG"),
+            "BUS_Dataset_B/GT/a.png": encode(blob(), "PNG"),
+        },
+    )
     raw = bytearray(path.read_bytes())
     raw[60] ^= 0xFF  # inside the first member's stored data
     path.write_bytes(bytes(raw))
@@ -340,7 +379,9 @@ def test_unwritable_data_folder(tmp_path):
 
 
 def test_manual_dataset_says_what_to_get(tmp_path):
-    with pytest.raises(FocalbenchError, match="request BUS 2017 dataset B.*focalbench fetch bus --from PATH"):
+    with pytest.raises(
+        FocalbenchError, match="request BUS 2017 dataset B.*focalbench fetch bus --from PATH"
+    ):
         fetch(["bus"], progress=False)
     with pytest.raises(FocalbenchError, match="needs a Kaggle login: kaggle datasets download"):
         fetch(["lung"], progress=False)
@@ -352,7 +393,9 @@ def test_idempotent_and_force_replaces(tmp_path):
     assert fetch(["dsb2018"], from_path=archive, progress=False)[0]["status"] == "already prepared"
     write_zip(archive, dsb_files(3))
     assert fetch(["dsb2018"], from_path=archive, force=True, progress=False)[0]["images"] == 3
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["dsb2018"]  # no temp or old folder left
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [
+        "dsb2018"
+    ]  # no temp or old folder left
 
 
 def test_failed_force_keeps_the_old_prepared_dataset(tmp_path):
@@ -360,7 +403,9 @@ def test_failed_force_keeps_the_old_prepared_dataset(tmp_path):
     broken = dsb_files(3)
     broken["02abc/images/02abc.png"] = b"garbage"
     with pytest.raises(FocalbenchError):
-        fetch(["dsb2018"], from_path=write_zip(tmp_path / "b.zip", broken), force=True, progress=False)
+        fetch(
+            ["dsb2018"], from_path=write_zip(tmp_path / "b.zip", broken), force=True, progress=False
+        )
     assert len(load("dsb2018").ids) == 2
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["dsb2018"]
 
@@ -380,7 +425,9 @@ def test_the_next_fetch_removes_staging_left_by_a_killed_fetch_but_not_a_running
         part = data / "downloads" / "dsb2018" / "stage1_train.zip.part"
         for folder in (dead, live, other):
             folder.mkdir(parents=True)
-            (folder / "meta.json").write_text('{"n_images": 99}')  # complete, killed before the rename
+            (folder / "meta.json").write_text(
+                '{"n_images": 99}'
+            )  # complete, killed before the rename
         part.parent.mkdir(parents=True)
         part.write_bytes(b"first half")
         listing = CliRunner().invoke(app, ["datasets", "--json"])
@@ -396,9 +443,13 @@ def test_the_next_fetch_removes_staging_left_by_a_killed_fetch_but_not_a_running
         # killed while deleting the replaced dataset: removed by the next fetch, even an idle one
         old = data / f".dsb2018.old-{gone.pid}"
         old.mkdir()
-        assert fetch(["dsb2018"], from_path=archive, progress=False)[0]["status"] == "already prepared"
+        assert (
+            fetch(["dsb2018"], from_path=archive, progress=False)[0]["status"] == "already prepared"
+        )
         assert not old.exists() and live.is_dir()
-        assert sorted(p.name for p in data.iterdir()) == sorted([live.name, other.name, "downloads", "dsb2018"])
+        assert sorted(p.name for p in data.iterdir()) == sorted(
+            [live.name, other.name, "downloads", "dsb2018"]
+        )
         assert {r["name"]: r["images"] for r in dataset_status()}["dsb2018"] == 2
     finally:
         running.kill()
@@ -471,7 +522,14 @@ def served_dsb(monkeypatch, server, tmp_path):
 
     def with_source(sha: str) -> None:
         spec = catalog.get_spec("dsb2018")
-        src = Source("stage1_train.zip", SourceKind.http, f"http://127.0.0.1:{server.server_port}/s.zip", sha, 0, "")
+        src = Source(
+            "stage1_train.zip",
+            SourceKind.http,
+            f"http://127.0.0.1:{server.server_port}/s.zip",
+            sha,
+            0,
+            "",
+        )
         patched = DatasetSpec(**{**spec.__dict__, "sources": (src,)})
         reg = catalog.registry()
         monkeypatch.setitem(reg._entries, "dsb2018", patched)
@@ -487,7 +545,9 @@ def test_complete_download_verifies_and_prepares(served_dsb, tmp_path):
     downloaded = tmp_path / "data" / "downloads" / "dsb2018"
     assert (downloaded / "stage1_train.zip").read_bytes() == payload
     assert not (downloaded / "stage1_train.zip.part").exists()
-    assert json.loads((tmp_path / "data" / "dsb2018" / "meta.json").read_text())["sources"] == {"stage1_train.zip": digest}
+    assert json.loads((tmp_path / "data" / "dsb2018" / "meta.json").read_text())["sources"] == {
+        "stage1_train.zip": digest
+    }
 
 
 def test_cut_off_download_resumes_with_range(served_dsb, tmp_path):
@@ -497,7 +557,9 @@ def test_cut_off_download_resumes_with_range(served_dsb, tmp_path):
     fetch(["dsb2018"], progress=False)
     half = len(payload) // 2
     assert server.requests == [None, f"bytes={half}-"]
-    assert (tmp_path / "data" / "downloads" / "dsb2018" / "stage1_train.zip").read_bytes() == payload
+    assert (
+        tmp_path / "data" / "downloads" / "dsb2018" / "stage1_train.zip"
+    ).read_bytes() == payload
     recorded = json.loads((tmp_path / "data" / "downloads" / "dsb2018" / "sha256.json").read_text())
     assert recorded == {"stage1_train.zip": digest}
 
@@ -507,7 +569,9 @@ def test_download_gives_up_after_retries_and_keeps_the_part(served_dsb, tmp_path
     with_source(digest)
     monkeypatch.setattr(download_mod, "RETRIES", 1)
     server.cut = 5
-    with pytest.raises(FocalbenchError, match="failed after 2 tries.*rerun the same command to resume"):
+    with pytest.raises(
+        FocalbenchError, match="failed after 2 tries.*rerun the same command to resume"
+    ):
         fetch(["dsb2018"], progress=False)
     part = tmp_path / "data" / "downloads" / "dsb2018" / "stage1_train.zip.part"
     have = part.stat().st_size
@@ -519,7 +583,9 @@ def test_download_gives_up_after_retries_and_keeps_the_part(served_dsb, tmp_path
     assert not part.exists()
 
 
-def test_disk_full_while_downloading_is_final_not_a_network_retry(served_dsb, tmp_path, monkeypatch):
+def test_disk_full_while_downloading_is_final_not_a_network_retry(
+    served_dsb, tmp_path, monkeypatch
+):
     import builtins
     import errno
 
@@ -534,7 +600,10 @@ def test_disk_full_while_downloading_is_final_not_a_network_retry(served_dsb, tm
         return Full() if str(path).endswith(".part") else builtins.open(path, mode, *args, **kwargs)
 
     monkeypatch.setattr(download_mod, "open", fake_open, raising=False)
-    with pytest.raises(FocalbenchError, match="disk full while downloading to .*dsb2018; free space or pass --data-dir"):
+    with pytest.raises(
+        FocalbenchError,
+        match="disk full while downloading to .*dsb2018; free space or pass --data-dir",
+    ):
         fetch(["dsb2018"], progress=False)
     assert server.requests == [None]  # one request: no retries of a local failure
     assert not (tmp_path / "data" / "dsb2018").exists()
@@ -547,7 +616,9 @@ def test_checksum_mismatch_keeps_the_file_aside_and_prepares_nothing(served_dsb,
         fetch(["dsb2018"], progress=False)
     folder = tmp_path / "data" / "downloads" / "dsb2018"
     assert (folder / "stage1_train.zip.sha256-mismatch").read_bytes() == payload
-    assert not (folder / "stage1_train.zip").exists() and not (tmp_path / "data" / "dsb2018").exists()
+    assert (
+        not (folder / "stage1_train.zip").exists() and not (tmp_path / "data" / "dsb2018").exists()
+    )
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -556,10 +627,14 @@ def test_checksum_mismatch_keeps_the_file_aside_and_prepares_nothing(served_dsb,
 def test_cli_fetch_then_datasets_json(tmp_path):
     runner = CliRunner()
     archive = write_zip(tmp_path / "stage1_train.zip", dsb_files(3))
-    out = runner.invoke(app, ["fetch", "dsb2018", "--from", str(archive), "--data-dir", str(tmp_path / "d")])
+    out = runner.invoke(
+        app, ["fetch", "dsb2018", "--from", str(archive), "--data-dir", str(tmp_path / "d")]
+    )
     assert out.exit_code == 0, out.output
     assert "dsb2018: prepared (3 images; the full dataset has 670)" in out.output
-    again = runner.invoke(app, ["fetch", "dsb2018", "--from", str(archive), "--data-dir", str(tmp_path / "d")])
+    again = runner.invoke(
+        app, ["fetch", "dsb2018", "--from", str(archive), "--data-dir", str(tmp_path / "d")]
+    )
     assert "already prepared" in again.output
     listing = runner.invoke(app, ["datasets", "--data-dir", str(tmp_path / "d"), "--json"])
     rows = {r["name"]: r for r in json.loads(listing.output)}
@@ -574,7 +649,10 @@ def test_cli_fetch_then_datasets_json(tmp_path):
 def test_cli_errors_are_one_line_with_exit_2(tmp_path):
     runner = CliRunner()
     out = runner.invoke(app, ["fetch", "drvie"])
-    assert out.exit_code == 2 and "error: unknown dataset 'drvie' (did you mean 'drive'?)" in out.output
+    assert (
+        out.exit_code == 2
+        and "error: unknown dataset 'drvie' (did you mean 'drive'?)" in out.output
+    )
     out = runner.invoke(app, ["fetch"])
     assert out.exit_code == 2 and "name a dataset or pass --all" in out.output
 
@@ -584,10 +662,15 @@ def test_all_lists_what_manual_datasets_need(served_dsb, monkeypatch):
     with_source(digest)
     reg = catalog.registry()
     for name in ("isic2018", "busi"):  # keep --all on the loopback server only
-        monkeypatch.setitem(reg._entries, name, DatasetSpec(**{**reg.get(name).__dict__, "sources": ()}))
+        monkeypatch.setitem(
+            reg._entries, name, DatasetSpec(**{**reg.get(name).__dict__, "sources": ()})
+        )
     results = {r["name"]: r for r in fetch(all=True, progress=False)}
     assert results["dsb2018"]["images"] == 2
-    assert results["drive"]["status"] == "needs a manual download" and "--from PATH" in results["drive"]["hint"]
+    assert (
+        results["drive"]["status"] == "needs a manual download"
+        and "--from PATH" in results["drive"]["hint"]
+    )
     assert [r["status"] for r in dataset_status() if r["name"] == "dsb2018"] == ["prepared"]
 
 
@@ -598,4 +681,7 @@ def test_one_failing_dataset_does_not_stop_the_others(served_dsb, tmp_path):
     assert out.exit_code == 2
     assert "drive: failed" in out.output and "--from PATH" in out.output  # what drive needs
     assert "dsb2018: prepared" in out.output  # fetched after drive failed
-    assert out.output.strip().splitlines()[-1] == "error: drive failed (see above); fix the cause and rerun the same command"
+    assert (
+        out.output.strip().splitlines()[-1]
+        == "error: drive failed (see above); fix the cause and rerun the same command"
+    )

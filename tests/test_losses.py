@@ -39,7 +39,10 @@ HAND = [
     ("tversky", 1 - TI_FG_S1),
     ("focal_tversky(smooth=0)", (1 - TI_FG) ** 0.75),
     ("focal", FL),
-    ("focal(alpha=0.25, gamma=0)", (0.25 * -ln(0.9) + 0.75 * -ln(0.8) + 0.25 * -ln(0.6) + 0.75 * -ln(0.9)) / 4),
+    (
+        "focal(alpha=0.25, gamma=0)",
+        (0.25 * -ln(0.9) + 0.75 * -ln(0.8) + 0.25 * -ln(0.6) + 0.75 * -ln(0.9)) / 4,
+    ),
     ("asym_focal(delta=0.6, gamma=0.5)", AF),
     ("asym_focal_tversky(delta=0.6, gamma=0.5)", AFT),
     ("asym_focal_tversky(delta=0.6, gamma=0.5, class_agg=sum)", 2 * AFT),
@@ -64,17 +67,28 @@ def test_deep_supervision_is_ftl_on_strided_side_targets_plus_tl_on_the_last():
     target = (torch.rand(2, 1, 8, 8, generator=gen) > 0.6).float()
     outs = [torch.randn(2, 1, s, s, generator=gen) for s in (2, 4, 8)]
     ftl, tl = build_loss("focal_tversky"), build_loss("tversky")
-    expected = ftl(outs[0], target[..., ::4, ::4]) + ftl(outs[1], target[..., ::2, ::2]) + tl(outs[2], target)
+    expected = (
+        ftl(outs[0], target[..., ::4, ::4])
+        + ftl(outs[1], target[..., ::2, ::2])
+        + tl(outs[2], target)
+    )
     torch.testing.assert_close(build_loss("deep_supervision")(outs, target), expected)
     # one loss on several outputs: the same loss on each strided target, weights 1 (Keras)
     dice = build_loss("dice")
-    torch.testing.assert_close(dice(outs, target), sum(dice(o, target[..., :: 8 // o.shape[-1], :: 8 // o.shape[-1]]) for o in outs))
-    assert build_loss("deep_supervision")(outs[2], target).item() == pytest.approx(tl(outs[2], target).item())
+    torch.testing.assert_close(
+        dice(outs, target),
+        sum(dice(o, target[..., :: 8 // o.shape[-1], :: 8 // o.shape[-1]]) for o in outs),
+    )
+    assert build_loss("deep_supervision")(outs[2], target).item() == pytest.approx(
+        tl(outs[2], target).item()
+    )
 
 
 def test_deep_supervision_rejects_a_side_output_that_is_no_strided_target():
     with pytest.raises(ValueError, match="subsampled"):
-        build_loss("deep_supervision")([torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 8, 8)], torch.zeros(1, 1, 8, 8))
+        build_loss("deep_supervision")(
+            [torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 8, 8)], torch.zeros(1, 1, 8, 8)
+        )
 
 
 def test_dpt_weights_every_term_with_one_plus_the_distance_map():
@@ -103,6 +117,8 @@ def test_aft_keeps_the_reference_half_floor_on_an_empty_image():
     t_0 = 1 − 253.44/(253.44 + 0.6·2.56), L_AFT = (t_0 + 1)/2 = 0.503012."""
     logits = torch.full((1, 1, 16, 16), math.log(0.01 / 0.99))
     t0 = 1 - 253.44 / (253.44 + 0.6 * 2.56)
-    value = build_loss("asym_focal_tversky(delta=0.6, gamma=0.5)")(logits, torch.zeros(1, 1, 16, 16)).item()
+    value = build_loss("asym_focal_tversky(delta=0.6, gamma=0.5)")(
+        logits, torch.zeros(1, 1, 16, 16)
+    ).item()
     assert value == pytest.approx((t0 + 1) / 2, rel=1e-5)
     assert value == pytest.approx(0.503012, abs=1e-6)

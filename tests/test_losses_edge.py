@@ -11,7 +11,13 @@ import torch
 
 from focalbench.losses import build_loss, list_losses
 
-SPECS = [*list_losses(), "dice+ce+dpt", "ufl(gamma=0.1)+fdpt(eps=0.1)", "ufl+fdpt(eps=1, mode=replace_gt)", "all_hybrid+dpt"]
+SPECS = [
+    *list_losses(),
+    "dice+ce+dpt",
+    "ufl(gamma=0.1)+fdpt(eps=0.1)",
+    "ufl+fdpt(eps=1, mode=replace_gt)",
+    "all_hybrid+dpt",
+]
 DTYPES = [None, torch.bfloat16, torch.float16]
 
 
@@ -55,7 +61,9 @@ def test_finite_value_and_gradient(spec, kind, dtype):
     assert torch.isfinite(grad).all(), f"{spec} {kind}: non-finite gradient"
 
 
-@pytest.mark.parametrize("spec", ["dice(classes=fg, smooth=1)", "tversky", "focal_tversky", "ce", "ufl(gamma=0.1)"])
+@pytest.mark.parametrize(
+    "spec", ["dice(classes=fg, smooth=1)", "tversky", "focal_tversky", "ce", "ufl(gamma=0.1)"]
+)
 def test_perfect_prediction_is_below_inverted(spec):
     target = _targets()[2:]  # lesion and vessel
     perfect, _ = _run(spec, "perfect", None, target)
@@ -102,6 +110,6 @@ def test_no_tensor_is_built_from_host_data_per_call(monkeypatch):
     monkeypatch.setattr(torch, "tensor", refuse)
     monkeypatch.setattr(torch, "as_tensor", refuse)
     distance = boundary.distance_map(target, backend="torch")
-    for spec, loss in losses.items():
+    for _spec, loss in losses.items():
         loss(logits, target, distance).backward()
     assert torch.isfinite(logits.grad).all()

@@ -23,7 +23,7 @@ def _aft_float64(logits, target, delta, gamma):
     p = np.clip(1.0 / (1.0 + np.exp(-logits[:, 0])), EPS, 1 - EPS)
     g = target[:, 0]
     per_image = []
-    for pi, gi in zip(p, g):
+    for pi, gi in zip(p, g, strict=False):
         terms = []
         for P, Y, exponent in ((1 - pi, 1 - gi, 1.0), (pi, gi, 1.0 - gamma)):
             tp, fn, fp = (Y * P).sum(), (Y * (1 - P)).sum(), ((1 - Y) * P).sum()
@@ -48,7 +48,9 @@ def test_asym_focal_tversky_float32_matches_float64_on_a_near_perfect_prediction
     logits, target = _near_perfect(magnitude)
     expected = _aft_float64(logits, target, delta=0.6, gamma=gamma)
     loss = build_loss(f"asym_focal_tversky(delta=0.6,gamma={gamma})")
-    got = float(loss(torch.tensor(logits, dtype=torch.float32), torch.tensor(target, dtype=torch.float32)))
+    got = float(
+        loss(torch.tensor(logits, dtype=torch.float32), torch.tensor(target, dtype=torch.float32))
+    )
     assert abs(got - expected) <= 1e-4 * expected, (got, expected)
 
 
@@ -56,6 +58,9 @@ def test_asym_focal_tversky_float32_matches_float64_on_a_near_perfect_prediction
 def test_focal_tversky_float32_matches_float64_on_a_near_perfect_prediction(magnitude):
     logits, target = _near_perfect(magnitude, seed=1)
     expected = _ftl_float64(logits, target, w_fn=0.7, exponent=0.75, smooth=1.0)
-    got = float(build_loss("focal_tversky")(torch.tensor(logits, dtype=torch.float32),
-                                            torch.tensor(target, dtype=torch.float32)))
+    got = float(
+        build_loss("focal_tversky")(
+            torch.tensor(logits, dtype=torch.float32), torch.tensor(target, dtype=torch.float32)
+        )
+    )
     assert abs(got - expected) <= 1e-4 * expected, (got, expected)

@@ -64,7 +64,10 @@ def r_dice(r, smooth=1e-5, reduction="image", classes="both"):
     for idx in r.sets(reduction):
         for c in cs:
             tp = np.sum(r.w[idx] * r.Y[idx, c] * r.P[idx, c])
-            vals.append((2 * tp + smooth) / (np.sum(r.w[idx] * r.Y[idx, c]) + np.sum(r.w[idx] * r.P[idx, c]) + smooth))
+            vals.append(
+                (2 * tp + smooth)
+                / (np.sum(r.w[idx] * r.Y[idx, c]) + np.sum(r.w[idx] * r.P[idx, c]) + smooth)
+            )
     return 1 - np.mean(vals)
 
 
@@ -89,7 +92,9 @@ def r_tversky_family(r, w_fn, w_fp, smooth, reduction, classes, exps, clip=False
 
 
 def r_aft(r, delta, gamma, reduction="image", classes="both", agg="mean"):
-    return r_tversky_family(r, delta, 1 - delta, EPS, reduction, classes, (1, 1 - gamma), clip=True, agg=agg)
+    return r_tversky_family(
+        r, delta, 1 - delta, EPS, reduction, classes, (1, 1 - gamma), clip=True, agg=agg
+    )
 
 
 def r_af(r, delta, gamma):
@@ -102,18 +107,34 @@ def r_tl(r, w_fn=0.7, w_fp=0.3, smooth=1.0, reduction="batch", classes="fg", gam
 
 CASES = [
     ("dice", {}, lambda r: r_dice(r)),
-    ("dice", {"smooth": 1.0, "reduction": "batch", "classes": "fg"}, lambda r: r_dice(r, 1.0, "batch", "fg")),
+    (
+        "dice",
+        {"smooth": 1.0, "reduction": "batch", "classes": "fg"},
+        lambda r: r_dice(r, 1.0, "batch", "fg"),
+    ),
     ("ce", {}, lambda r: r_focal_ce(r)),
     ("dice_ce", {}, lambda r: r_dice(r) + r_focal_ce(r)),
     ("tversky", {}, lambda r: r_tl(r)),
-    ("tversky", {"reduction": "image", "classes": "both"}, lambda r: r_tl(r, reduction="image", classes="both")),
+    (
+        "tversky",
+        {"reduction": "image", "classes": "both"},
+        lambda r: r_tl(r, reduction="image", classes="both"),
+    ),
     ("focal_tversky", {}, lambda r: r_tl(r, gamma=4 / 3)),
     ("focal", {"gamma": 2.0}, lambda r: r_focal_ce(r, (1, 1), (2, 2))),
     ("asym_focal", {"delta": 0.6, "gamma": 0.2}, lambda r: r_af(r, 0.6, 0.2)),
     ("asym_focal_tversky", {"delta": 0.6, "gamma": 0.2}, lambda r: r_aft(r, 0.6, 0.2)),
-    ("asym_focal_tversky", {"delta": 0.6, "gamma": 0.2, "reduction": "batch", "class_agg": "sum"}, lambda r: r_aft(r, 0.6, 0.2, "batch", agg="sum")),
+    (
+        "asym_focal_tversky",
+        {"delta": 0.6, "gamma": 0.2, "reduction": "batch", "class_agg": "sum"},
+        lambda r: r_aft(r, 0.6, 0.2, "batch", agg="sum"),
+    ),
     ("ufl", {"gamma": 0.1}, lambda r: 0.5 * r_af(r, 0.6, 0.1) + 0.5 * r_aft(r, 0.6, 0.1)),
-    ("ufl", {"gamma": 0.3, "lam": 0.3, "classes": "fg"}, lambda r: 0.3 * r_af(r, 0.6, 0.3) + 0.7 * r_aft(r, 0.6, 0.3, classes="fg")),
+    (
+        "ufl",
+        {"gamma": 0.3, "lam": 0.3, "classes": "fg"},
+        lambda r: 0.3 * r_af(r, 0.6, 0.3) + 0.7 * r_aft(r, 0.6, 0.3, classes="fg"),
+    ),
     ("balanced_ce", {}, lambda r: r_focal_ce(r, (0.3, 0.7))),
     ("hybrid", {}, lambda r: 0.5 * r_focal_ce(r, (0.3, 0.7)) + 0.5 * r_tl(r)),
 ]
@@ -129,7 +150,10 @@ def _batch():
     return logits, target
 
 
-@pytest.mark.parametrize("fdpt,mode", [(None, "pixel_weight"), (0.1, "pixel_weight"), (1.0, "pixel_weight"), (0.1, "replace_gt")])
+@pytest.mark.parametrize(
+    "fdpt,mode",
+    [(None, "pixel_weight"), (0.1, "pixel_weight"), (1.0, "pixel_weight"), (0.1, "replace_gt")],
+)
 @pytest.mark.parametrize("name,params,ref", CASES, ids=[f"{c[0]}{c[1] or ''}" for c in CASES])
 def test_loss_equals_the_float64_reference(name, params, ref, fdpt, mode):
     logits, target = _batch()
@@ -144,12 +168,18 @@ def test_per_image_and_batch_reduction_differ_on_a_mixed_batch():
     """Tversky on [ordinary, empty, 4-px lesion]: per image, the empty image's TI = s/(FP + s)."""
     logits, target = _batch()
     r = Ref(logits, target)
-    per_image = build_loss("tversky", reduction="image")(torch.from_numpy(logits), torch.from_numpy(target)).item()
-    per_batch = build_loss("tversky", reduction="batch")(torch.from_numpy(logits), torch.from_numpy(target)).item()
+    per_image = build_loss("tversky", reduction="image")(
+        torch.from_numpy(logits), torch.from_numpy(target)
+    ).item()
+    per_batch = build_loss("tversky", reduction="batch")(
+        torch.from_numpy(logits), torch.from_numpy(target)
+    ).item()
     assert per_image == pytest.approx(r_tl(r, reduction="image"), rel=1e-5)
     assert per_batch == pytest.approx(r_tl(r, reduction="batch"), rel=1e-5)
     assert per_image - per_batch > 0.1  # the empty image alone costs ≈ 1 − 1/(FP + 1) per image
     # the empty image's own term, worked out from its false-positive mass
     p = 1 / (1 + np.exp(-logits[1, 0].astype(np.float64)))
-    one = build_loss("tversky", reduction="image")(torch.from_numpy(logits[1:2]), torch.from_numpy(target[1:2])).item()
+    one = build_loss("tversky", reduction="image")(
+        torch.from_numpy(logits[1:2]), torch.from_numpy(target[1:2])
+    ).item()
     assert one == pytest.approx(1 - 1 / (0.3 * p.sum() + 1), rel=1e-5)

@@ -4,14 +4,26 @@ import pytest
 import torch
 
 from focalbench.errors import FocalbenchError
-from focalbench.losses import PRESETS, AdaptiveLog, DeepSupervision, Loss, build_loss, parse_loss_spec
+from focalbench.losses import (
+    PRESETS,
+    AdaptiveLog,
+    DeepSupervision,
+    Loss,
+    build_loss,
+    parse_loss_spec,
+)
 from focalbench.losses.modules import CrossEntropy, Dice, UnifiedFocal
 
 
 def test_parse_terms_and_values():
-    assert parse_loss_spec("ufl(gamma=0.1)+fdpt(eps=0.1)") == [("ufl", {"gamma": 0.1}), ("fdpt", {"eps": 0.1})]
+    assert parse_loss_spec("ufl(gamma=0.1)+fdpt(eps=0.1)") == [
+        ("ufl", {"gamma": 0.1}),
+        ("fdpt", {"eps": 0.1}),
+    ]
     assert parse_loss_spec(" dice + ce + dpt ") == [("dice", {}), ("ce", {}), ("dpt", {})]
-    assert parse_loss_spec("dice(reduction=batch, smooth=1)") == [("dice", {"reduction": "batch", "smooth": 1})]
+    assert parse_loss_spec("dice(reduction=batch, smooth=1)") == [
+        ("dice", {"reduction": "batch", "smooth": 1})
+    ]
 
 
 def test_dpt_and_fdpt_weight_every_other_term():
@@ -30,7 +42,9 @@ def test_params_reach_every_term_that_takes_them_and_the_spec_wins():
     assert (dice.smooth, dice.reduction.value) == (0.5, "batch")
     assert (tversky.smooth, tversky.reduction.value) == (2.0, "batch")
     assert build_loss("ufl", fdpt=0.1, fdpt_mode="replace_gt").fdpt_mode.value == "replace_gt"
-    both = build_loss("ufl+dpt", fdpt=0.1, fdpt_mode="replace_gt")  # the spec's term wins, its mode unset
+    both = build_loss(
+        "ufl+dpt", fdpt=0.1, fdpt_mode="replace_gt"
+    )  # the spec's term wins, its mode unset
     assert (both.fdpt, both.fdpt_mode.value) == (1.0, "replace_gt")
 
 
@@ -39,7 +53,9 @@ def test_presets_give_each_papers_dice():
     p003 = build_loss("dice", preset="paper003").terms[0]
     assert (p000.smooth, p000.reduction.value, p000.classes.value) == (1e-5, "image", "both")
     assert (p003.smooth, p003.reduction.value, p003.classes.value) == (1.0, "batch", "fg")
-    assert build_loss("dice", preset="paper001", smooth=2).terms[0].smooth == 2.0  # params beat presets
+    assert (
+        build_loss("dice", preset="paper001", smooth=2).terms[0].smooth == 2.0
+    )  # params beat presets
     ufl = build_loss("ufl", preset="paper000").terms[0]
     assert isinstance(ufl, UnifiedFocal) and (ufl.lam, ufl._af.delta) == (0.5, 0.6)
 
@@ -56,8 +72,16 @@ def test_wrappers():
 @pytest.mark.parametrize(
     "spec,params,message",
     [
-        ("dcie", {}, r"unknown loss 'dcie' \(did you mean 'dice'\?\); choose from: dice, ce, dice_ce"),
-        ("dice(gamma=2)", {}, r"'gamma' is not taken by 'dice'; valid: classes, fdpt, fdpt_mode, reduction, smooth"),
+        (
+            "dcie",
+            {},
+            r"unknown loss 'dcie' \(did you mean 'dice'\?\); choose from: dice, ce, dice_ce",
+        ),
+        (
+            "dice(gamma=2)",
+            {},
+            r"'gamma' is not taken by 'dice'; valid: classes, fdpt, fdpt_mode, reduction, smooth",
+        ),
         ("dice+ce", {"delta": 0.6}, r"'delta' is not taken by 'dice\+ce'; valid: "),
         ("dice(reduction=pixel)", {}, r"reduction='pixel' is not valid; choose from: image, batch"),
         ("ufl(gamma=1.5)", {}, r"gamma=1\.5 is out of range \[0, 1\]"),
@@ -71,7 +95,11 @@ def test_wrappers():
         ("dice(smooth)", {}, r"is not KEY=VALUE"),
         ("dice((", {}, r"cannot read loss term"),
         ("dice", {"preset": "paper9"}, r"unknown loss preset 'paper9'; choose from: paper000"),
-        ("ufl+fdpt(mode=blur)", {}, r"fdpt_mode='blur' is not valid; choose from: pixel_weight, replace_gt"),
+        (
+            "ufl+fdpt(mode=blur)",
+            {},
+            r"fdpt_mode='blur' is not valid; choose from: pixel_weight, replace_gt",
+        ),
     ],
 )
 def test_user_mistakes_name_the_fix(spec, params, message):
@@ -112,4 +140,6 @@ def test_effective_parameters_are_plain_json_for_run_files():
     for spec in ("ufl(gamma=0.1)+fdpt(eps=0.1)", "all_hybrid", "deep_supervision", "dice_ce"):
         params = build_loss(spec).params()
         assert json.loads(json.dumps(params)) == params
-    assert build_loss("ufl(gamma=0.1)+fdpt(eps=0.1)").params()["terms"]["UnifiedFocal"]["gamma"] == 0.1
+    assert (
+        build_loss("ufl(gamma=0.1)+fdpt(eps=0.1)").params()["terms"]["UnifiedFocal"]["gamma"] == 0.1
+    )

@@ -33,7 +33,10 @@ def test_ufl_with_lambda_zero_is_the_asymmetric_focal_tversky_loss(batch):
 
 def test_asymmetric_focal_with_delta_half_gamma_zero_is_half_the_cross_entropy(batch):
     logits, target = batch
-    torch.testing.assert_close(build_loss("asym_focal(delta=0.5, gamma=0)")(logits, target), build_loss("ce")(logits, target) / 2)
+    torch.testing.assert_close(
+        build_loss("asym_focal(delta=0.5, gamma=0)")(logits, target),
+        build_loss("ce")(logits, target) / 2,
+    )
 
 
 def test_asymmetric_focal_with_gamma_zero_is_the_balanced_cross_entropy(batch):
@@ -69,7 +72,9 @@ def test_fdpt_with_eps_zero_is_no_penalty(batch, loss, mode):
 
 def test_fdpt_raises_the_loss_and_dpt_raises_it_more(batch):
     logits, target = batch
-    plain, fdpt, dpt = (build_loss(s)(logits, target).item() for s in ("ce", "ce+fdpt(eps=0.1)", "ce+dpt"))
+    plain, fdpt, dpt = (
+        build_loss(s)(logits, target).item() for s in ("ce", "ce+fdpt(eps=0.1)", "ce+dpt")
+    )
     assert plain < fdpt < dpt
 
 

@@ -25,7 +25,9 @@ def test_confusion_counts_by_hand():
 
 def test_valid_mask_restricts_the_counts():
     pred, target = _img([[1, 1], [0, 0]]), _img([[1, 0], [0, 1]])
-    valid = _img([[1, 0], [1, 0]])  # the fp at (0,1) and the fn at (1,1) lie outside the field of view
+    valid = _img(
+        [[1, 0], [1, 0]]
+    )  # the fp at (0,1) and the fn at (1,1) lie outside the field of view
     assert confusion_counts(pred, target, valid).tolist() == [[1, 0, 0, 1]]
 
 
@@ -74,11 +76,18 @@ def test_summary_pooled_scores_the_summed_counts():
 def test_summary_pooled_over_only_both_empty_images_follows_the_policy():
     empty = torch.tensor([[0, 0, 0, 16], [0, 0, 0, 9]])
     one = summarize(empty, aggregation="pooled", empty_policy="one")["metrics"]
-    assert one["dsc"] == 1.0 and one["precision"] == 1.0 and one["recall"] == 1.0 and one["specificity"] == 1.0
+    assert (
+        one["dsc"] == 1.0
+        and one["precision"] == 1.0
+        and one["recall"] == 1.0
+        and one["specificity"] == 1.0
+    )
     assert math.isnan(summarize(empty, aggregation="pooled")["metrics"]["dsc"])
     # one non-empty image makes the pooled counts defined: the policy changes nothing
     mixed = torch.tensor([[3, 1, 2, 10], [0, 0, 0, 16]])
-    assert summarize(mixed, aggregation="pooled", empty_policy="one")["metrics"]["dsc"] == pytest.approx(6 / 9)
+    assert summarize(mixed, aggregation="pooled", empty_policy="one")["metrics"][
+        "dsc"
+    ] == pytest.approx(6 / 9)
 
 
 def test_summary_rejects_an_unknown_policy():
@@ -107,13 +116,18 @@ def test_hd95_matches_a_scipy_reference_on_random_blobs():
         p |= gen.random((24, 28)) > 0.97
         preds.append(p)
         targets.append(t)
-    ours = hd95(torch.from_numpy(np.stack(preds))[:, None], torch.from_numpy(np.stack(targets))[:, None])
-    ref = [_medpy_hd95(p, t) for p, t in zip(preds, targets)]
+    ours = hd95(
+        torch.from_numpy(np.stack(preds))[:, None], torch.from_numpy(np.stack(targets))[:, None]
+    )
+    ref = [_medpy_hd95(p, t) for p, t in zip(preds, targets, strict=False)]
     np.testing.assert_allclose(ours.numpy(), ref, rtol=1e-6)
 
 
 def test_hd95_empty_policy_both_empty_zero_one_empty_nan():
-    empty, blob = torch.zeros(1, 1, 6, 6, dtype=torch.bool), torch.zeros(1, 1, 6, 6, dtype=torch.bool)
+    empty, blob = (
+        torch.zeros(1, 1, 6, 6, dtype=torch.bool),
+        torch.zeros(1, 1, 6, 6, dtype=torch.bool),
+    )
     blob[..., 2:4, 2:4] = True
     out = hd95(torch.cat([empty, blob, empty]), torch.cat([empty, empty, blob]))
     assert out[0].item() == 0.0
@@ -135,6 +149,8 @@ def test_smooth1_scores_are_paper_003s_evaluation_code_by_hand():
     s = smoothed_scores(counts)
     # utils.py: (2tp + 1)/(2tp + fp + fn + 1), (tp + 1)/(tp + fp + 1), (tp + 1)/(tp + fn + 1)
     assert s["smooth1_dsc"].tolist() == pytest.approx([1 / 6, 7 / 10, 1.0])
-    assert s["smooth1_precision"].tolist() == pytest.approx([1.0, 4 / 5, 1.0])  # empty prediction: 1
+    assert s["smooth1_precision"].tolist() == pytest.approx(
+        [1.0, 4 / 5, 1.0]
+    )  # empty prediction: 1
     assert s["smooth1_recall"].tolist() == pytest.approx([1 / 6, 4 / 6, 1.0])
     assert s["smooth1_specificity"].tolist() == pytest.approx([11 / 11, 5 / 6, 17 / 17])

@@ -5,8 +5,8 @@ import time
 import pytest
 import torch
 
-from focalbench.errors import FocalbenchError
 import focalbench
+from focalbench.errors import FocalbenchError
 from focalbench.models import build_model, check_input_size, list_models, model_info, model_summary
 
 NAMES = list_models()
@@ -43,7 +43,9 @@ def test_forward_backward_with_tiny_params_gives_finite_logits_of_the_input_size
     assert torch.isfinite(loss)
     loss.backward()
     unused = NEVER_USED.get(name, "\0")
-    grads = [p.grad for n, p in model.named_parameters() if p.requires_grad and not n.startswith(unused)]
+    grads = [
+        p.grad for n, p in model.named_parameters() if p.requires_grad and not n.startswith(unused)
+    ]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
 
@@ -97,7 +99,10 @@ def test_model_info_describes_every_network():
 
 
 def test_summary_keeps_the_parameter_count_when_the_size_does_not_fit():
-    fits, misfit = model_summary("unet", (64, 64), width=8), model_summary("unet", (72, 64), width=8)
+    fits, misfit = (
+        model_summary("unet", (64, 64), width=8),
+        model_summary("unet", (72, 64), width=8),
+    )
     assert misfit["params"] == fits["params"] and fits["gflops"] > 0
     assert misfit["gflops"] is None and "nearest valid sizes: 64x64, 80x64" in misfit["error"]
 
@@ -109,9 +114,17 @@ def test_the_package_exposes_build_model():
 @pytest.mark.parametrize(
     "name,params,message",
     [
-        ("use-net", {"positions": 2}, r"positions=2 is not a list of integers; write e.g. --param model.positions=\[2,6,9\]"),
+        (
+            "use-net",
+            {"positions": 2},
+            r"positions=2 is not a list of integers; write e.g. --param model.positions=\[2,6,9\]",
+        ),
         ("use-net", {"positions": ["a"]}, r"positions=\['a'\] is not a list of integers"),
-        ("focusnetpp", {"blocks": 3}, r"blocks=3 is not a list of integers; write e.g. --param model.blocks="),
+        (
+            "focusnetpp",
+            {"blocks": 3},
+            r"blocks=3 is not a list of integers; write e.g. --param model.blocks=",
+        ),
         ("unet", {"norm": "bn"}, r"norm='bn' is not one of instance, batch"),
         ("use-net", {"se_reduction": 0}, r"se_reduction=0 must be an integer >= 1"),
         ("unet", {"depth": "4"}, r"depth='4' must be an integer >= 1"),

@@ -24,17 +24,20 @@ def _ones(layer: nn.Module) -> nn.Module:
     return layer
 
 
-@pytest.mark.parametrize("size,kernel,stride,expected", [
-    # out = ceil(n/s); total = max((out-1)s + k - n, 0); before = total // 2
-    (4, 3, 2, (0, 1)),  # out 2: (1)2 + 3 - 4 = 1 -> all of it after
-    (5, 3, 2, (1, 1)),  # out 3: (2)2 + 3 - 5 = 2 -> one each side, as PyTorch's padding=1
-    (4, 3, 1, (1, 1)),  # stride 1, odd kernel: symmetric
-    (4, 2, 1, (0, 1)),  # even kernel: the extra zero goes after
-    (4, 2, 2, (0, 0)),  # (1)2 + 2 - 4 = 0
-    (5, 2, 2, (0, 1)),  # out 3: (2)2 + 2 - 5 = 1
-    (4, 1, 2, (0, 0)),  # (1)2 + 1 - 4 < 0 -> none
-    (8, 5, 2, (1, 2)),  # out 4: (3)2 + 5 - 8 = 3
-])
+@pytest.mark.parametrize(
+    "size,kernel,stride,expected",
+    [
+        # out = ceil(n/s); total = max((out-1)s + k - n, 0); before = total // 2
+        (4, 3, 2, (0, 1)),  # out 2: (1)2 + 3 - 4 = 1 -> all of it after
+        (5, 3, 2, (1, 1)),  # out 3: (2)2 + 3 - 5 = 2 -> one each side, as PyTorch's padding=1
+        (4, 3, 1, (1, 1)),  # stride 1, odd kernel: symmetric
+        (4, 2, 1, (0, 1)),  # even kernel: the extra zero goes after
+        (4, 2, 2, (0, 0)),  # (1)2 + 2 - 4 = 0
+        (5, 2, 2, (0, 1)),  # out 3: (2)2 + 2 - 5 = 1
+        (4, 1, 2, (0, 0)),  # (1)2 + 1 - 4 < 0 -> none
+        (8, 5, 2, (1, 2)),  # out 4: (3)2 + 5 - 8 = 3
+    ],
+)
 def test_tf_same_padding_by_hand(size, kernel, stride, expected):
     assert tf_same_padding(size, kernel, stride) == expected
 
@@ -63,7 +66,12 @@ def test_conv2x2_stride_1_adds_one_zero_row_and_column_after():
     y = conv(X4)[0, 0]
     # y_ij = x_ij + x_i,j+1 + x_i+1,j + x_i+1,j+1, zeros past the edge
     assert y.shape == (4, 4)
-    assert [y[0, 0].item(), y[0, 3].item(), y[3, 0].item(), y[3, 3].item()] == [10.0, 3 + 7, 12 + 13, 15.0]
+    assert [y[0, 0].item(), y[0, 3].item(), y[3, 0].item(), y[3, 3].item()] == [
+        10.0,
+        3 + 7,
+        12 + 13,
+        15.0,
+    ]
 
 
 def test_conv2x2_stride_2_needs_no_padding_on_even_sides_and_one_after_on_odd():
@@ -75,7 +83,17 @@ def test_conv2x2_stride_2_needs_no_padding_on_even_sides_and_one_after_on_odd():
 
 def test_conv1x1_stride_2_is_unpadded():
     conv = _ones(Conv2dSame(1, 1, 1, stride=2))
-    assert conv(torch.arange(25.0).view(1, 1, 5, 5)).flatten().tolist() == [0, 2, 4, 10, 12, 14, 20, 22, 24]
+    assert conv(torch.arange(25.0).view(1, 1, 5, 5)).flatten().tolist() == [
+        0,
+        2,
+        4,
+        10,
+        12,
+        14,
+        20,
+        22,
+        24,
+    ]
 
 
 def test_transposed_conv3x3_stride_2_on_a_4x4_input_cuts_the_last_row_and_column():
@@ -87,20 +105,26 @@ def test_transposed_conv3x3_stride_2_on_a_4x4_input_cuts_the_last_row_and_column
     assert y.shape == (8, 8)
     torch.testing.assert_close(y, torch.outer(r, r))
     # PyTorch's padding=1, output_padding=1 keeps p = 1..8 instead: r = [1, 2, 1, 2, 1, 2, 1, 1]
-    torch_style = F.conv_transpose2d(torch.ones(1, 1, 4, 4), convt.weight, stride=2, padding=1, output_padding=1)[0, 0]
+    torch_style = F.conv_transpose2d(
+        torch.ones(1, 1, 4, 4), convt.weight, stride=2, padding=1, output_padding=1
+    )[0, 0]
     assert torch_style[0].tolist() == [1.0, 2, 1, 2, 1, 2, 1, 1]
 
 
 def test_transposed_conv3x3_stride_2_hand_values_with_an_asymmetric_kernel():
     convt = ConvTranspose2dSame(1, 1, 3, stride=2)
     with torch.no_grad():
-        convt.weight.copy_(torch.arange(1.0, 10.0).view(1, 1, 3, 3))  # w = [[1,2,3],[4,5,6],[7,8,9]]
+        convt.weight.copy_(
+            torch.arange(1.0, 10.0).view(1, 1, 3, 3)
+        )  # w = [[1,2,3],[4,5,6],[7,8,9]]
         convt.bias.zero_()
     y = convt(X4)[0, 0]
     # y_pq = Σ x_ij · w[p − 2i, q − 2j]
     assert y[0, 0].item() == 0.0  # x00·w00
     assert y[1, 1].item() == 0.0  # x00·w11 = 0·5
-    assert y[2, 2].item() == 9 * 0 + 7 * 1 + 3 * 4 + 1 * 5  # x00·w22 + x01·w20 + x10·w02 + x11·w00 = 24
+    assert (
+        y[2, 2].item() == 9 * 0 + 7 * 1 + 3 * 4 + 1 * 5
+    )  # x00·w22 + x01·w20 + x10·w02 + x11·w00 = 24
     assert y[7, 7].item() == 15 * 5  # only x33·w11
     assert y[0, 2].item() == 0 * 3 + 1 * 1  # x00·w02 + x01·w00
     assert y[1, 2].item() == 0 * 6 + 1 * 4  # x00·w12 + x01·w10
@@ -124,7 +148,10 @@ def test_transposed_conv_stride_1_and_2x2_stride_2_equal_pytorch():
 
 def test_conv2d_same_is_a_plain_conv_where_the_conventions_agree():
     assert type(conv2d_same(2, 2, 3)) is nn.Conv2d and conv2d_same(2, 2, 3).padding == (1, 1)
-    assert type(conv2d_same(2, 2, 3, stride=2)) is Conv2dSame and type(conv2d_same(2, 2, 2)) is Conv2dSame
+    assert (
+        type(conv2d_same(2, 2, 3, stride=2)) is Conv2dSame
+        and type(conv2d_same(2, 2, 2)) is Conv2dSame
+    )
 
 
 # ---------------------------------------------------------------------------------------------- audit
@@ -140,7 +167,10 @@ def test_every_keras_network_pads_the_tensorflow_way_where_it_differs(name):
     for module in net.modules():
         if isinstance(module, nn.ConvTranspose2d):
             k, s = module.kernel_size[0], module.stride[0]
-            assert k == s and module.padding == (0, 0) or isinstance(module, ConvTranspose2dSame), (name, module)
+            assert k == s and module.padding == (0, 0) or isinstance(module, ConvTranspose2dSame), (
+                name,
+                module,
+            )
         elif isinstance(module, nn.Conv2d) and not isinstance(module, Conv2dSame):
             k, s = module.kernel_size[0], module.stride[0]
             assert k % 2 == 1 and module.padding[0] == k // 2 and (s == 1 or k == 1), (name, module)
@@ -153,7 +183,10 @@ def test_every_keras_network_uses_keras_batch_norm(name):
     assert all(m.eps == 1e-3 for m in norms), name
     assert all(m.momentum == 0.01 for m in norms if isinstance(m, nn.BatchNorm2d)), name
     if norms:  # (the code's UNet++ has no normalisation)
-        assert model_info(name)["defaults"]["bn_eps"] == 1e-3 and model_info(name)["defaults"]["bn_momentum"] == 0.01
+        assert (
+            model_info(name)["defaults"]["bn_eps"] == 1e-3
+            and model_info(name)["defaults"]["bn_momentum"] == 0.01
+        )
 
 
 def test_keras_momentum_099_is_torch_momentum_001():
@@ -167,8 +200,13 @@ def test_keras_momentum_099_is_torch_momentum_001():
 
 def test_batch_norm_parameters_can_be_set_and_are_checked():
     net = build_model("bcdu-net", width=8, bn_eps=1e-5, bn_momentum=0.1)
-    assert {(m.eps, m.momentum) for m in net.modules() if isinstance(m, nn.BatchNorm2d)} == {(1e-5, 0.1)}
-    with pytest.raises(FocalbenchError, match=r"bn_momentum=1.5 must be a number in \(0, 1\].*Keras' momentum 0.99 is 0.01"):
+    assert {(m.eps, m.momentum) for m in net.modules() if isinstance(m, nn.BatchNorm2d)} == {
+        (1e-5, 0.1)
+    }
+    with pytest.raises(
+        FocalbenchError,
+        match=r"bn_momentum=1.5 must be a number in \(0, 1\].*Keras' momentum 0.99 is 0.01",
+    ):
         build_model("unet", bn_momentum=1.5)
     with pytest.raises(FocalbenchError, match=r"bn_eps=0 must be a number > 0"):
         build_model("focusnet", bn_eps=0)

@@ -29,8 +29,12 @@ def test_full_width_parameter_counts_match_the_spec(name, params, expected):
 
 def test_focal_power_hand_values():
     a = torch.tensor([0.25, 1.0, 0.0, 0.5])
-    torch.testing.assert_close(focal_power(a, torch.tensor(0.5)), torch.tensor([0.5, 1.0, math.sqrt(1e-7), math.sqrt(0.5)]))
-    torch.testing.assert_close(focal_power(a, torch.tensor(2.0)), torch.tensor([0.0625, 1.0, 1e-14, 0.25]))
+    torch.testing.assert_close(
+        focal_power(a, torch.tensor(0.5)), torch.tensor([0.5, 1.0, math.sqrt(1e-7), math.sqrt(0.5)])
+    )
+    torch.testing.assert_close(
+        focal_power(a, torch.tensor(2.0)), torch.tensor([0.0625, 1.0, 1e-14, 0.25])
+    )
     assert torch.equal(focal_power(a, torch.tensor(0.0)), torch.ones(4))
     w = torch.tensor(1.0, requires_grad=True)
     focal_power(torch.tensor(0.25), w).backward()
@@ -59,7 +63,9 @@ def test_gate_coefficients_hand_value_and_zero_weight_keeps_only_the_output_conv
     assert torch.equal(ag(x, g), ag.out(x))
 
 
-@pytest.mark.parametrize("plain,focal", [("use-net", "focal-use-net"), ("attention-unet", "focal-attention-unet")])
+@pytest.mark.parametrize(
+    "plain,focal", [("use-net", "focal-use-net"), ("attention-unet", "focal-attention-unet")]
+)
 def test_focal_weight_one_gives_exactly_the_plain_attention_network(plain, focal):
     ref = build_model(plain, width=8)
     net = build_model(focal, width=8, focal_init=1.0)
@@ -96,20 +102,33 @@ def test_pruned_network_holds_only_the_kept_modules():
     net = build_model("focal-use-net", width=8, positions=[9, 2, 6])
     assert [m.position for m in net.attention_modules()] == [2, 6, 9]
     assert list(focal_weights(net)) == ["se2", "se6", "se9"]
-    assert {k.split(".")[1] for k in net.state_dict() if k.startswith("attention.")} == {"se2", "se6", "se9"}
+    assert {k.split(".")[1] for k in net.state_dict() if k.startswith("attention.")} == {
+        "se2",
+        "se6",
+        "se9",
+    }
     # SE(C) with r = 8 and bias: 2·C·C/8 + C/8 + C, + 1 focal scalar; positions 2, 6, 9 have C = 16, 64, 8
     se = lambda c: 2 * c * (c // 8) + c // 8 + c + 1  # noqa: E731
-    assert count_parameters(net) == count_parameters(build_model("unet", width=8)) + se(16) + se(64) + se(8)
+    assert count_parameters(net) == count_parameters(build_model("unet", width=8)) + se(16) + se(
+        64
+    ) + se(8)
     gates = build_model("attention-unet", width=8, positions=[4])
     assert [m.kind + str(m.position) for m in gates.attention_modules()] == ["ag4"]
     assert gates.attention_modules()[0].out[0].in_channels == 8  # position 4 = shallowest skip
-    assert build_model("unet").attention_modules() == [] and focal_weights(build_model("unet", width=8)) == {}
+    assert (
+        build_model("unet").attention_modules() == []
+        and focal_weights(build_model("unet", width=8)) == {}
+    )
 
 
 def test_bad_positions_are_user_errors():
-    with pytest.raises(FocalbenchError, match=r"SE positions \[10\] do not exist; choose from 1..9"):
+    with pytest.raises(
+        FocalbenchError, match=r"SE positions \[10\] do not exist; choose from 1..9"
+    ):
         build_model("use-net", width=8, positions=[2, 10])
-    with pytest.raises(FocalbenchError, match=r"attention-gate positions \[5\] do not exist; choose from 1..4"):
+    with pytest.raises(
+        FocalbenchError, match=r"attention-gate positions \[5\] do not exist; choose from 1..4"
+    ):
         build_model("attention-unet", width=8, positions=[5])
     with pytest.raises(FocalbenchError, match="positions/focal_init need an attention network"):
         build_model("unet", positions=[1])

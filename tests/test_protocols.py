@@ -27,18 +27,44 @@ def test_every_recipe_is_registered():
 def test_paper000_is_section_2_4():
     p = get_protocol("paper000")
     assert (p.optimizer, p.lr, p.batch_size) == (Optimizer.adam, 1e-3, 1)
-    assert (p.schedule, p.plateau_factor, p.plateau_patience, p.early_stopping) == (Schedule.plateau, 0.1, 25, 50)
-    assert (p.normalization, p.init) == (Normalization.zscore_image, Init.xavier_uniform)  # MIScnn z-score
+    assert (p.schedule, p.plateau_factor, p.plateau_patience, p.early_stopping) == (
+        Schedule.plateau,
+        0.1,
+        25,
+        50,
+    )
+    assert (p.normalization, p.init) == (
+        Normalization.zscore_image,
+        Init.xavier_uniform,
+    )  # MIScnn z-score
     a = p.augmentation
     assert a.scale and a.rotation_deg and a.mirror and a.elastic_alpha and a.brightness
 
 
 def test_papers_001_to_003_follow_their_experiment_sections():
     p1, p2, p3 = (get_protocol(n) for n in ("paper001", "paper002", "paper003"))
-    assert (p1.plateau_factor, p1.plateau_patience, p1.plateau_threshold, p1.epochs, p1.batch_size) == (0.5, 5, 1e-3, 80, 8)
-    assert (p2.batch_size, p2.epochs, p2.normalization, p2.augmentation, p2.early_stopping) == (8, 50, Normalization.unit, None, None)
+    assert (
+        p1.plateau_factor,
+        p1.plateau_patience,
+        p1.plateau_threshold,
+        p1.epochs,
+        p1.batch_size,
+    ) == (0.5, 5, 1e-3, 80, 8)
+    assert (p2.batch_size, p2.epochs, p2.normalization, p2.augmentation, p2.early_stopping) == (
+        8,
+        50,
+        Normalization.unit,
+        None,
+        None,
+    )
     assert p2.test_checkpoint is Checkpoint.best
-    assert (p3.optimizer, p3.lr, p3.momentum, p3.lr_decay, p3.augmentation) == (Optimizer.sgd, 0.01, 0.9, 1e-6, None)
+    assert (p3.optimizer, p3.lr, p3.momentum, p3.lr_decay, p3.augmentation) == (
+        Optimizer.sgd,
+        0.01,
+        0.9,
+        1e-6,
+        None,
+    )
 
 
 def test_merge_order_protocol_then_settings_then_params_then_epochs():
@@ -49,7 +75,16 @@ def test_merge_order_protocol_then_settings_then_params_then_epochs():
 
 
 def test_overrides_are_typed():
-    r = resolve(_config(overrides={"schedule": "constant", "early_stopping": None, "augmentation": False, "lr": 1}))
+    r = resolve(
+        _config(
+            overrides={
+                "schedule": "constant",
+                "early_stopping": None,
+                "augmentation": False,
+                "lr": 1,
+            }
+        )
+    )
     assert r.schedule is Schedule.constant and r.early_stopping is None and r.augmentation is None
     assert isinstance(r.lr, float)
 
@@ -81,7 +116,9 @@ def test_paper002_learning_rate_steps_are_the_codes_keras_scheduler():
     p = get_protocol("paper002")
     assert p.schedule is Schedule.steps and p.batch_size == 8
     # focusnetpp.py: schedule(i) with Keras' 0-based epoch index i: <=15 1e-4, <=25 1e-5, <=40 1e-6
-    expected = [1e-4 if i <= 15 else 1e-5 if i <= 25 else 1e-6 if i <= 40 else 1e-7 for i in range(50)]
+    expected = [
+        1e-4 if i <= 15 else 1e-5 if i <= 25 else 1e-6 if i <= 40 else 1e-7 for i in range(50)
+    ]
     assert [lr_at_epoch(p, epoch) for epoch in range(1, 51)] == expected
 
 
@@ -89,7 +126,11 @@ def test_paper003_checkpoints_on_validation_soft_dice_and_scores_at_native_size(
     from focalbench.protocols import Monitor, Resize, ScoreSize
 
     p = get_protocol("paper003")
-    assert (p.monitor, p.score_size, p.resize) == (Monitor.val_soft_dice, ScoreSize.native, Resize.nearest)
+    assert (p.monitor, p.score_size, p.resize) == (
+        Monitor.val_soft_dice,
+        ScoreSize.native,
+        Resize.nearest,
+    )
     assert get_protocol("paper000").resize is Resize.miscnn  # MIScnn's Resize subfunction
     assert get_protocol("smoke").monitor is Monitor.val_loss
 

@@ -13,20 +13,41 @@ from focalbench.errors import FocalbenchError
 from focalbench.prune import decide, final_focal_weights, keep, prune, record
 from focalbench.store import atomic_write_json, atomic_write_text, read_json
 
-SOURCE = RunConfig(dataset="sample", model="focal-use-net", loss="ufl(gamma=0.2)", protocol="smoke", seed=3,
-                   model_params={"focal_init": 0.0, "width": 4}, overrides={"batch_size": 2})
+SOURCE = RunConfig(
+    dataset="sample",
+    model="focal-use-net",
+    loss="ufl(gamma=0.2)",
+    protocol="smoke",
+    seed=3,
+    model_params={"focal_init": 0.0, "width": 4},
+    overrides={"batch_size": 2},
+)
 
 
-def _run_folder(results, weights: dict[str, float], state: str = "done", config: RunConfig = SOURCE):
+def _run_folder(
+    results, weights: dict[str, float], state: str = "done", config: RunConfig = SOURCE
+):
     """A finished run folder as train writes it: config.json, status.json, history.csv."""
     run_dir = results / "runs" / config.key
-    atomic_write_json(run_dir / "config.json", {"config": config.to_dict(), "key": config.key, "resolved": {}})
+    atomic_write_json(
+        run_dir / "config.json", {"config": config.to_dict(), "key": config.key, "resolved": {}}
+    )
     atomic_write_json(run_dir / "status.json", {"state": state, "error": None})
     focal = [f"focal_{name}" for name in weights]
     head = ["epoch", "train_loss", "val_loss", "val_dsc", "lr", "seconds", *focal]
-    first = ["1", "0.9", "0.9", "0.1", "0.001", "1.0", *["0.5"] * len(weights)]  # not the final epoch
+    first = [
+        "1",
+        "0.9",
+        "0.9",
+        "0.1",
+        "0.001",
+        "1.0",
+        *["0.5"] * len(weights),
+    ]  # not the final epoch
     last = ["2", "0.5", "0.6", "0.4", "0.001", "1.0", *[repr(w) for w in weights.values()]]
-    atomic_write_text(run_dir / "history.csv", "\n".join(",".join(r) for r in (head, first, last)) + "\n")
+    atomic_write_text(
+        run_dir / "history.csv", "\n".join(",".join(r) for r in (head, first, last)) + "\n"
+    )
     return run_dir
 
 
@@ -41,7 +62,9 @@ def test_final_weights_are_the_last_epoch_row(tmp_path):
 
 
 def test_kept_positions_start_at_one_and_keep_every_other_setting(tmp_path):
-    weights = {f"se{i}": w for i, w in enumerate([0.1, 0.35, 0.0, 0.19, 0.2, 0.9, 0.05, 0.01, 0.6], 1)}
+    weights = {
+        f"se{i}": w for i, w in enumerate([0.1, 0.35, 0.0, 0.19, 0.2, 0.9, 0.05, 0.01, 0.6], 1)
+    }
     decision = decide(_run_folder(tmp_path, weights), 0.2)
     assert decision.kept == [2, 6, 9]
     assert decision.config == SOURCE.replace(
@@ -56,16 +79,22 @@ def test_removing_every_module_gives_the_plain_unet(tmp_path):
     assert decision.kept == []
     # the U-Net row's network (same dataset, loss, protocol, seed and params), but its own cell:
     # the pruned column is retrained by the pruning step and its folder names the source
-    unet = RunConfig(dataset="sample", model="unet", loss="ufl(gamma=0.2)", protocol="smoke",
-                     seed=3, model_params={"width": 4}, overrides={"batch_size": 2})
+    unet = RunConfig(
+        dataset="sample",
+        model="unet",
+        loss="ufl(gamma=0.2)",
+        protocol="smoke",
+        seed=3,
+        model_params={"width": 4},
+        overrides={"batch_size": 2},
+    )
     assert decision.config == unet.replace(pruned_from=SOURCE.key)
     assert decision.config.key != unet.key
 
 
 @pytest.mark.parametrize(
     ("state", "weights", "message"),
-    [("running", {"se1": 0.5}, "is running, not done"),
-     ("done", {}, "has no focal weights")],
+    [("running", {"se1": 0.5}, "is running, not done"), ("done", {}, "has no focal weights")],
 )
 def test_unfinished_or_unfocal_runs_are_refused(tmp_path, state, weights, message):
     with pytest.raises(FocalbenchError, match=message):
@@ -76,7 +105,9 @@ def test_prune_without_retrain_writes_nothing_and_record_writes_the_decision(tmp
     run_dir = _run_folder(tmp_path, {"se1": 0.3, "se2": 0.1})
     runs = sorted((tmp_path / "runs").iterdir())
     out = prune(run_dir, threshold=0.2)
-    assert sorted((tmp_path / "runs").iterdir()) == runs  # no half-made run folder (issue 15 item 10)
+    assert (
+        sorted((tmp_path / "runs").iterdir()) == runs
+    )  # no half-made run folder (issue 15 item 10)
     record(decide(run_dir, 0.2), tmp_path)
     stored = read_json(tmp_path / "runs" / out["key"] / "pruned.json")
     assert stored["pruned_from"] == SOURCE.key

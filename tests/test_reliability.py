@@ -28,17 +28,43 @@ from focalbench.store import DiskFault, atomic_write_json, atomic_write_text, fr
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 2
 TINY = RunConfig(dataset="sample", model="unet", loss="dice", protocol="smoke", epochs=EPOCHS)
-TRAIN = ["train", "--dataset", "sample", "--model", "unet", "--loss", "dice", "--protocol", "smoke",
-         "--epochs", str(EPOCHS)]
+TRAIN = [
+    "train",
+    "--dataset",
+    "sample",
+    "--model",
+    "unet",
+    "--loss",
+    "dice",
+    "--protocol",
+    "smoke",
+    "--epochs",
+    str(EPOCHS),
+]
 
 
-def focalbench_cli(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
+def focalbench_cli(
+    *args: str, env: dict[str, str] | None = None, **kwargs
+) -> subprocess.CompletedProcess:
     """``python -m focalbench ARGS`` in a fresh process on the CPU, with the 2 threads conftest
     gives this one (so its sums run in the same order and compare bit-exactly)."""
-    full = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2",
-            "CUDA_VISIBLE_DEVICES": "", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "focalbench", *args], env=full, capture_output=True,
-                          text=True, timeout=300, check=False, **kwargs)
+    full = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "2",
+        "MKL_NUM_THREADS": "2",
+        "CUDA_VISIBLE_DEVICES": "",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "focalbench", *args],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        **kwargs,
+    )
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:
@@ -54,8 +80,10 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
 def _mount(*args: str) -> None:
     done = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        pytest.skip(f"this machine forbids `mount {' '.join(args)}` ({done.stderr.strip()}); "
-                    "the fault needs a real small or read-only file system")
+        pytest.skip(
+            f"this machine forbids `mount {' '.join(args)}` ({done.stderr.strip()}); "
+            "the fault needs a real small or read-only file system"
+        )
 
 
 @pytest.fixture
@@ -95,15 +123,22 @@ def trained(tmp_path_factory):
     by Ctrl-C after its last epoch's checkpoints, before the test (last.pt is epoch 2,
     last.previous.pt epoch 1)."""
     root = tmp_path_factory.mktemp("trained")
-    reference = focalbench.train(TINY, results=root / "reference", progress=False, data_dir=root / "data")
+    reference = focalbench.train(
+        TINY, results=root / "reference", progress=False, data_dir=root / "data"
+    )
 
     def stop_after_2(epoch, row):
         if epoch == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        focalbench.train(TINY, results=root / "stopped", progress=False, data_dir=root / "data",
-                         on_epoch_end=stop_after_2)
+        focalbench.train(
+            TINY,
+            results=root / "stopped",
+            progress=False,
+            data_dir=root / "data",
+            on_epoch_end=stop_after_2,
+        )
     return Path(reference["run_dir"]), root / "stopped" / "runs" / TINY.key
 
 
@@ -122,7 +157,9 @@ def _losses(run_dir: Path) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- permissions (item 11)
 
 
-@pytest.mark.parametrize(("umask", "file_mode", "folder_mode"), [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)])
+@pytest.mark.parametrize(
+    ("umask", "file_mode", "folder_mode"), [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750)]
+)
 def test_files_and_folders_honour_the_umask(tmp_path, umask, file_mode, folder_mode):
     previous = os.umask(umask)
     try:
@@ -158,14 +195,20 @@ def test_a_full_disk_is_one_line_with_the_free_space_and_keeps_the_previous_file
     assert message.startswith(f"cannot write {target} (No space left on device; ")
     assert f"{free_space(disk)} free there" in message and "\n" not in message
     assert target.read_text() == "the previous good table\n"
-    assert sorted(p.name for p in disk.iterdir()) == ["filler", "report.md"]  # no temporary file left
+    assert sorted(p.name for p in disk.iterdir()) == [
+        "filler",
+        "report.md",
+    ]  # no temporary file left
 
 
 def test_a_read_only_file_system_is_one_line_and_keeps_the_previous_file(read_only):
     source, ro = read_only
     (source / "metrics.json").write_text("{}\n")
-    with pytest.raises(DiskFault, match=r"cannot write .*metrics\.json \(Read-only file system; .* free there\); "
-                                         "write to a writable folder instead"):
+    with pytest.raises(
+        DiskFault,
+        match=r"cannot write .*metrics\.json \(Read-only file system; .* free there\); "
+        "write to a writable folder instead",
+    ):
         atomic_write_json(ro / "metrics.json", {"test": 1})
     assert (source / "metrics.json").read_text() == "{}\n"
 
@@ -177,11 +220,21 @@ def test_a_folder_the_user_may_not_write_is_one_line():
     (folder / "table.md").write_text("theirs\n")
     folder.chmod(0o555)
     drop = {"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}
-    script = ("from focalbench.store import atomic_write_text\n"
-              f"atomic_write_text({str(folder / 'table.md')!r}, 'mine')\n")
+    script = (
+        "from focalbench.store import atomic_write_text\n"
+        f"atomic_write_text({str(folder / 'table.md')!r}, 'mine')\n"
+    )
     try:
-        done = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                              capture_output=True, text=True, timeout=120, cwd="/", check=False, **drop)
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd="/",
+            check=False,
+            **drop,
+        )
         assert (folder / "table.md").read_text() == "theirs\n"
     except PermissionError as exc:
         pytest.skip(f"cannot start a process as another user here ({exc})")
@@ -191,8 +244,12 @@ def test_a_folder_the_user_may_not_write_is_one_line():
     if "ModuleNotFoundError" in done.stderr:
         pytest.skip("the package is not readable by 'nobody' on this machine")
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"focalbench.store.DiskFault: cannot write {folder / 'table.md'} (Permission denied; ")
-    assert last.endswith("fix the folder's permissions or write elsewhere, then rerun the same command")
+    assert last.startswith(
+        f"focalbench.store.DiskFault: cannot write {folder / 'table.md'} (Permission denied; "
+    )
+    assert last.endswith(
+        "fix the folder's permissions or write elsewhere, then rerun the same command"
+    )
 
 
 def test_report_out_into_a_read_only_folder_is_one_line(trained, read_only, tmp_path):
@@ -206,7 +263,9 @@ def test_report_out_into_a_read_only_folder_is_one_line(trained, read_only, tmp_
     assert not list(source.iterdir())
 
 
-def test_training_that_cannot_save_a_checkpoint_stops_cleanly_and_resumes(trained, small_disk, tmp_path):
+def test_training_that_cannot_save_a_checkpoint_stops_cleanly_and_resumes(
+    trained, small_disk, tmp_path
+):
     """Room for two checkpoints: epoch 1 saves best.pt and last.pt, epoch 2's next one does not
     fit. The process stops with one line; epoch 1's last.pt is intact; with room again, the same
     cell resumes and matches the uninterrupted run."""
@@ -217,7 +276,9 @@ def test_training_that_cannot_save_a_checkpoint_stops_cleanly_and_resumes(traine
     result = focalbench_cli(*TRAIN, "--results", str(disk), env=env)
     line = one_error_line(result)
     run_dir = disk / "runs" / TINY.key
-    assert line.startswith(f"error: cannot write {run_dir}/") and "(No space left on device; " in line
+    assert (
+        line.startswith(f"error: cannot write {run_dir}/") and "(No space left on device; " in line
+    )
     assert "free there" in line
     assert checkpoint.load(run_dir / "last.pt")["epoch"] == 1
     assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
@@ -237,12 +298,18 @@ def test_a_truncated_last_pt_resumes_from_the_previous_checkpoint_bit_exactly(tr
     run_dir = _copy_run(stopped, results)
     data = (run_dir / "last.pt").read_bytes()
     (run_dir / "last.pt").write_bytes(data[: len(data) // 2])  # power loss mid-write
-    result = focalbench_cli(*TRAIN, "--results", str(results), "--json", env={"FOCALBENCH_DATA": str(tmp_path / "d")})
+    result = focalbench_cli(
+        *TRAIN, "--results", str(results), "--json", env={"FOCALBENCH_DATA": str(tmp_path / "d")}
+    )
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
-    assert warnings == [(f"warning: {run_dir / 'last.pt'} is corrupt (truncated or torn: no checksum at its end, "
-                         "and torch.load fails with RuntimeError; kept as last.pt.corrupt); resuming from "
-                         "last.previous.pt (epoch 1)")]
+    assert warnings == [
+        (
+            f"warning: {run_dir / 'last.pt'} is corrupt (truncated or torn: no checksum at its end, "
+            "and torch.load fails with RuntimeError; kept as last.pt.corrupt); resuming from "
+            "last.previous.pt (epoch 1)"
+        )
+    ]
     assert json.loads(result.stdout)["state"] == "done"
     pd.testing.assert_frame_equal(_losses(run_dir), _losses(reference))
     assert (run_dir / "last.pt.corrupt").stat().st_size == len(data) // 2
@@ -253,7 +320,9 @@ def test_two_bad_checkpoints_restart_from_epoch_0_saying_so(trained, tmp_path, c
     run_dir = _copy_run(stopped, tmp_path / "results")
     for name in ("last.pt", "last.previous.pt"):
         data = bytearray((run_dir / name).read_bytes())
-        data[len(data) // 3] ^= 0xFF  # one flipped bit in the weights: torch.load alone would not notice
+        data[len(data) // 3] ^= (
+            0xFF  # one flipped bit in the weights: torch.load alone would not notice
+        )
         (run_dir / name).write_bytes(bytes(data))
     summary = focalbench.train(TINY, results=tmp_path / "results", progress=False)
     line = capfd.readouterr().err.strip().splitlines()[-1]
@@ -272,7 +341,9 @@ def test_a_checkpoint_stays_loadable_by_torch_and_a_flipped_byte_is_named(tmp_pa
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 1
     path.write_bytes(bytes(data))
-    with pytest.raises(checkpoint.CorruptCheckpoint, match=r"best\.pt is corrupt \(its SHA-256 does not match"):
+    with pytest.raises(
+        checkpoint.CorruptCheckpoint, match=r"best\.pt is corrupt \(its SHA-256 does not match"
+    ):
         checkpoint.load(path)
 
 
@@ -284,9 +355,11 @@ def test_report_with_no_finished_run_fails_and_says_how_to_get_runs(trained, tmp
     results = tmp_path / "results"
     _copy_run(stopped, results)
     line = one_error_line(focalbench_cli("report", "--results", str(results)))
-    assert line == (f"error: nothing to report: no finished run in {results / 'runs'} (0 running, 1 failed, "
-                    "0 unreadable); finish runs with focalbench train or ablate first, or pass the folder "
-                    "holding them with --results DIR")
+    assert line == (
+        f"error: nothing to report: no finished run in {results / 'runs'} (0 running, 1 failed, "
+        "0 unreadable); finish runs with focalbench train or ablate first, or pass the folder "
+        "holding them with --results DIR"
+    )
     assert not (results / "reports").exists()  # no placeholder table
 
 
@@ -305,11 +378,15 @@ def test_fetch_from_a_refusing_port_is_one_line_at_once(tmp_path):
     with pytest.raises(FocalbenchError) as caught:
         download_mod.download(url, tmp_path / "stage1_train.zip")
     assert time.perf_counter() - tick < 2.0  # no retries with back-off for a missing network
-    assert str(caught.value) == (f"cannot reach {url} (Connection refused); check the network, or download "
-                                 "the file elsewhere and pass it with --from PATH")
+    assert str(caught.value) == (
+        f"cannot reach {url} (Connection refused); check the network, or download "
+        "the file elsewhere and pass it with --from PATH"
+    )
 
 
-def test_fetch_from_a_host_that_never_answers_gives_up_after_the_connect_timeout(tmp_path, monkeypatch):
+def test_fetch_from_a_host_that_never_answers_gives_up_after_the_connect_timeout(
+    tmp_path, monkeypatch
+):
     """A listening socket whose accept queue is full drops new handshakes, like a dead route."""
     monkeypatch.setattr(download_mod, "CONNECT_TIMEOUT", 1.0)
     with socket.socket() as server:
@@ -323,7 +400,9 @@ def test_fetch_from_a_host_that_never_answers_gives_up_after_the_connect_timeout
         time.sleep(0.2)
         url = f"http://127.0.0.1:{port}/stage1_train.zip"
         tick = time.perf_counter()
-        with pytest.raises(FocalbenchError, match=r"cannot reach .* \(no answer within 1 s\); .* --from PATH"):
+        with pytest.raises(
+            FocalbenchError, match=r"cannot reach .* \(no answer within 1 s\); .* --from PATH"
+        ):
             download_mod.download(url, tmp_path / "stage1_train.zip")
         elapsed = time.perf_counter() - tick
         for client in queued:
@@ -361,6 +440,13 @@ def test_a_download_onto_a_full_disk_is_one_line_with_the_free_space(small_disk)
         server.shutdown()
         server.server_close()
     message = str(caught.value)
-    assert message.startswith(f"disk full while downloading to {disk}; free space or pass --data-dir DIR (")
-    assert f"({free_space(disk)} free there), then rerun the same command to resume from byte " in message
-    assert requests == ["/a.zip"] and (disk / "a.zip.part").exists() and not (disk / "a.zip").exists()
+    assert message.startswith(
+        f"disk full while downloading to {disk}; free space or pass --data-dir DIR ("
+    )
+    assert (
+        f"({free_space(disk)} free there), then rerun the same command to resume from byte "
+        in message
+    )
+    assert (
+        requests == ["/a.zip"] and (disk / "a.zip.part").exists() and not (disk / "a.zip").exists()
+    )

@@ -23,15 +23,47 @@ from focalbench.store import atomic_write_json, atomic_write_text
 IDS = ["a", "b", "c", "d", "e", "f"]
 
 
-def make_run(results: Path, dataset: str, model: str, loss: str, dsc, *, seed=0, fold=None, precision=None,
-             recall=None, ids=IDS, state="done", error=None, model_params=None, params=None, gflops=None,
-             history=None, samples=None, protocol="paper000") -> Path:
+def make_run(
+    results: Path,
+    dataset: str,
+    model: str,
+    loss: str,
+    dsc,
+    *,
+    seed=0,
+    fold=None,
+    precision=None,
+    recall=None,
+    ids=IDS,
+    state="done",
+    error=None,
+    model_params=None,
+    params=None,
+    gflops=None,
+    history=None,
+    samples=None,
+    protocol="paper000",
+) -> Path:
     """A run folder as the engine writes it (docs/architecture.md), with the given per-image scores."""
-    config = RunConfig(dataset=dataset, model=model, loss=loss, protocol=protocol, seed=seed, fold=fold,
-                       model_params=model_params or {})
+    config = RunConfig(
+        dataset=dataset,
+        model=model,
+        loss=loss,
+        protocol=protocol,
+        seed=seed,
+        fold=fold,
+        model_params=model_params or {},
+    )
     folder = results / "runs" / config.key
-    atomic_write_json(folder / "config.json", {"config": config.to_dict(), "key": config.key, "version": "0.1.0",
-                                               "resolved": {"split": "official"}})
+    atomic_write_json(
+        folder / "config.json",
+        {
+            "config": config.to_dict(),
+            "key": config.key,
+            "version": "0.1.0",
+            "resolved": {"split": "official"},
+        },
+    )
     atomic_write_json(folder / "status.json", {"state": state, "error": error, "epoch": 3})
     if state != "done":
         return folder
@@ -42,8 +74,16 @@ def make_run(results: Path, dataset: str, model: str, loss: str, dsc, *, seed=0,
         r = recall[i] if recall is not None else dsc[i]
         rows.append(f"{image_id},{dsc[i]!r},{p!r},{r!r}")
     atomic_write_text(folder / "per_image.csv", "\n".join(rows) + "\n")
-    atomic_write_json(folder / "metrics.json", {"test": {"dsc": float(np.mean(dsc))}, "aggregation": "image",
-                                                "empty_policy": "skip", "params": params, "gflops": gflops})
+    atomic_write_json(
+        folder / "metrics.json",
+        {
+            "test": {"dsc": float(np.mean(dsc))},
+            "aggregation": "image",
+            "empty_policy": "skip",
+            "params": params,
+            "gflops": gflops,
+        },
+    )
     if history is not None:
         atomic_write_text(folder / "history.csv", history)
     if samples is not None:
@@ -52,7 +92,11 @@ def make_run(results: Path, dataset: str, model: str, loss: str, dsc, *, seed=0,
 
 
 def table_rows(text: str) -> list[list[str]]:
-    return [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+    return [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in text.splitlines()
+        if line.startswith("| ")
+    ]
 
 
 def row_of(rows: list[list[str]], *start: str) -> list[str]:
@@ -67,19 +111,27 @@ def results(tmp_path):
 # ---------------------------------------------------------------------------------------------- specs
 
 
-@pytest.mark.parametrize("spec, family", [
-    ("dice_ce", "dice+ce"),
-    ("dice+ce+fdpt(eps=1)", "dice+ce+dpt"),  # ε = 1 is the DPT (paper 000 §2.2)
-    ("ufl(gamma=0.1)+fdpt(eps=0)", "ufl"),  # ε = 0 is no penalty
-    ("ufl(gamma=0.3)+fdpt(eps=0.1)", "ufl+fdpt(eps=0.1)"),  # UFL's γ is per dataset: same column
-])
+@pytest.mark.parametrize(
+    "spec, family",
+    [
+        ("dice_ce", "dice+ce"),
+        ("dice+ce+fdpt(eps=1)", "dice+ce+dpt"),  # ε = 1 is the DPT (paper 000 §2.2)
+        ("ufl(gamma=0.1)+fdpt(eps=0)", "ufl"),  # ε = 0 is no penalty
+        (
+            "ufl(gamma=0.3)+fdpt(eps=0.1)",
+            "ufl+fdpt(eps=0.1)",
+        ),  # UFL's γ is per dataset: same column
+    ],
+)
 def test_loss_specs_that_name_the_same_loss_share_a_column(spec, family):
     assert loss_family(spec) == family
 
 
 def test_loss_spec_parameters_are_read_as_numbers():
-    assert parse_loss("ufl(gamma=0.1, delta=0.6)+fdpt(eps=0.1)") == [("ufl", {"gamma": 0.1, "delta": 0.6}),
-                                                                     ("fdpt", {"eps": 0.1})]
+    assert parse_loss("ufl(gamma=0.1, delta=0.6)+fdpt(eps=0.1)") == [
+        ("ufl", {"gamma": 0.1, "delta": 0.6}),
+        ("fdpt", {"eps": 0.1}),
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- layouts
@@ -88,12 +140,29 @@ def test_loss_spec_parameters_are_read_as_numbers():
 def test_losses_table_is_paper000_table2_with_mean_std_dashes_and_bold(results):
     make_run(results, "drive", "unet", "dice", [0.80, 0.70, 0.90], seed=0)
     make_run(results, "drive", "unet", "dice", [0.60, 0.70, 0.80], seed=1)
-    make_run(results, "drive", "unet", "ufl(gamma=0.1)+fdpt(eps=0.1)", [0.90, 0.80, 0.85],
-             precision=[0.5, 0.5, 0.5])
+    make_run(
+        results,
+        "drive",
+        "unet",
+        "ufl(gamma=0.1)+fdpt(eps=0.1)",
+        [0.90, 0.80, 0.85],
+        precision=[0.5, 0.5, 0.5],
+    )
     rows = table_rows(report(results, table="losses"))
     header = rows[0]
-    assert header == ["Dataset", "Metrics", "DSC", "DSC + DPT", "DSC + FDPT", "DSC + CE", "DSC + CE + DPT",
-                      "DSC + CE + FDPT", "UFL", "UFL + DPT", "UFL + FDPT"]
+    assert header == [
+        "Dataset",
+        "Metrics",
+        "DSC",
+        "DSC + DPT",
+        "DSC + FDPT",
+        "DSC + CE",
+        "DSC + CE + DPT",
+        "DSC + CE + FDPT",
+        "UFL",
+        "UFL + DPT",
+        "UFL + FDPT",
+    ]
     dsc = row_of(rows, "DRIVE", "DSC")
     # dice: run means 0.8 and 0.7 → 0.75 ± sample std 0.0707; UFL + FDPT: one run, 0.85, no ±
     assert dsc[2] == f"0.7500 ± {np.std([0.8, 0.7], ddof=1):.4f}"
@@ -111,11 +180,27 @@ def test_se_table_counts_kept_modules_and_separates_the_pruned_focal_variant(res
     make_run(results, "drive", "unet", loss, [0.70, 0.72])
     make_run(results, "drive", "use-net", loss, [0.71, 0.73])
     make_run(results, "drive", "focal-use-net", loss, [0.74, 0.75])
-    make_run(results, "drive", "focal-use-net", loss, [0.60, 0.62], model_params={"focal_init": 0.0})
-    make_run(results, "drive", "focal-use-net", loss, [0.80, 0.82], model_params={"positions": [2, 6], "focal_init": 1.0})
+    make_run(
+        results, "drive", "focal-use-net", loss, [0.60, 0.62], model_params={"focal_init": 0.0}
+    )
+    make_run(
+        results,
+        "drive",
+        "focal-use-net",
+        loss,
+        [0.80, 0.82],
+        model_params={"positions": [2, 6], "focal_init": 1.0},
+    )
     rows = table_rows(report(results, table="se", dataset="drive"))
-    assert rows[0] == ["Dataset", "Metric", "U-Net", "USE-Net", "Focal USE-Net", "Focal USE-Net (w₀ = 0)",
-                       "Focal USE-Net (pruned)"]
+    assert rows[0] == [
+        "Dataset",
+        "Metric",
+        "U-Net",
+        "USE-Net",
+        "Focal USE-Net",
+        "Focal USE-Net (w₀ = 0)",
+        "Focal USE-Net (pruned)",
+    ]
     assert row_of(rows, "DRIVE · ufl", "#SE")[2:] == ["0", "9", "9", "9", "2"]  # #SE never bold
     assert row_of(rows, "", "DSC")[2:] == ["0.7100", "0.7200", "0.7450", "0.6100", "**0.8100**"]
 
@@ -124,8 +209,13 @@ def test_ag_table_shows_dashes_for_missing_runs_and_a_pruning_that_kept_no_gate_
     make_run(results, "dsb2018", "attention-unet", "ufl", [0.5, 0.7])
     make_run(results, "dsb2018", "focal-attention-unet", "ufl", [0.6, 0.7])
     rows = table_rows(report(results, table="ag", dataset="dsb2018"))
-    assert rows[0][2:] == ["U-Net", "Attention U-Net", "Focal Attention U-Net", "Focal Attention U-Net (w₀ = 0)",
-                           "Focal Attention U-Net (pruned)"]
+    assert rows[0][2:] == [
+        "U-Net",
+        "Attention U-Net",
+        "Focal Attention U-Net",
+        "Focal Attention U-Net (w₀ = 0)",
+        "Focal Attention U-Net (pruned)",
+    ]
     assert row_of(rows, "2018 DSB · ufl", "#AG")[2:] == ["—", "4", "4", "—", "—"]
     assert row_of(rows, "", "DSC")[2:] == ["—", "0.6000", "**0.6500**", "—", "—"]
     # `focalbench prune` turns a network that keeps no gate into the plain U-Net, marked pruned_from
@@ -142,8 +232,15 @@ def test_focal_tversky_table_gives_mean_std_over_folds_and_the_parameters_column
     folds = {"dice": [0.5, 0.6, 0.55, 0.65, 0.6], "focal_tversky": [0.7, 0.72, 0.68, 0.74, 0.71]}
     for loss, scores in folds.items():
         for fold, score in enumerate(scores):
-            make_run(results, "bus", "unet", loss, [score - 0.1, score + 0.1], fold=fold,
-                     ids=[f"{fold}-x", f"{fold}-y"])
+            make_run(
+                results,
+                "bus",
+                "unet",
+                loss,
+                [score - 0.1, score + 0.1],
+                fold=fold,
+                ids=[f"{fold}-x", f"{fold}-y"],
+            )
     make_run(results, "bus", "pyramid-attention-unet", "tversky(alpha=0.6)", [0.6, 0.6])
     rows = table_rows(report(results, table="focal-tversky", dataset="bus"))
     assert rows[0] == ["Dataset", "Model", "Parameters", "DSC", "Precision", "Recall"]
@@ -152,7 +249,10 @@ def test_focal_tversky_table_gives_mean_std_over_folds_and_the_parameters_column
     # three decimals, as paper 003 prints them ("0.804 ± 0.024")
     assert dl[3] == f"{np.mean(folds['dice']):.3f} ± {np.std(folds['dice'], ddof=1):.3f}"
     ftl = row_of(rows, "", "U-Net + FTL")
-    assert ftl[3] == f"**{np.mean(folds['focal_tversky']):.3f} ± {np.std(folds['focal_tversky'], ddof=1):.3f}**"
+    assert (
+        ftl[3]
+        == f"**{np.mean(folds['focal_tversky']):.3f} ± {np.std(folds['focal_tversky'], ddof=1):.3f}**"
+    )
     # a run with its own loss arguments shows them, not the paper's
     assert row_of(rows, "", "Attn U-Net + Multi-Input + TL")[2] == "alpha=0.6"
     assert row_of(rows, "", "U-Net + TL")[3:] == ["—", "—", "—"]
@@ -176,7 +276,16 @@ def test_focusnet_table_bolds_the_smallest_model_and_names_di_ji(results):
     make_run(results, "isic2018", "unet", "dice", [0.8, 0.9], params=7_760_000, gflops=16.0)
     make_run(results, "isic2018", "focusnetpp", "dice", [0.85, 0.87], params=7_800_000, gflops=15.0)
     rows = table_rows(report(results, table="focusnet", dataset="isic2018"))
-    assert rows[0] == ["Dataset", "Method", "Params (M)", "GFLOPs", "Precision", "Recall", "DI", "JI"]
+    assert rows[0] == [
+        "Dataset",
+        "Method",
+        "Params (M)",
+        "GFLOPs",
+        "Precision",
+        "Recall",
+        "DI",
+        "JI",
+    ]
     unet = row_of(rows, "ISIC 2018", "U-Net")
     assert unet[2:4] == ["**7.76**", "16.00"]
     assert row_of(rows, "", "FocusNet++")[2:4] == ["7.80", "**15.00**"]
@@ -196,13 +305,24 @@ def test_focusnet_table_puts_the_baselines_and_the_reduced_presets_on_the_papers
     assert row_of(rows, "ISIC 2018", "U-Net")[2:] == ["—"] * 6
     assert row_of(rows, "", "R2U-Net")[2].strip("*") == "8.91"
     assert row_of(rows, "", "BCDU-Net")[2].strip("*") == "23.03"
-    dsb = rows[1 + len(methods):]
+    dsb = rows[1 + len(methods) :]
     assert dsb[0][0] == "2018 DSB"
-    assert row_of(dsb, "", "BCDU-Net")[2].strip("*") == "5.76" and row_of(dsb, "", "FocusNet")[2].strip("*") == "4.77"
-    paper = {(r["paper_table"], r["label"], r["model"]) for r in build_report(results, vs_paper=True).records if r.get("paper")}
-    assert paper == {("Table 1", "R2U-Net [9]", "r2u-net"), ("Table 1", "BCU-Net [10]", "bcdu-net"),
-                     ("Table 2", "BCDU-Net [10]", "bcdu-net"), ("Table 3", "BCU-Net [10]", "bcdu-net-small"),
-                     ("Table 3", "FocusNet [1]", "focusnet-small")}
+    assert (
+        row_of(dsb, "", "BCDU-Net")[2].strip("*") == "5.76"
+        and row_of(dsb, "", "FocusNet")[2].strip("*") == "4.77"
+    )
+    paper = {
+        (r["paper_table"], r["label"], r["model"])
+        for r in build_report(results, vs_paper=True).records
+        if r.get("paper")
+    }
+    assert paper == {
+        ("Table 1", "R2U-Net [9]", "r2u-net"),
+        ("Table 1", "BCU-Net [10]", "bcdu-net"),
+        ("Table 2", "BCDU-Net [10]", "bcdu-net"),
+        ("Table 3", "BCU-Net [10]", "bcdu-net-small"),
+        ("Table 3", "FocusNet [1]", "focusnet-small"),
+    }
 
 
 def test_auto_table_lists_every_configuration_grouped_by_dataset(results):
@@ -210,9 +330,21 @@ def test_auto_table_lists_every_configuration_grouped_by_dataset(results):
     make_run(results, "sample", "unet", "dice", [0.4, 0.6])
     make_run(results, "sample", "focal-use-net", "ufl", [0.7, 0.8], model_params={"positions": [1]})
     rows = table_rows(report(results))
-    assert rows[0] == ["Dataset", "Model", "Loss", "Variant", "DSC", "Precision", "Recall", "Jaccard"]
-    assert [r[:4] for r in rows[1:]] == [["DRIVE", "unet", "dice", ""], ["sample", "focal-use-net", "ufl", "pruned"],
-                                         ["", "unet", "dice", ""]]
+    assert rows[0] == [
+        "Dataset",
+        "Model",
+        "Loss",
+        "Variant",
+        "DSC",
+        "Precision",
+        "Recall",
+        "Jaccard",
+    ]
+    assert [r[:4] for r in rows[1:]] == [
+        ["DRIVE", "unet", "dice", ""],
+        ["sample", "focal-use-net", "ufl", "pruned"],
+        ["", "unet", "dice", ""],
+    ]
     assert rows[2][4] == "**0.7500**" and rows[3][4] == "0.5000"
     assert rows[1][4] == "0.5500"  # alone in its dataset: nothing to compare, not bold
 
@@ -228,14 +360,20 @@ def test_caption_states_aggregation_policy_split_runs_protocol_and_version(resul
 
 def test_failed_and_running_runs_are_footnoted_and_a_corrupt_folder_is_named_and_skipped(results):
     make_run(results, "drive", "unet", "dice", [0.5, 0.6])
-    failed = make_run(results, "drive", "unet", "dice+ce", [], state="failed", error="CUDA out of memory")
+    failed = make_run(
+        results, "drive", "unet", "dice+ce", [], state="failed", error="CUDA out of memory"
+    )
     running = make_run(results, "drive", "unet", "dice+ce", [], seed=1, state="running")
     broken = make_run(results, "drive", "unet", "ufl", [0.9, 0.9])
     (broken / "config.json").write_text('{"config": {"dataset": "dri')
     text = report(results, table="losses", dataset="drive")
     dsc = row_of(table_rows(text), "DRIVE", "DSC")
-    assert dsc[5] == "—" and dsc[8] == "—"  # DSC + CE (only failed/running runs) and the corrupt UFL run
-    assert f"failed run not counted in DRIVE unet:dice+ce: {failed.name}: CUDA out of memory" in text
+    assert (
+        dsc[5] == "—" and dsc[8] == "—"
+    )  # DSC + CE (only failed/running runs) and the corrupt UFL run
+    assert (
+        f"failed run not counted in DRIVE unet:dice+ce: {failed.name}: CUDA out of memory" in text
+    )
     assert f"running run not counted in DRIVE unet:dice+ce: {running.name}" in text
     assert f"skipped corrupt run folder {broken}: config.json unreadable (JSONDecodeError)" in text
 
@@ -257,7 +395,9 @@ def test_wilcoxon_pairs_images_by_id_and_equals_scipy():
     import pandas as pd
 
     ours = pd.Series([0.9, 0.8, 0.75, 0.6, 0.95, 0.7], index=list("abcdef"))
-    base = pd.Series([0.5, 0.62, 0.7, 0.71, 0.8, 0.69, 0.3], index=list("fedcbag"))  # shuffled, one extra
+    base = pd.Series(
+        [0.5, 0.62, 0.7, 0.71, 0.8, 0.69, 0.3], index=list("fedcbag")
+    )  # shuffled, one extra
     test = paired_wilcoxon(ours, base)
     aligned = base.loc[list("abcdef")].to_numpy()
     expected = sps.wilcoxon(ours.to_numpy(), aligned)
@@ -297,7 +437,9 @@ def test_baseline_tests_are_paired_wilcoxon_holm_corrected_and_marked(results):
     mixed = [0.52, 0.50, 0.56, 0.48, 0.53, 0.52, 0.49, 0.55]
     make_run(results, "drive", "unet", "dice", base, ids=ids)
     order = [7, 2, 0, 5, 1, 6, 3, 4]  # the file lists images in another order: pairs go by image_id
-    make_run(results, "drive", "unet", "dice+ce", [better[i] for i in order], ids=[ids[i] for i in order])
+    make_run(
+        results, "drive", "unet", "dice+ce", [better[i] for i in order], ids=[ids[i] for i in order]
+    )
     make_run(results, "drive", "unet", "ufl(gamma=0.1)", mixed, ids=ids)
     built = build_report(results, table="losses", dataset="drive", baseline="dice")
     p_better = sps.wilcoxon(better, base).pvalue
@@ -318,7 +460,9 @@ def test_held_out_folds_pair_each_test_image_once_averaged_over_the_folds(result
     """holdout-P-kfold-K: every fold scores the same test images, so an image is one pair, not K."""
     ids = list("abcdef")
     base = np.array([[0.50, 0.52, 0.55, 0.49, 0.51, 0.53], [0.54, 0.50, 0.53, 0.51, 0.49, 0.55]])
-    ours = base + np.array([[0.10, 0.20, 0.05, 0.15, 0.12, 0.08], [0.06, 0.10, 0.09, 0.11, 0.14, 0.02]])
+    ours = base + np.array(
+        [[0.10, 0.20, 0.05, 0.15, 0.12, 0.08], [0.06, 0.10, 0.09, 0.11, 0.14, 0.02]]
+    )
     for fold in (0, 1):
         make_run(results, "bus", "unet", "dice", base[fold].tolist(), fold=fold, ids=ids)
         make_run(results, "bus", "unet", "tversky", ours[fold].tolist(), fold=fold, ids=ids)
@@ -328,27 +472,54 @@ def test_held_out_folds_pair_each_test_image_once_averaged_over_the_folds(result
     assert record["p"] == pytest.approx(2 / 2**6)  # 6 images all better, not 12 pairs (2 / 2^12)
 
 
-def test_protocol_option_keeps_one_protocols_runs_and_baseline_tests_stay_within_a_protocol(results):
+def test_protocol_option_keeps_one_protocols_runs_and_baseline_tests_stay_within_a_protocol(
+    results,
+):
     ids = list("abcdef")
-    make_run(results, "bus", "unet", "dice", [0.5, 0.52, 0.55, 0.49, 0.51, 0.53], ids=ids, protocol="paper003")
-    make_run(results, "bus", "unet", "tversky", [0.7, 0.72, 0.75, 0.69, 0.71, 0.73], ids=ids, protocol="paper003")
+    make_run(
+        results,
+        "bus",
+        "unet",
+        "dice",
+        [0.5, 0.52, 0.55, 0.49, 0.51, 0.53],
+        ids=ids,
+        protocol="paper003",
+    )
+    make_run(
+        results,
+        "bus",
+        "unet",
+        "tversky",
+        [0.7, 0.72, 0.75, 0.69, 0.71, 0.73],
+        ids=ids,
+        protocol="paper003",
+    )
     make_run(results, "bus", "unet", "focal_tversky", [0.9] * 6, ids=ids, protocol="smoke")
     mixed = build_report(results, table="focal-tversky", dataset="bus", baseline="unet:dice")
     tested = {r["loss"] for r in mixed.records if "p" in r}
-    assert tested == {"tversky"}  # the smoke run trained on another recipe: never paired with paper003's
+    assert tested == {
+        "tversky"
+    }  # the smoke run trained on another recipe: never paired with paper003's
     only = table_rows(report(results, table="focal-tversky", dataset="bus", protocol="paper003"))
     assert row_of(only, "", "U-Net + FTL")[3:] == ["—", "—", "—"]
     assert row_of(only, "", "U-Net + TL")[3] == "**0.717**"  # paper 003 prints 3 decimals
-    with pytest.raises(FocalbenchError, match="no runs with protocol 'paper000' .* protocols with runs: paper003, smoke"):
+    with pytest.raises(
+        FocalbenchError,
+        match="no runs with protocol 'paper000' .* protocols with runs: paper003, smoke",
+    ):
         build_report(results, protocol="paper000")
 
 
 def test_unknown_or_ambiguous_baseline_is_a_one_line_error(results):
     make_run(results, "bus", "unet", "dice", [0.5, 0.6])
     make_run(results, "bus", "unet", "tversky", [0.5, 0.6])
-    with pytest.raises(FocalbenchError, match="names no row of this table; .* from: unet:dice, unet:tversky"):
+    with pytest.raises(
+        FocalbenchError, match="names no row of this table; .* from: unet:dice, unet:tversky"
+    ):
         build_report(results, baseline="focusnet")
-    with pytest.raises(FocalbenchError, match="matches several rows in BUS 2017 B: unet:dice, unet:tversky"):
+    with pytest.raises(
+        FocalbenchError, match="matches several rows in BUS 2017 B: unet:dice, unet:tversky"
+    ):
         build_report(results, baseline="unet")
 
 
@@ -358,9 +529,14 @@ def test_baseline_shared_by_a_pruned_row_is_named_by_its_column(results):
     raw = json.loads((folder / "config.json").read_text())
     raw["config"]["pruned_from"] = "dsb2018-focal-use-net-ufl-s0-0123456789"
     (folder / "config.json").write_text(json.dumps(raw))
-    with pytest.raises(FocalbenchError, match="matches several rows .*; name one by its column: 'U-Net', 'Focal USE-Net"):
+    with pytest.raises(
+        FocalbenchError,
+        match="matches several rows .*; name one by its column: 'U-Net', 'Focal USE-Net",
+    ):
         build_report(results, table="se", dataset="dsb2018", baseline="unet:ufl")
-    built = build_report(results, table="se", dataset="dsb2018", baseline="U-Net")  # the advice works
+    built = build_report(
+        results, table="se", dataset="dsb2018", baseline="U-Net"
+    )  # the advice works
     assert "unet:ufl (pruned) vs unet:ufl" in built.text
 
 
@@ -386,7 +562,7 @@ def test_latex_is_booktabs_with_balanced_braces_and_escaped_text(results):
     assert lines.index(r"\toprule") < lines.index(r"\midrule") < lines.index(r"\bottomrule")
     assert r"\textbf{0.9000}" in text and r"0.6000 $\pm$ 0.0707" in text
     assert "---" in text and "—" not in text
-    body = text[text.index(r"\toprule"): text.index(r"\bottomrule")]
+    body = text[text.index(r"\toprule") : text.index(r"\bottomrule")]
     assert "_" not in body.replace(r"\_", "")  # raw underscores would not compile
     width = len(re.search(r"\\begin\{tabular\}\{(\w+)\}", text).group(1))
     assert all(line.count(" & ") == width - 1 for line in body.splitlines() if line.endswith(r"\\"))
@@ -397,16 +573,21 @@ def test_latex_is_plain_ascii_so_pdflatex_sets_it_without_extra_packages(results
     make_run(results, "dsb2018", "unet", "ufl", [0.5, 0.6])
     tversky = report(results, table="focal-tversky", dataset="bus", fmt="latex")
     se = report(results, table="se", dataset="dsb2018", fmt="latex")
-    assert tversky.isascii() and se.isascii()  # pdflatex stops at w₀, α, ×, ≤ ("not set up for use with LaTeX")
+    assert (
+        tversky.isascii() and se.isascii()
+    )  # pdflatex stops at w₀, α, ×, ≤ ("not set up for use with LaTeX")
     assert r"$\alpha$ = 0.7, $\beta$ = 0.3, $\gamma$ = 4/3" in tversky
     assert r"Focal USE-Net (w$_{0}$ = 0)" in se
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("λ ≤ 2 × δ", r"$\lambda$ $\leq$ 2 $\times$ $\delta$"),
-    ("Δ ε ο", r"$\Delta$ $\varepsilon$ ?"),  # no \omicron in LaTeX
-    ("a_b & 5% é²", r"a\_b \& 5\% e$^{2}$"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("λ ≤ 2 × δ", r"$\lambda$ $\leq$ 2 $\times$ $\delta$"),
+        ("Δ ε ο", r"$\Delta$ $\varepsilon$ ?"),  # no \omicron in LaTeX
+        ("a_b & 5% é²", r"a\_b \& 5\% e$^{2}$"),
+    ],
+)
 def test_latex_escape_spells_non_ascii_in_ascii(text, expected):
     assert latex_escape(text) == expected
 
@@ -419,7 +600,9 @@ def test_csv_is_one_tidy_row_per_configuration_and_metric_and_json_the_same_reco
     assert lines[0] == "dataset,model,loss,pruned,setting,protocol,label,metric,mean,std,n"
     assert len(lines) == 1 + 4  # dsc, precision, recall, jaccard
     dsc = next(r for r in built.records if r["metric"] == "dsc")
-    assert dsc["mean"] == pytest.approx(0.7) and dsc["std"] == pytest.approx(np.std([0.6, 0.8], ddof=1))
+    assert dsc["mean"] == pytest.approx(0.7) and dsc["std"] == pytest.approx(
+        np.std([0.6, 0.8], ddof=1)
+    )
     assert dsc["n"] == 2
     assert lines[1].startswith("drive,unet,dice,False,,paper000,unet dice,dsc,0.7")
     jaccard = next(r for r in built.records if r["metric"] == "jaccard")
@@ -434,12 +617,17 @@ def test_vs_paper_prints_ours_theirs_and_the_difference(results):
     drive = next(r for r in paper if r["dataset"] == "drive" and r["metric"] == "dsc")
     assert (drive["paper_table"], drive["paper_value"]) == ("Table 2", 0.8155)
     assert drive["difference"] == pytest.approx(0.81 - 0.8155)
-    assert "| 000 | Table 2 | DRIVE | UFL + FDPT | unet:ufl(gamma=0.1)+fdpt(eps=0.1) | dsc | 0.8100 | 0.8155 | -0.0055 |" \
+    assert (
+        "| 000 | Table 2 | DRIVE | UFL + FDPT | unet:ufl(gamma=0.1)+fdpt(eps=0.1) | dsc | 0.8100 | 0.8155 | -0.0055 |"
         in built.text
+    )
     params = next(r for r in paper if r["metric"] == "params")
     assert params["paper_value"] == pytest.approx(7.80e6)  # printed 7.80 "× 10^8", read as millions
-    assert {(r["paper"], r["paper_table"]) for r in paper} == {("000", "Table 2"), ("002", "Table 1"),
-                                                               ("002", "Table 2")}
+    assert {(r["paper"], r["paper_table"]) for r in paper} == {
+        ("000", "Table 2"),
+        ("002", "Table 1"),
+        ("002", "Table 2"),
+    }
 
 
 def test_published_numbers_cover_every_results_table_of_the_papers():
@@ -447,9 +635,17 @@ def test_published_numbers_cover_every_results_table_of_the_papers():
 
     data = published()
     tables = {(t["paper"], t["table"]) for t in data["tables"]}
-    assert tables >= {("000", "Table 2"), ("000", "Table 3"), ("000", "Table 4"), ("001", "Table 1"),
-                      ("002", "Table 1"), ("002", "Table 2"), ("002", "Table 3"), ("003", "Table 1"),
-                      ("003", "Table 2")}
+    assert tables >= {
+        ("000", "Table 2"),
+        ("000", "Table 3"),
+        ("000", "Table 4"),
+        ("001", "Table 1"),
+        ("002", "Table 1"),
+        ("002", "Table 2"),
+        ("002", "Table 3"),
+        ("003", "Table 1"),
+        ("003", "Table 2"),
+    }
     for table in data["tables"]:
         assert all(len(row["values"]) == len(table["columns"]) for row in table["rows"])
     by_key = {(t["paper"], t["table"]): t for t in data["tables"]}
@@ -465,7 +661,9 @@ def test_published_numbers_cover_every_results_table_of_the_papers():
 def test_cli_prints_the_table_writes_it_under_reports_and_json_prints_records(results):
     make_run(results, "drive", "unet", "dice", [0.5, 0.7])
     runner = CliRunner()
-    shown = runner.invoke(app, ["report", "--results", str(results), "--table", "losses", "--dataset", "drive"])
+    shown = runner.invoke(
+        app, ["report", "--results", str(results), "--table", "losses", "--dataset", "drive"]
+    )
     assert shown.exit_code == 0, shown.output
     assert "| DRIVE | DSC | 0.6000 |" in shown.output
     assert (results / "reports" / "report-losses-drive.md").read_text() in shown.output
@@ -479,11 +677,17 @@ def test_cli_out_and_format_and_user_errors(results, tmp_path):
     make_run(results, "drive", "unet", "dice", [0.5, 0.7])
     runner = CliRunner()
     out = tmp_path / "t.tex"
-    done = runner.invoke(app, ["report", "--results", str(results), "--format", "latex", "--out", str(out)])
+    done = runner.invoke(
+        app, ["report", "--results", str(results), "--format", "latex", "--out", str(out)]
+    )
     assert done.exit_code == 0, done.output
     assert out.read_text().startswith(r"\begin{table}")
     bad = runner.invoke(app, ["report", "--results", str(tmp_path / "nowhere")])
-    assert bad.exit_code == 2 and "error: results folder" in bad.output and "--results DIR" in bad.output
+    assert (
+        bad.exit_code == 2
+        and "error: results folder" in bad.output
+        and "--results DIR" in bad.output
+    )
     typo = runner.invoke(app, ["report", "--results", str(results), "--table", "loses"])
     assert typo.exit_code == 2
     nodata = runner.invoke(app, ["report", "--results", str(results), "--dataset", "isic"])
@@ -496,10 +700,14 @@ def test_cli_out_and_format_and_user_errors(results, tmp_path):
 def _history(final: dict[str, float], epochs: int = 6) -> str:
     """history.csv whose focal weights rise linearly from 0 (zero init) to ``final``."""
     names = [f"focal_{p}" for p in final]
-    lines = ["epoch,train_loss,val_loss,val_dsc,val_precision,val_recall,lr,seconds," + ",".join(names)]
+    lines = [
+        "epoch,train_loss,val_loss,val_dsc,val_precision,val_recall,lr,seconds," + ",".join(names)
+    ]
     for e in range(1, epochs + 1):
         weights = ",".join(f"{w * e / epochs:.4f}" for w in final.values())
-        lines.append(f"{e},{1 / e:.4f},{1.2 / e:.4f},{0.5 + 0.4 * e / epochs:.4f},0.6,0.7,0.001,1.0,{weights}")
+        lines.append(
+            f"{e},{1 / e:.4f},{1.2 / e:.4f},{0.5 + 0.4 * e / epochs:.4f},0.6,0.7,0.001,1.0,{weights}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -508,19 +716,38 @@ def _samples(seed: int) -> dict[str, np.ndarray]:
     masks = np.zeros((2, 32, 32), np.uint8)
     masks[:, 8:20, 10:24] = 1
     probs = (np.clip(masks + rng.normal(0, 0.3, masks.shape), 0, 1) * 255).astype(np.uint8)
-    return {"ids": np.array(["img1", "img2"]), "images": rng.integers(0, 255, (2, 3, 32, 32), dtype=np.uint8),
-            "masks": masks, "probs": probs}
+    return {
+        "ids": np.array(["img1", "img2"]),
+        "images": rng.integers(0, 255, (2, 3, 32, 32), dtype=np.uint8),
+        "masks": masks,
+        "probs": probs,
+    }
 
 
 def test_plots_are_named_by_what_they_show_and_drawn_only_where_the_runs_allow(results, tmp_path):
-    make_run(results, "sample", "focal-use-net", "ufl", [0.7, 0.8], model_params={"focal_init": 0.0},
-             history=_history({"se1": 0.05, "se2": 0.4, "se9": 0.9}), samples=_samples(0))
-    make_run(results, "sample", "unet", "ufl", [0.6, 0.7], history=_history({}), samples=_samples(1))
+    make_run(
+        results,
+        "sample",
+        "focal-use-net",
+        "ufl",
+        [0.7, 0.8],
+        model_params={"focal_init": 0.0},
+        history=_history({"se1": 0.05, "se2": 0.4, "se9": 0.9}),
+        samples=_samples(0),
+    )
+    make_run(
+        results, "sample", "unet", "ufl", [0.6, 0.7], history=_history({}), samples=_samples(1)
+    )
     built = build_report(results, table="se", plots=tmp_path / "plots")
     names = sorted(p.name for p in built.plots)
     # no FDPT in this study: no boundary-weight map; no hash where the labels already differ
-    assert names == ["curves-sample-focal-use-net-w0-0.png", "curves-sample-u-net.png",
-                     "se-sample-focal-weights.png", "se-sample-predictions.png", "se-sample-summary.png"]
+    assert names == [
+        "curves-sample-focal-use-net-w0-0.png",
+        "curves-sample-u-net.png",
+        "se-sample-focal-weights.png",
+        "se-sample-predictions.png",
+        "se-sample-summary.png",
+    ]
     for path in built.plots:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -541,20 +768,43 @@ def test_fdpt_weights_are_one_plus_distance_to_the_power_eps():
 def test_report_reads_the_run_folders_the_engine_writes(results, tmp_path):
     runner = CliRunner()
     for model, loss in (("focal-use-net", "dice"), ("unet", "dice_ce")):
-        trained = runner.invoke(app, ["train", "--dataset", "sample", "--model", model, "--loss", loss,
-                                      "--protocol", "smoke", "--epochs", "2", "--results", str(results), "--json"])
+        trained = runner.invoke(
+            app,
+            [
+                "train",
+                "--dataset",
+                "sample",
+                "--model",
+                model,
+                "--loss",
+                loss,
+                "--protocol",
+                "smoke",
+                "--epochs",
+                "2",
+                "--results",
+                str(results),
+                "--json",
+            ],
+        )
         assert trained.exit_code == 0, trained.output
     built = build_report(results, baseline="unet", ci=True, plots=tmp_path / "plots")
     assert not built.skipped
     metrics = {r["model"]: r for r in built.records if r["metric"] == "dsc"}
     engine = json.loads(next((results / "runs").glob("sample-unet-*/metrics.json")).read_text())
-    assert metrics["unet"]["mean"] == pytest.approx(engine["test"]["dsc"])  # per-image mean, as the engine's
+    assert metrics["unet"]["mean"] == pytest.approx(
+        engine["test"]["dsc"]
+    )  # per-image mean, as the engine's
     assert 0 <= metrics["focal-use-net"]["p"] <= 1
-    assert {"auto-sample-summary.png", "auto-sample-focal-weights.png"} <= {p.name for p in built.plots}
+    assert {"auto-sample-summary.png", "auto-sample-focal-weights.png"} <= {
+        p.name for p in built.plots
+    }
 
 
 def test_focusnet_table_footnotes_what_paper_002s_flops_column_measures(results):
-    make_run(results, "isic2018", "focusnetpp", "all_hybrid", [0.8, 0.9], params=7_771_723, gflops=30.0)
+    make_run(
+        results, "isic2018", "focusnetpp", "all_hybrid", [0.8, 0.9], params=7_771_723, gflops=30.0
+    )
     text = report(results, table="focusnet")
     # issue 13: tf.profiler float_operation on a batch-None graph, re-run: 91.31 / 42.44 / 17.79 / 15.50
     assert "float_operation" in text and "91.31 / 42.44 / 17.79 / 15.50" in text

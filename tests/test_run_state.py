@@ -57,8 +57,21 @@ def test_the_report_command_builds_a_table_from_a_0_1_0_results_folder(tmp_path)
     results = tmp_path / "results"
     shutil.copytree(FIXTURE, results)
     out = tmp_path / "table.md"
-    done = subprocess.run([sys.executable, "-m", "focalbench", "report", "--results", str(results),
-                           "--out", str(out)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "focalbench",
+            "report",
+            "--results",
+            str(results),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     dsc = load_runs(FIXTURE)[0][0].value("dsc")
     assert f"{dsc:.4f}"[:5] in out.read_text()  # the run's mean DSC is in the table
@@ -84,8 +97,11 @@ def test_a_failure_record_keeps_what_train_wrote_and_names_the_device(tmp_path):
     folder.record_failure("RuntimeError: boom", "Traceback …", device="cuda:1")
     record = folder.status()
     assert (record.state, record.epoch, record.started) == (Status.failed, 3, started)
-    assert (record.error, record.traceback, record.device) == ("RuntimeError: boom", "Traceback …",
-                                                               "cuda:1")
+    assert (record.error, record.traceback, record.device) == (
+        "RuntimeError: boom",
+        "Traceback …",
+        "cuda:1",
+    )
     assert record.finished is not None
 
 
@@ -101,16 +117,22 @@ def test_a_state_outside_running_done_failed_is_refused():
 
 def test_status_json_is_named_by_the_run_state_module_only():
     package = Path(__file__).parents[1] / "focalbench"
-    naming = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
-                    if "status.json" in p.read_text(encoding="utf-8"))
+    naming = sorted(
+        str(p.relative_to(package))
+        for p in package.rglob("*.py")
+        if "status.json" in p.read_text(encoding="utf-8")
+    )
     assert naming == ["run_state.py"]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("ufl(gamma=0.2,delta=0.6),dice", ["ufl(gamma=0.2,delta=0.6)", "dice"]),
-    ("dice, dice_ce+fdpt(eps=0.1)", ["dice", "dice_ce+fdpt(eps=0.1)"]),
-    ("hybrid(w=[1,2]),ce", ["hybrid(w=[1,2])", "ce"]),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("ufl(gamma=0.2,delta=0.6),dice", ["ufl(gamma=0.2,delta=0.6)", "dice"]),
+        ("dice, dice_ce+fdpt(eps=0.1)", ["dice", "dice_ce+fdpt(eps=0.1)"]),
+        ("hybrid(w=[1,2]),ce", ["hybrid(w=[1,2])", "ce"]),
+    ],
+)
 def test_losses_split_at_top_level_commas_only(text, expected):
     assert split_loss_list(text) == expected
     assert all(parse_loss_spec(spec) for spec in expected)  # each part is one readable spec
@@ -118,7 +140,9 @@ def test_losses_split_at_top_level_commas_only(text, expected):
 
 def test_the_loss_grammar_reads_terms_and_their_values():
     assert parse_loss_spec("ufl(gamma=0.2, delta=0.6)+fdpt(eps=0.1)") == [
-        ("ufl", {"gamma": 0.2, "delta": 0.6}), ("fdpt", {"eps": 0.1})]
+        ("ufl", {"gamma": 0.2, "delta": 0.6}),
+        ("fdpt", {"eps": 0.1}),
+    ]
     with pytest.raises(FocalbenchError, match="is not KEY=VALUE"):
         parse_loss_spec("ufl(0.2)")
 

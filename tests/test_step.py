@@ -43,7 +43,7 @@ def test_compiled_and_eager_steps_agree_on_cpu(tmp_path):
     for index in (torch.arange(4), torch.arange(4, 8)):
         a, b = loop.train_step(eager, index), loop.train_step(compiled, index)
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
-    for p, q in zip(_params(eager), _params(compiled)):
+    for p, q in zip(_params(eager), _params(compiled), strict=False):
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-6)
 
 
@@ -79,7 +79,7 @@ def test_captured_step_replays_the_eager_step_on_cuda(tmp_path):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
     assert graphed.graphs.mode == "cuda-graph"
     assert graphed.graphs.captured[4].lrs == (0.01,)
-    for p, q in zip(_params(eager), _params(graphed)):
+    for p, q in zip(_params(eager), _params(graphed), strict=False):
         torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-5)
 
 

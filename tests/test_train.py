@@ -18,8 +18,16 @@ from focalbench.engine import loop
 from focalbench.errors import FocalbenchError
 
 SMOKE = ["--dataset", "sample", "--model", "unet", "--loss", "dice", "--protocol", "smoke"]
-RUN_FILES = {"config.json", "status.json", "history.csv", "per_image.csv", "metrics.json",
-             "test_samples.npz", "last.pt", "best.pt"}
+RUN_FILES = {
+    "config.json",
+    "status.json",
+    "history.csv",
+    "per_image.csv",
+    "metrics.json",
+    "test_samples.npz",
+    "last.pt",
+    "best.pt",
+}
 
 
 def _cli(*args):
@@ -44,7 +52,9 @@ def test_run_folder_is_complete_and_named_by_the_config_key(smoke_run):
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "done" and status["error"] is None and status["epoch"] == 5
     times = [status[k] for k in ("started", "updated", "finished")]
-    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in times), times  # ISO 8601 UTC
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in times), (
+        times
+    )  # ISO 8601 UTC
     config = json.loads((run_dir / "config.json").read_text())
     assert config["key"] == key and config["resolved"]["size"] == [64, 64]
     assert config["resolved"]["model_params"] == focalbench.models.model_info("unet")["tiny_params"]
@@ -52,8 +62,16 @@ def test_run_folder_is_complete_and_named_by_the_config_key(smoke_run):
 
 def test_validation_dsc_improves_over_the_first_epoch(smoke_run):
     history = pd.read_csv(smoke_run[1] / "history.csv")
-    assert list(history.columns[:8]) == ["epoch", "train_loss", "val_loss", "val_dsc", "val_precision",
-                                         "val_recall", "lr", "seconds"]
+    assert list(history.columns[:8]) == [
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "val_dsc",
+        "val_precision",
+        "val_recall",
+        "lr",
+        "seconds",
+    ]
     assert history["epoch"].tolist() == [1, 2, 3, 4, 5]
     assert history["val_dsc"].iloc[1:].max() > history["val_dsc"].iloc[0] + 0.02
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
@@ -86,9 +104,14 @@ def test_test_samples_hold_images_masks_and_probabilities(smoke_run):
 
 def test_rerunning_a_finished_cell_returns_the_stored_summary(smoke_run, monkeypatch):
     summary, run_dir = smoke_run
-    monkeypatch.setattr(loop, "setup", lambda *a, **k: pytest.fail("a finished cell must not train again"))
-    again = focalbench.train(RunConfig(dataset="sample", model="unet", loss="dice", protocol="smoke"),
-                             results=run_dir.parent.parent, progress=False)
+    monkeypatch.setattr(
+        loop, "setup", lambda *a, **k: pytest.fail("a finished cell must not train again")
+    )
+    again = focalbench.train(
+        RunConfig(dataset="sample", model="unet", loss="dice", protocol="smoke"),
+        results=run_dir.parent.parent,
+        progress=False,
+    )
     assert again == summary
 
 
@@ -98,7 +121,9 @@ def _history(results: Path) -> pd.DataFrame:
 
 
 def test_a_run_interrupted_after_epoch_2_resumes_to_the_same_history(tmp_path):
-    config = RunConfig(dataset="sample", model="unet", loss="dice", protocol="smoke", epochs=4, seed=3)
+    config = RunConfig(
+        dataset="sample", model="unet", loss="dice", protocol="smoke", epochs=4, seed=3
+    )
     whole = focalbench.train(config, results=tmp_path / "a", progress=False)
 
     def stop_after_2(epoch, row):
@@ -112,7 +137,9 @@ def test_a_run_interrupted_after_epoch_2_resumes_to_the_same_history(tmp_path):
     assert status["state"] == "failed" and "resume" in status["error"] and status["epoch"] == 2
     assert len(pd.read_csv(run_dir / "history.csv")) == 2
     resumed = focalbench.train(config, results=tmp_path / "b", progress=False)
-    pd.testing.assert_frame_equal(_history(tmp_path / "a"), _history(tmp_path / "b"), check_exact=True)
+    pd.testing.assert_frame_equal(
+        _history(tmp_path / "a"), _history(tmp_path / "b"), check_exact=True
+    )
     assert resumed["test"] == whole["test"]
 
 
@@ -120,14 +147,25 @@ def test_no_resume_starts_over(tmp_path):
     config = RunConfig(dataset="sample", model="unet", loss="dice", protocol="smoke", epochs=1)
     focalbench.train(config, results=tmp_path, progress=False)
     calls = []
-    focalbench.train(config, results=tmp_path, progress=False, resume=False,
-                     on_epoch_end=lambda e, r: calls.append(e))
+    focalbench.train(
+        config,
+        results=tmp_path,
+        progress=False,
+        resume=False,
+        on_epoch_end=lambda e, r: calls.append(e),
+    )
     assert calls == [1]
 
 
 def test_hd95_is_opt_in_and_its_mean_skips_undefined_images(tmp_path):
-    config = RunConfig(dataset="sample", model="unet", loss="dice", protocol="smoke", epochs=1,
-                       overrides={"hd95": True})
+    config = RunConfig(
+        dataset="sample",
+        model="unet",
+        loss="dice",
+        protocol="smoke",
+        epochs=1,
+        overrides={"hd95": True},
+    )
     summary = focalbench.train(config, results=tmp_path, progress=False)
     per_image = pd.read_csv(Path(summary["run_dir"]) / "per_image.csv")
     assert (per_image["hd95"].dropna() >= 0).all()
@@ -151,7 +189,7 @@ def test_hd95_is_opt_in_and_its_mean_skips_undefined_images(tmp_path):
     ],
 )
 def test_user_mistakes_exit_2_with_one_actionable_line(tmp_path, args, needle):
-    options = dict(zip(SMOKE[::2], SMOKE[1::2]))
+    options = dict(zip(SMOKE[::2], SMOKE[1::2], strict=False))
     extra = []
     if args[0] == "--param":
         extra = args
@@ -173,14 +211,27 @@ def test_results_folder_not_writable_names_the_flag(tmp_path):
 
 def test_a_diverging_run_exits_1_marked_failed(tmp_path):
     # Adam with lr 1e30 blows the weights up within the first epoch.
-    out = _cli(*SMOKE, "--results", str(tmp_path), "--param", "lr=1e30", "--param", "schedule=constant", "--json")
+    out = _cli(
+        *SMOKE,
+        "--results",
+        str(tmp_path),
+        "--param",
+        "lr=1e30",
+        "--param",
+        "schedule=constant",
+        "--json",
+    )
     assert out.exit_code == 1, out.output
     summary = json.loads(out.stdout)
-    assert summary["state"] == "failed" and summary["error"].startswith("non-finite loss at epoch 1")
+    assert summary["state"] == "failed" and summary["error"].startswith(
+        "non-finite loss at epoch 1"
+    )
     status = json.loads((Path(summary["run_dir"]) / "status.json").read_text())
     assert status["state"] == "failed" and status["error"] == summary["error"]
     # The rerun returns the stored result and says, in one line, that it diverged and how to retrain.
-    again = _cli(*SMOKE, "--results", str(tmp_path), "--param", "lr=1e30", "--param", "schedule=constant")
+    again = _cli(
+        *SMOKE, "--results", str(tmp_path), "--param", "lr=1e30", "--param", "schedule=constant"
+    )
     assert again.exit_code == 1, again.output
     assert again.stderr.splitlines() == [
         f"run diverged: {summary['error']}; rerun with --no-resume to train it again from scratch",
@@ -188,7 +239,9 @@ def test_a_diverging_run_exits_1_marked_failed(tmp_path):
     ]
 
 
-def test_a_nan_in_epoch_2_names_the_last_finite_epoch_and_keeps_its_checkpoint(tmp_path, monkeypatch):
+def test_a_nan_in_epoch_2_names_the_last_finite_epoch_and_keeps_its_checkpoint(
+    tmp_path, monkeypatch
+):
     real, calls = loop.train_epoch, []
 
     def nan_in_second_epoch(run, display):
@@ -224,7 +277,9 @@ def test_out_of_memory_names_batch_size_and_size(tmp_path, monkeypatch):
     assert json.loads((run_dir / "status.json").read_text())["state"] == "failed"
 
 
-def test_a_crash_between_last_pt_and_history_of_the_final_epoch_is_repaired_on_resume(tmp_path, monkeypatch):
+def test_a_crash_between_last_pt_and_history_of_the_final_epoch_is_repaired_on_resume(
+    tmp_path, monkeypatch
+):
     config = RunConfig(dataset="sample", model="unet", loss="dice", protocol="smoke", epochs=2)
     write_history = loop.RunFolder.write_history
 
@@ -250,14 +305,23 @@ def test_paper003_scores_at_native_size_with_the_working_size_and_smoothed_score
     # paper 003's recipe on the sample (native 128×128) trained at 64×64: the test counts cover
     # every native pixel, the working counts every working pixel, and the tested epoch is the one
     # with the highest validation soft Dice.
-    config = RunConfig(dataset="sample", model="unet", loss="dice", protocol="paper003", fold=0, epochs=3,
-                       overrides={"tiny_model": True, "size": [64, 64], "lr": 0.05})
+    config = RunConfig(
+        dataset="sample",
+        model="unet",
+        loss="dice",
+        protocol="paper003",
+        fold=0,
+        epochs=3,
+        overrides={"tiny_model": True, "size": [64, 64], "lr": 0.05},
+    )
     summary = loop.train(config, results=tmp_path, progress=False)
     run = Path(summary["run_dir"])
     per_image = pd.read_csv(run / "per_image.csv")
     assert len(per_image) == 12  # keras-25-15 on 48 images: ⌈12⌉ test
     assert (per_image[["tp", "fp", "fn", "tn"]].sum(axis=1) == 128 * 128).all()
-    assert (per_image[[f"working_{k}" for k in ("tp", "fp", "fn", "tn")]].sum(axis=1) == 64 * 64).all()
+    assert (
+        per_image[[f"working_{k}" for k in ("tp", "fp", "fn", "tn")]].sum(axis=1) == 64 * 64
+    ).all()
     tp, fp, fn = (per_image[k].to_numpy(float) for k in ("tp", "fp", "fn"))
     assert np.allclose(per_image["smooth1_dsc"], (2 * tp + 1) / (2 * tp + fp + fn + 1))
     metrics = json.loads((run / "metrics.json").read_text())
@@ -266,5 +330,9 @@ def test_paper003_scores_at_native_size_with_the_working_size_and_smoothed_score
     history = pd.read_csv(run / "history.csv")
     assert metrics["best_epoch"] == int(history.loc[history["val_soft_dice"].idxmax(), "epoch"])
     resolved = json.loads((run / "config.json").read_text())["resolved"]
-    assert (resolved["split"], resolved["resize"], resolved["monitor"]) == ("keras-25-15-x5", "nearest", "val_soft_dice")
+    assert (resolved["split"], resolved["resize"], resolved["monitor"]) == (
+        "keras-25-15-x5",
+        "nearest",
+        "val_soft_dice",
+    )
     assert resolved["n_images"] == {"train": 30, "val": 6, "test": 12}

@@ -334,7 +334,7 @@ def test_every_image_format_and_mask_kind_the_issue_names(tmp_path):
     assert result["foreground_pct"] == pytest.approx(100 * mask.mean(), abs=1e-9)
     data = load("mixed", data_dir=tmp_path / "d")  # one native size: loads without resizing
     assert data.images.shape == (5, 3, *shape) and (data.masks == mask).all()
-    by_id = dict(zip(data.ids, data.images))
+    by_id = dict(zip(data.ids, data.images, strict=False))
     assert np.array_equal(by_id["e"], rgb.transpose(2, 0, 1))  # alpha dropped
     scaled = np.round((deep - deep.min()) * (255.0 / (deep.max() - deep.min()))).astype(np.uint8)
     assert np.array_equal(by_id["b"], np.stack([scaled] * 3))  # 16-bit: min-max to 0..255
@@ -350,11 +350,16 @@ def test_user_mistakes_are_one_line_before_any_work(tmp_path):
         (["import", "x"], "give a NAME and a PATH"),
         (["import", "bad name", str(tmp_path / "empty")], "is not allowed"),
         (["import", "--remove", "drive"], "is a catalogue dataset"),
-        (["import", "x", str(tmp_path / "us"), "--foreground", "one"], "give mask values as integers"),
+        (
+            ["import", "x", str(tmp_path / "us"), "--foreground", "one"],
+            "give mask values as integers",
+        ),
         (["import", "x", str(tmp_path / "us"), "--layout", "zip"], "unknown --layout 'zip'"),
     ]
     for args, message in cases:
         out = CliRunner().invoke(app, [*args, "--data-dir", str(tmp_path / "d")])
         assert out.exit_code == 2 and message in out.output, (args, out.output)
-        assert [t for t in out.output.splitlines() if t.startswith("error:")] == [out.output.strip()]
+        assert [t for t in out.output.splitlines() if t.startswith("error:")] == [
+            out.output.strip()
+        ]
     assert user_datasets(tmp_path / "d") == {}

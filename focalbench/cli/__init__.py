@@ -4,8 +4,18 @@ Each subcommand lives in its own module and only parses options, calls one API f
 prints its result; the work happens in the library so a notebook can call it the same way.
 """
 
+from focalbench.cli import (  # noqa: F401  (register commands)  # noqa: F401  (register commands)
+    ablate,
+    export,
+    fetch,
+    imports,
+    losses,
+    models,
+    predict,
+    prune,
+    report,
+    train,
+)
 from focalbench.cli._common import app
-from focalbench.cli import ablate, fetch, losses, models, prune, report, train  # noqa: F401  (register commands)
-from focalbench.cli import export, imports, predict  # noqa: F401  (register commands)
 
 __all__ = ["app"]

@@ -42,7 +42,10 @@ def command(name: str | None = None, **kwargs: Any) -> Callable[[Callable], Call
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt:
-                typer.echo("interrupted: finished work is saved; rerun the same command to resume", err=True)
+                typer.echo(
+                    "interrupted: finished work is saved; rerun the same command to resume",
+                    err=True,
+                )
                 raise typer.Exit(130) from None
 
         app.command(name, **kwargs)(wrapper)
@@ -71,7 +74,9 @@ ResultsOption = typer.Option(
     show_default=False,
 )
 DeviceOption = typer.Option(
-    "auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N. Example: --device cuda:1"
+    "auto",
+    "--device",
+    help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N. Example: --device cuda:1",
 )
 ParamOption = typer.Option(
     [],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -33,50 +32,133 @@ _HELP = (
 
 @command(help=_HELP)
 def ablate(
-    dataset: str = typer.Option(..., "--dataset", help="Dataset(s), comma-separated. Example: --dataset drive,dsb2018"),
-    attention: Optional[AttentionStudy] = typer.Option(None, "--attention", help="Paper 000 Table 3 (se) or 4 (ag), with pruning."),
-    study: Optional[StudyName] = typer.Option(None, "--study", help="A paper's loss/architecture grid."),
-    models: Optional[str] = typer.Option(None, "--models", help="General form: networks, comma-separated."),
-    losses: Optional[str] = typer.Option(None, "--losses", help="General form: loss specs, comma-separated (quote them)."),
-    seeds: str = typer.Option("0", "--seeds", help="Seeds, comma-separated. Example: --seeds 0,1,2"),
-    folds: Optional[int] = typer.Option(None, "--folds", help="K-fold: train folds 0..K-1 (default: the study's; 5 for focal-tversky)."),
-    fold: Optional[str] = typer.Option(None, "--fold", help="Train only these folds of a k-fold study, comma-separated. Example: --fold 0 or --fold 0,2"),
-    protocol: Optional[str] = typer.Option(None, "--protocol", help="Training recipe for every cell (default: the study's paper; smoke = tiny CPU run)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the protocol's epoch count in every cell."),
+    dataset: str = typer.Option(
+        ..., "--dataset", help="Dataset(s), comma-separated. Example: --dataset drive,dsb2018"
+    ),
+    attention: AttentionStudy | None = typer.Option(
+        None, "--attention", help="Paper 000 Table 3 (se) or 4 (ag), with pruning."
+    ),
+    study: StudyName | None = typer.Option(
+        None, "--study", help="A paper's loss/architecture grid."
+    ),
+    models: str | None = typer.Option(
+        None, "--models", help="General form: networks, comma-separated."
+    ),
+    losses: str | None = typer.Option(
+        None, "--losses", help="General form: loss specs, comma-separated (quote them)."
+    ),
+    seeds: str = typer.Option(
+        "0", "--seeds", help="Seeds, comma-separated. Example: --seeds 0,1,2"
+    ),
+    folds: int | None = typer.Option(
+        None,
+        "--folds",
+        help="K-fold: train folds 0..K-1 (default: the study's; 5 for focal-tversky).",
+    ),
+    fold: str | None = typer.Option(
+        None,
+        "--fold",
+        help="Train only these folds of a k-fold study, comma-separated. Example: --fold 0 or --fold 0,2",
+    ),
+    protocol: str | None = typer.Option(
+        None,
+        "--protocol",
+        help="Training recipe for every cell (default: the study's paper; smoke = tiny CPU run).",
+    ),
+    epochs: int | None = typer.Option(
+        None, "--epochs", help="Override the protocol's epoch count in every cell."
+    ),
     param: list[str] = ParamOption,
     device: str = DeviceOption,
-    results: Optional[Path] = ResultsOption,
-    data_dir: Optional[Path] = DataDirOption,
-    executor: ExecutorKind = typer.Option(ExecutorKind.local, "--executor", help="local worker processes or a Ray cluster."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address (default: RAY_ADDRESS or a local instance)."),
-    gpus: Optional[str] = typer.Option(None, "--gpus", help="GPU indices to use, comma-separated. Example: --gpus 0,1"),
+    results: Path | None = ResultsOption,
+    data_dir: Path | None = DataDirOption,
+    executor: ExecutorKind = typer.Option(
+        ExecutorKind.local, "--executor", help="local worker processes or a Ray cluster."
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        help="Ray cluster address (default: RAY_ADDRESS or a local instance).",
+    ),
+    gpus: str | None = typer.Option(
+        None, "--gpus", help="GPU indices to use, comma-separated. Example: --gpus 0,1"
+    ),
     jobs_per_gpu: int = typer.Option(1, "--jobs-per-gpu", help="Cells sharing one GPU at a time."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", help="Parallel cells without --gpus (default: one per CPU core on CPU, else 1)."),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="Train cells that failed before again: from last.pt, or from scratch for one that diverged (NaN/inf loss)."),
-    threshold: float = typer.Option(0.2, "--threshold", help="Pruning threshold τ: keep modules whose final focal weight > τ."),
-    name: Optional[str] = typer.Option(None, "--name", help="Grid name under results/grids/ (default: study-datasets-protocol-hash)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Check every input, then print the cells and their run keys; train nothing."),
+    jobs: int | None = typer.Option(
+        None,
+        "--jobs",
+        help="Parallel cells without --gpus (default: one per CPU core on CPU, else 1).",
+    ),
+    retry_failed: bool = typer.Option(
+        False,
+        "--retry-failed",
+        help="Train cells that failed before again: from last.pt, or from scratch for one that diverged (NaN/inf loss).",
+    ),
+    threshold: float = typer.Option(
+        0.2, "--threshold", help="Pruning threshold τ: keep modules whose final focal weight > τ."
+    ),
+    name: str | None = typer.Option(
+        None,
+        "--name",
+        help="Grid name under results/grids/ (default: study-datasets-protocol-hash).",
+    ),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Check every input, then print the cells and their run keys; train nothing.",
+    ),
     json_out: bool = JsonOption,
 ) -> None:
-    from focalbench.grid import ablate as run_grid, prepare
+    from focalbench.grid import ablate as run_grid
+    from focalbench.grid import prepare
     from focalbench.grid.display import print_plan, print_summary
     from focalbench.options import RunOptions
 
-    options = RunOptions(protocol=protocol, epochs=epochs, params=tuple(param), device=device,
-                         results=results, data_dir=data_dir, executor=executor.value, gpus=gpus,
-                         jobs_per_gpu=jobs_per_gpu, jobs=jobs, ray_address=ray_address)
-    flags = dict(attention=attention, study=study, models=models, losses=losses, seeds=seeds,
-                 folds=folds, fold=fold, name=name)
+    options = RunOptions(
+        protocol=protocol,
+        epochs=epochs,
+        params=tuple(param),
+        device=device,
+        results=results,
+        data_dir=data_dir,
+        executor=executor.value,
+        gpus=gpus,
+        jobs_per_gpu=jobs_per_gpu,
+        jobs=jobs,
+        ray_address=ray_address,
+    )
+    flags = dict(
+        attention=attention,
+        study=study,
+        models=models,
+        losses=losses,
+        seeds=seeds,
+        folds=folds,
+        fold=fold,
+        name=name,
+    )
     if dry_run:
         grid, _ = prepare(dataset, study_flags=flags, threshold=threshold, options=options)
         if json_out:
-            print_json({"name": grid.name, "study": grid.study, "table": grid.table,
-                        "cells": [c.to_dict() for c in grid.cells]})
+            print_json(
+                {
+                    "name": grid.name,
+                    "study": grid.study,
+                    "table": grid.table,
+                    "cells": [c.to_dict() for c in grid.cells],
+                }
+            )
         else:
             print_plan(grid)
         return
-    result = run_grid(dataset, **flags, retry_failed=retry_failed, threshold=threshold,
-                      progress=not json_out, options=options)
+    result = run_grid(
+        dataset,
+        **flags,
+        retry_failed=retry_failed,
+        threshold=threshold,
+        progress=not json_out,
+        options=options,
+    )
     if json_out:
         print_json(result.to_dict())
     else:

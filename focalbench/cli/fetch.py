@@ -15,9 +15,15 @@ from focalbench.errors import FocalbenchError
 @command()
 def fetch(
     names: list[str] = typer.Argument(
-        None, help="Datasets to fetch, e.g. drive dsb2018 (see `focalbench datasets`).", show_default=False
+        None,
+        help="Datasets to fetch, e.g. drive dsb2018 (see `focalbench datasets`).",
+        show_default=False,
     ),
-    all_: bool = typer.Option(False, "--all", help="Fetch every dataset that can be downloaded; list what the others need."),
+    all_: bool = typer.Option(
+        False,
+        "--all",
+        help="Fetch every dataset that can be downloaded; list what the others need.",
+    ),
     from_path: Path = typer.Option(
         None,
         "--from",
@@ -26,7 +32,9 @@ def fetch(
         show_default=False,
     ),
     data_dir: Path = DataDirOption,
-    force: bool = typer.Option(False, "--force", help="Prepare again even if the dataset is already prepared."),
+    force: bool = typer.Option(
+        False, "--force", help="Prepare again even if the dataset is already prepared."
+    ),
     json_: bool = JsonOption,
 ) -> None:
     """Download (or take --from), verify, convert and split datasets into the data folder.
@@ -35,7 +43,14 @@ def fetch(
     """
     from focalbench.datasets import fetch as fetch_api
 
-    results = fetch_api(names or [], all=all_, from_path=from_path, data_dir=data_dir, force=force, progress=not json_)
+    results = fetch_api(
+        names or [],
+        all=all_,
+        from_path=from_path,
+        data_dir=data_dir,
+        force=force,
+        progress=not json_,
+    )
     if json_:
         print_json(results)
     else:
@@ -49,7 +64,9 @@ def fetch(
                     typer.echo(f"  {detail}")
     failed = [r["name"] for r in results if r["status"] == "failed"]
     if failed:
-        raise FocalbenchError(f"{', '.join(failed)} failed (see above); fix the cause and rerun the same command")
+        raise FocalbenchError(
+            f"{', '.join(failed)} failed (see above); fix the cause and rerun the same command"
+        )
 
 
 def _sizes(sizes: list[list[int]]) -> str:
@@ -94,18 +111,26 @@ def datasets(data_dir: Path = DataDirOption, json_: bool = JsonOption) -> None:
     """
     from focalbench.datasets import dataset_status
 
-    rows = [{**r, **(_imported(r) if r.get("source") else access(r["name"], data_dir))}
-            for r in dataset_status(data_dir)]
+    rows = [
+        {**r, **(_imported(r) if r.get("source") else access(r["name"], data_dir))}
+        for r in dataset_status(data_dir)
+    ]
     if json_:
         print_json(rows)
         return
-    table = Table("dataset", "status", "images", "train/val/test (split)", "native size", "foreground %")
+    table = Table(
+        "dataset", "status", "images", "train/val/test (split)", "native size", "foreground %"
+    )
     for r in rows:
-        splits = "; ".join(f"{s['train']}/{s['val']}/{s['test']} ({rule})" for rule, s in r["splits"].items())
+        splits = "; ".join(
+            f"{s['train']}/{s['val']}/{s['test']} ({rule})" for rule, s in r["splits"].items()
+        )
         fg = "" if r["foreground_pct"] is None else f"{r['foreground_pct']:.2f}"
         if r.get("foreground_pct_fov") is not None:
             fg += f" ({r['foreground_pct_fov']:.2f} in FOV)"
-        table.add_row(r["name"], r["status"], str(r["images"] or ""), splits, _sizes(r["native_sizes"]), fg)
+        table.add_row(
+            r["name"], r["status"], str(r["images"] or ""), splits, _sizes(r["native_sizes"]), fg
+        )
     console = Console(width=160)
     console.print(table)
     terms = Table(title="licences and access (datasets.toml)")
@@ -121,5 +146,7 @@ def datasets(data_dir: Path = DataDirOption, json_: bool = JsonOption) -> None:
     for r in rows:
         if r.get("source"):  # a user dataset (focalbench import)
             left_out = f", {r['skipped']} file(s) left out" if r["skipped"] else ""
-            typer.echo(f"{r['name']}: imported from {r['source']} ({r['layout']} layout, "
-                       f"native {r['native_size_range']}{left_out})")
+            typer.echo(
+                f"{r['name']}: imported from {r['source']} ({r['layout']} layout, "
+                f"native {r['native_size_range']}{left_out})"
+            )

@@ -16,7 +16,16 @@ def losses(json_out: bool = JsonOption) -> None:
 
     infos = [loss_info(name) for name in list_losses()]
     if json_out:
-        print_json({"losses": infos, "boundary_terms": {"dpt": {"eps": 1.0}, "fdpt": {"eps": 0.1, "mode": "pixel_weight"}}, "presets": loss_presets()})
+        print_json(
+            {
+                "losses": infos,
+                "boundary_terms": {
+                    "dpt": {"eps": 1.0},
+                    "fdpt": {"eps": 0.1, "mode": "pixel_weight"},
+                },
+                "presets": loss_presets(),
+            }
+        )
         return
     from rich.console import Console
     from rich.table import Table
@@ -25,9 +34,20 @@ def losses(json_out: bool = JsonOption) -> None:
     for column in ("name", "paper", "summary", "defaults"):
         table.add_column(column, overflow="fold")
     for info in infos:
-        defaults = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in info["defaults"].items()) or "-"
+        defaults = (
+            ", ".join(
+                f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in info["defaults"].items()
+            )
+            or "-"
+        )
         table.add_row(info["name"], info["paper"], info["summary"], defaults)
-    table.add_row("dpt / fdpt", "000", "boundary weight W = (1 + D)^eps on every other term", "dpt: eps=1; fdpt: eps=0.1, mode=pixel_weight")
+    table.add_row(
+        "dpt / fdpt",
+        "000",
+        "boundary weight W = (1 + D)^eps on every other term",
+        "dpt: eps=1; fdpt: eps=0.1, mode=pixel_weight",
+    )
     console = Console(width=160)
     console.print(table)
     console.print(f"presets (build_loss(..., preset=NAME)): {', '.join(loss_presets())}")

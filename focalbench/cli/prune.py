@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from focalbench.cli._common import DataDirOption, DeviceOption, JsonOption, ResultsOption, command, print_json
+from focalbench.cli._common import (
+    DataDirOption,
+    DeviceOption,
+    JsonOption,
+    ResultsOption,
+    command,
+    print_json,
+)
 
 
 @command()
 def prune(
-    run_dir: Path = typer.Argument(..., help="Finished run folder of a Focal network trained with focal_init=0, e.g. results/runs/<key>."),
-    threshold: float = typer.Option(0.2, "--threshold", help="Keep a module iff its final focal weight > τ (paper 000: 0.2)."),
-    retrain: bool = typer.Option(False, "--retrain", help="Train the pruned network (kept focal weights start at 1)."),
-    results: Optional[Path] = ResultsOption,
+    run_dir: Path = typer.Argument(
+        ...,
+        help="Finished run folder of a Focal network trained with focal_init=0, e.g. results/runs/<key>.",
+    ),
+    threshold: float = typer.Option(
+        0.2, "--threshold", help="Keep a module iff its final focal weight > τ (paper 000: 0.2)."
+    ),
+    retrain: bool = typer.Option(
+        False, "--retrain", help="Train the pruned network (kept focal weights start at 1)."
+    ),
+    results: Path | None = ResultsOption,
     device: str = DeviceOption,
-    data_dir: Optional[Path] = DataDirOption,
+    data_dir: Path | None = DataDirOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Read a zero-initialised Focal run's final focal weights (history.csv), print which modules
@@ -28,8 +41,15 @@ def prune(
     """
     from focalbench.prune import prune as run_prune
 
-    out = run_prune(run_dir, threshold=threshold, retrain=retrain, results=results, device=device,
-                    progress=not json_out, data_dir=data_dir)
+    out = run_prune(
+        run_dir,
+        threshold=threshold,
+        retrain=retrain,
+        results=results,
+        device=device,
+        progress=not json_out,
+        data_dir=data_dir,
+    )
     if json_out:
         print_json(out)
         return
@@ -41,10 +61,14 @@ def prune(
     for column in ("position", "type", "final weight", ""):
         table.add_column(column)
     for w in out["weights"]:
-        table.add_row(str(w["position"]), w["type"], f"{w['weight']:.4f}", "kept" if w["kept"] else "removed")
+        table.add_row(
+            str(w["position"]), w["type"], f"{w['weight']:.4f}", "kept" if w["kept"] else "removed"
+        )
     console.print(table)
     console.print(f"{out['note']} → {out['config']['model']} {out['config']['model_params']}")
     console.print(f"pruned run: {out['key']}" + ("" if retrain else "  (train it with --retrain)"))
     if out["run"]:
         test = out["run"].get("test") or {}
-        console.print(f"retrained: {out['run'].get('state')}, test DSC {test.get('dsc', float('nan')):.4f}")
+        console.print(
+            f"retrained: {out['run'].get('state')}, test DSC {test.get('dsc', float('nan')):.4f}"
+        )

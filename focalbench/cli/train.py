@@ -18,29 +18,58 @@ from focalbench.cli._common import (
 from focalbench.config import RunConfig, split_params
 from focalbench.protocols import PROTOCOLS
 
-_PROTOCOL_HELP = "Training recipe: " + "; ".join(
-    f"{name} ({protocol.source})" for name, protocol in PROTOCOLS.items()
-) + "."
+_PROTOCOL_HELP = (
+    "Training recipe: "
+    + "; ".join(f"{name} ({protocol.source})" for name, protocol in PROTOCOLS.items())
+    + "."
+)
 
 
 @command()
 def train(
-    dataset: str = typer.Option(..., "--dataset", help="Prepared dataset, e.g. drive or sample (see `focalbench datasets`)."),
+    dataset: str = typer.Option(
+        ..., "--dataset", help="Prepared dataset, e.g. drive or sample (see `focalbench datasets`)."
+    ),
     model: str = typer.Option(..., "--model", help="Network, e.g. unet (see `focalbench models`)."),
-    loss: str = typer.Option(..., "--loss", help="Loss spec, e.g. dice, 'ufl(gamma=0.1)+fdpt(eps=0.1)' (see `focalbench losses`)."),
+    loss: str = typer.Option(
+        ...,
+        "--loss",
+        help="Loss spec, e.g. dice, 'ufl(gamma=0.1)+fdpt(eps=0.1)' (see `focalbench losses`).",
+    ),
     protocol: str = typer.Option("paper000", "--protocol", help=_PROTOCOL_HELP),
-    seed: int = typer.Option(0, "--seed", help="Seed of initialisation, batch order and augmentation."),
-    fold: int | None = typer.Option(None, "--fold", help="Fold index for k-fold split rules (0-based).", show_default=False),
-    epochs: int | None = typer.Option(None, "--epochs", help="Maximum epochs (default: the protocol's).", show_default=False),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed of initialisation, batch order and augmentation."
+    ),
+    fold: int | None = typer.Option(
+        None, "--fold", help="Fold index for k-fold split rules (0-based).", show_default=False
+    ),
+    epochs: int | None = typer.Option(
+        None, "--epochs", help="Maximum epochs (default: the protocol's).", show_default=False
+    ),
     device: str = DeviceOption,
     results: Path | None = ResultsOption,
     data_dir: Path | None = DataDirOption,
-    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue from last.pt (or return a finished cell's result); --no-resume starts over."),
+    resume: bool = typer.Option(
+        True,
+        "--resume/--no-resume",
+        help="Continue from last.pt (or return a finished cell's result); --no-resume starts over.",
+    ),
     param: list[str] = ParamOption,
     json_out: bool = JsonOption,
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the network (CUDA-graph capture on CUDA)."),
-    log: list[str] = typer.Option([], "--log", help="Mirror the run into a tracker: tensorboard (RUN/tensorboard/) or mlflow; repeatable."),
-    mlflow_uri: str | None = typer.Option(None, "--mlflow-uri", help="MLflow tracking store (default: RESULTS/mlruns).", show_default=False),
+    compile: bool = typer.Option(
+        False, "--compile", help="torch.compile the network (CUDA-graph capture on CUDA)."
+    ),
+    log: list[str] = typer.Option(
+        [],
+        "--log",
+        help="Mirror the run into a tracker: tensorboard (RUN/tensorboard/) or mlflow; repeatable.",
+    ),
+    mlflow_uri: str | None = typer.Option(
+        None,
+        "--mlflow-uri",
+        help="MLflow tracking store (default: RESULTS/mlruns).",
+        show_default=False,
+    ),
 ) -> None:
     """Train and test one cell; results land in RESULTS/runs/<key>/.
 
@@ -51,19 +80,40 @@ def train(
     from focalbench.options import RunOptions
     from focalbench.tracking import check_trackers
 
-    options = RunOptions(protocol=protocol, epochs=epochs, params=tuple(param), device=device,
-                         results=results, data_dir=data_dir)
+    options = RunOptions(
+        protocol=protocol,
+        epochs=epochs,
+        params=tuple(param),
+        device=device,
+        results=results,
+        data_dir=data_dir,
+    )
     options.check()
     check_trackers(log)
     model_params, loss_params, overrides = split_params(param)
     config = RunConfig(
-        dataset=dataset, model=model, loss=loss, protocol=protocol, seed=seed, fold=fold, epochs=epochs,
-        model_params=model_params, loss_params=loss_params, overrides=overrides,
+        dataset=dataset,
+        model=model,
+        loss=loss,
+        protocol=protocol,
+        seed=seed,
+        fold=fold,
+        epochs=epochs,
+        model_params=model_params,
+        loss_params=loss_params,
+        overrides=overrides,
     )
     check_config(config, None if data_dir is None else str(data_dir))  # before any folder exists
     summary = run_train(
-        config, results=results, device=device, resume=resume, progress=not json_out, compile=compile,
-        data_dir=data_dir, log=log, mlflow_uri=mlflow_uri,
+        config,
+        results=results,
+        device=device,
+        resume=resume,
+        progress=not json_out,
+        compile=compile,
+        data_dir=data_dir,
+        log=log,
+        mlflow_uri=mlflow_uri,
     )
     if json_out:
         print_json(summary)
@@ -92,4 +142,3 @@ def _print_summary(summary: dict) -> None:
         f"epochs {summary['epochs']}, best epoch {summary['best_epoch']}, "
         f"{summary['wall_seconds']:.1f} s on {summary['device']}\nrun folder: {summary['run_dir']}"
     )
-

@@ -96,8 +96,12 @@ def _parse(name: str, raw: dict[str, Any]) -> DatasetSpec:
         native_size=None if native == "varies" else (int(native[0]), int(native[1])),
         images=int(raw["images"]),
         builtin=bool(raw.get("builtin", False)),
-        layout=None if layout is None else FileLayout(**{**layout, "merge": Merge(layout.get("merge", "single"))}),
-        sources=tuple(Source(**{**s, "kind": SourceKind(s["kind"])}) for s in raw.get("sources", [])),
+        layout=None
+        if layout is None
+        else FileLayout(**{**layout, "merge": Merge(layout.get("merge", "single"))}),
+        sources=tuple(
+            Source(**{**s, "kind": SourceKind(s["kind"])}) for s in raw.get("sources", [])
+        ),
         papers=raw.get("papers", {}),
     )
 

@@ -75,7 +75,8 @@ def looks_like(paths: list[str]) -> list[str]:
     return [
         spec.name
         for _, spec in registry().items()
-        if spec.layout is not None and any(template_regex(spec.layout.image).match(p) for p in paths)
+        if spec.layout is not None
+        and any(template_regex(spec.layout.image).match(p) for p in paths)
     ]
 
 
@@ -90,17 +91,25 @@ def match_layout(spec: DatasetSpec, tree: SourceTree) -> list[Record]:
     images = _index((p for p in paths if not (exclude and exclude.search(p))), layout.image)
     if not images:
         others = [n for n in looks_like(paths) if n != spec.name]
-        hint = f"; it looks like {others[0]!r}: run focalbench fetch {others[0]} --from {tree.root}" if others else ""
+        hint = (
+            f"; it looks like {others[0]!r}: run focalbench fetch {others[0]} --from {tree.root}"
+            if others
+            else ""
+        )
         raise FocalbenchError(
             f"{str(tree.root)!r} does not hold the {spec.name} layout (no file matches {layout.image!r}){hint}"
         )
     masks = _index(paths, layout.mask)
     missing = images.keys() - masks.keys()
     if missing:
-        raise FocalbenchError(f"{len(missing)} image(s) of {spec.name} have no mask ({layout.mask!r}): {_first(missing)}")
+        raise FocalbenchError(
+            f"{len(missing)} image(s) of {spec.name} have no mask ({layout.mask!r}): {_first(missing)}"
+        )
     orphans = masks.keys() - images.keys()
     if orphans:
-        raise FocalbenchError(f"{len(orphans)} mask(s) of {spec.name} have no image ({layout.image!r}): {_first(orphans)}")
+        raise FocalbenchError(
+            f"{len(orphans)} mask(s) of {spec.name} have no image ({layout.image!r}): {_first(orphans)}"
+        )
     fovs = _index(paths, layout.fov) if layout.fov else {}
     if layout.fov and images.keys() - fovs.keys():
         raise FocalbenchError(
@@ -117,13 +126,17 @@ def match_layout(spec: DatasetSpec, tree: SourceTree) -> list[Record]:
         seen[ident] = image_paths[0]
         mask_paths = sorted(masks[(ident, group)])
         if layout.merge is Merge.single and len(mask_paths) > 1:
-            raise FocalbenchError(f"image {ident!r} of {spec.name} has {len(mask_paths)} masks; expected one")
+            raise FocalbenchError(
+                f"image {ident!r} of {spec.name} has {len(mask_paths)} masks; expected one"
+            )
         fov = fovs.get((ident, group), [None])[0]
         records.append(Record(ident, group, image_paths[0], mask_paths, fov))
     return sorted(records, key=lambda r: natural_key(r.id))
 
 
-def read_record(spec: DatasetSpec, tree: SourceTree, rec: Record) -> tuple[bytes, np.ndarray, np.ndarray | None]:
+def read_record(
+    spec: DatasetSpec, tree: SourceTree, rec: Record
+) -> tuple[bytes, np.ndarray, np.ndarray | None]:
     """Read one record: (image bytes, proven decodable, bool mask (H, W), bool FOV or None).
 
     Several mask files are merged by union (2018 DSB's per-nucleus masks, BUSI's extra masks)."""
@@ -132,7 +145,9 @@ def read_record(spec: DatasetSpec, tree: SourceTree, rec: Record) -> tuple[bytes
     try:
         shape = probe_image(raw)
     except UnreadableImage as exc:
-        raise FocalbenchError(f"cannot read image {rec.image!r} ({exc}); the source is damaged, fetch it again") from None
+        raise FocalbenchError(
+            f"cannot read image {rec.image!r} ({exc}); the source is damaged, fetch it again"
+        ) from None
     mask = np.zeros(shape, dtype=bool)
     for path in rec.masks:
         mask |= _read_mask(tree, path, layout.threshold, shape)
@@ -144,7 +159,9 @@ def _read_mask(tree: SourceTree, path: str, threshold: int, shape: tuple[int, ..
     try:
         mask = decode_mask(tree.read(path), threshold)
     except UnreadableImage as exc:
-        raise FocalbenchError(f"cannot read mask {path!r} ({exc}); the source is damaged, fetch it again") from None
+        raise FocalbenchError(
+            f"cannot read mask {path!r} ({exc}); the source is damaged, fetch it again"
+        ) from None
     if mask.shape != tuple(shape):
         raise FocalbenchError(
             f"mask {path!r} is {mask.shape[0]}x{mask.shape[1]} but its image is {shape[0]}x{shape[1]}"

@@ -98,8 +98,11 @@ _UNREACHABLE_ERRNO = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, err
 def _unreachable(url: str, reason: OSError, part: Path) -> FocalbenchError:
     have = part.stat().st_size if part.exists() else 0
     kept = f"; {have} bytes are kept and a rerun resumes" if have else ""
-    what = (f"no answer within {CONNECT_TIMEOUT:g} s" if isinstance(reason, TimeoutError)
-            else reason.strerror or type(reason).__name__)
+    what = (
+        f"no answer within {CONNECT_TIMEOUT:g} s"
+        if isinstance(reason, TimeoutError)
+        else reason.strerror or type(reason).__name__
+    )
     return FocalbenchError(
         f"cannot reach {url} ({what}){kept}; check the network, or download "
         "the file elsewhere and pass it with --from PATH"
@@ -114,8 +117,10 @@ def _local_failure(exc: OSError, part: Path) -> FocalbenchError:
             f"disk full while downloading to {part.parent}; free space or pass --data-dir DIR "
             f"({free_space(part)} free there), then rerun the same command to resume from byte {have}"
         )
-    return FocalbenchError(f"cannot write {part} ({exc.strerror or type(exc).__name__}; {free_space(part)} free "
-                           "there); pass a writable --data-dir DIR")
+    return FocalbenchError(
+        f"cannot write {part} ({exc.strerror or type(exc).__name__}; {free_space(part)} free "
+        "there); pass a writable --data-dir DIR"
+    )
 
 
 def _attempt(url: str, part: Path, progress: Progress | None, task: int | None) -> None:
@@ -152,8 +157,15 @@ def _attempt(url: str, part: Path, progress: Progress | None, task: int | None) 
                 while True:
                     try:  # only the network side is transient
                         block = response.read(CHUNK)
-                    except (http.client.IncompleteRead, socket.timeout, ConnectionError, OSError) as exc:
-                        raise _Retry(f"connection broke after {received} bytes ({type(exc).__name__})") from None
+                    except (
+                        TimeoutError,
+                        http.client.IncompleteRead,
+                        ConnectionError,
+                        OSError,
+                    ) as exc:
+                        raise _Retry(
+                            f"connection broke after {received} bytes ({type(exc).__name__})"
+                        ) from None
                     if not block:
                         break
                     handle.write(block)

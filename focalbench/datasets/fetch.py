@@ -51,7 +51,11 @@ def how_to_get(spec: DatasetSpec, data_dir: str | os.PathLike | None = None) -> 
     wheres = sorted({s.where for s in spec.sources if s.kind is not SourceKind.http})
     files = " and ".join(s.file for s in spec.sources)
     folder = f" --data-dir {data_dir}" if data_dir is not None else ""
-    login = "needs a Kaggle login" if any(s.kind is SourceKind.kaggle for s in spec.sources) else "cannot be downloaded automatically"
+    login = (
+        "needs a Kaggle login"
+        if any(s.kind is SourceKind.kaggle for s in spec.sources)
+        else "cannot be downloaded automatically"
+    )
     return (
         f"{spec.name} {login}: {'; '.join(wheres)}; then run: focalbench fetch {spec.name} --from PATH{folder} "
         f"(PATH = {files} or the extracted folder)"
@@ -62,7 +66,11 @@ def _verify_given(spec: DatasetSpec, from_path: Path) -> dict[str, str]:
     """sha256 of each archive under ``--from`` (the file itself, or archives at the folder's top);
     an archive named like a source with a published sha256 must match it."""
     published = {s.file: s.sha256 for s in spec.sources if s.sha256}
-    archives = [from_path] if from_path.is_file() else sorted(p for p in from_path.iterdir() if p.is_file() and is_archive(p))
+    archives = (
+        [from_path]
+        if from_path.is_file()
+        else sorted(p for p in from_path.iterdir() if p.is_file() and is_archive(p))
+    )
     seen = {}
     for path in archives:
         seen[path.name] = sha256_file(path)
@@ -75,7 +83,9 @@ def _verify_given(spec: DatasetSpec, from_path: Path) -> dict[str, str]:
     return seen
 
 
-def _download_sources(spec: DatasetSpec, data_dir: str | os.PathLike | None, progress: bool) -> dict[str, str]:
+def _download_sources(
+    spec: DatasetSpec, data_dir: str | os.PathLike | None, progress: bool
+) -> dict[str, str]:
     folder = downloads_folder(spec.name, data_dir)
     record_path = folder / "sha256.json"
     recorded: dict[str, str] = read_json(record_path) if record_path.is_file() else {}
@@ -83,19 +93,34 @@ def _download_sources(spec: DatasetSpec, data_dir: str | os.PathLike | None, pro
     with bar if bar is not None else contextlib.nullcontext():
         for source in spec.sources:
             if not (folder / source.file).exists():
-                recorded[source.file] = download(source.url, folder / source.file, source.sha256, bar)
+                recorded[source.file] = download(
+                    source.url, folder / source.file, source.sha256, bar
+                )
                 atomic_write_json(record_path, recorded)  # the sha256 seen, where none is published
     return {s.file: recorded.get(s.file, "") for s in spec.sources}
 
 
-def _convert(spec: DatasetSpec, tree: SourceTree, tmp: Path, meta: dict[str, Any], progress: bool) -> dict[str, Any]:
+def _convert(
+    spec: DatasetSpec, tree: SourceTree, tmp: Path, meta: dict[str, Any], progress: bool
+) -> dict[str, Any]:
     records = match_layout(spec, tree)
-    writer = PreparedWriter(tmp, spec.channels, with_fov=spec.layout is not None and spec.layout.fov is not None)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    writer = PreparedWriter(
+        tmp, spec.channels, with_fov=spec.layout is not None and spec.layout.fov is not None
+    )
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
     bar = Progress(*columns) if progress else None
     try:
         with bar if bar is not None else contextlib.nullcontext():
-            task = bar.add_task(f"preparing {spec.name}", total=len(records)) if bar is not None else None
+            task = (
+                bar.add_task(f"preparing {spec.name}", total=len(records))
+                if bar is not None
+                else None
+            )
             for rec in records:
                 raw, mask, fov = read_record(spec, tree, rec)
                 writer.add(rec.id, raw, mask, fov, rec.group)
@@ -118,7 +143,9 @@ def write_splits(spec: DatasetSpec, folder: Path, meta: dict[str, Any]) -> None:
     for rule in split_rules(spec):
         folds = n_folds(rule)
         for fold in range(folds) if folds else [None]:
-            with contextlib.suppress(FocalbenchError):  # e.g. a fixed-count rule larger than a subset
+            with contextlib.suppress(
+                FocalbenchError
+            ):  # e.g. a fixed-count rule larger than a subset
                 parts = split_indices(len(ids), rule, 0, fold, meta.get("official"))
                 key = rule if fold is None else f"{rule}/fold{fold}"
                 out[key] = {part: [ids[i] for i in idx] for part, idx in parts.items()}
@@ -138,8 +165,12 @@ def remove_stale_staging(root: Path, name: str) -> list[Path]:
     for kind in ("tmp", "old"):
         prefix = f".{name}.{kind}-"
         for path in sorted(root.iterdir()):
-            pid = path.name[len(prefix):] if path.name.startswith(prefix) else ""
-            if not pid.isdigit() or pid_alive(int(pid)) or (kind == "old" and not (root / name).is_dir()):
+            pid = path.name[len(prefix) :] if path.name.startswith(prefix) else ""
+            if (
+                not pid.isdigit()
+                or pid_alive(int(pid))
+                or (kind == "old" and not (root / name).is_dir())
+            ):
                 continue
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
@@ -161,7 +192,9 @@ def _staging(root: Path, name: str) -> Iterator[Path]:
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if exc.errno == errno.ENOSPC:
-            raise FocalbenchError(f"disk full while preparing {name} in {root}; free space or pass --data-dir DIR") from None
+            raise FocalbenchError(
+                f"disk full while preparing {name} in {root}; free space or pass --data-dir DIR"
+            ) from None
         raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -178,20 +211,36 @@ def fetch_one(
     """Fetch and prepare one dataset; returns ``{"name", "status", "images", "path", ...}``."""
     spec = get_spec(name)
     if spec.builtin:
-        return {"name": name, "status": "ships with the package", "images": spec.images, "path": None}
+        return {
+            "name": name,
+            "status": "ships with the package",
+            "images": spec.images,
+            "path": None,
+        }
     root = ensure_writable_dir(data_root(data_dir), "--data-dir")
     remove_stale_staging(root, name)
     meta = read_meta(name, data_dir)
     if meta is not None and not force:
-        return {"name": name, "status": "already prepared", "images": meta["n_images"], "path": str(root / name)}
+        return {
+            "name": name,
+            "status": "already prepared",
+            "images": meta["n_images"],
+            "path": str(root / name),
+        }
     if from_path is not None:
         source = Path(from_path).expanduser()
         if not source.exists():
-            raise FocalbenchError(f"--from {str(source)!r} does not exist; pass the downloaded archive or folder")
+            raise FocalbenchError(
+                f"--from {str(source)!r} does not exist; pass the downloaded archive or folder"
+            )
         checksums = _verify_given(spec, source)
     elif _downloaded(spec, data_dir) or spec.downloadable:
         source = downloads_folder(name, data_dir)
-        checksums = _download_sources(spec, data_dir, progress) if spec.downloadable else _verify_given(spec, source)
+        checksums = (
+            _download_sources(spec, data_dir, progress)
+            if spec.downloadable
+            else _verify_given(spec, source)
+        )
     else:
         raise FocalbenchError(how_to_get(spec, data_dir))
     base = {
@@ -199,7 +248,11 @@ def fetch_one(
         "version": focalbench.__version__,
         "source": str(source),
         "sources": checksums,
-        "preparation": {"channels": spec.channels, "threshold": spec.layout.threshold, "merge": spec.layout.merge.value}
+        "preparation": {
+            "channels": spec.channels,
+            "threshold": spec.layout.threshold,
+            "merge": spec.layout.merge.value,
+        }
         if spec.layout
         else {},
         "expected_images": spec.images,
@@ -210,8 +263,13 @@ def fetch_one(
     status = "prepared"
     if meta["n_images"] != spec.images:
         status = f"prepared ({meta['n_images']} images; the full dataset has {spec.images})"
-    return {"name": name, "status": status, "images": meta["n_images"], "path": str(root / name),
-            "foreground_pct": meta["foreground_pct"]}
+    return {
+        "name": name,
+        "status": status,
+        "images": meta["n_images"],
+        "path": str(root / name),
+        "foreground_pct": meta["foreground_pct"],
+    }
 
 
 def fetch(
@@ -232,7 +290,9 @@ def fetch(
     if all:
         names = [n for n in dataset_names() if not get_spec(n).builtin]
     if not names:
-        raise FocalbenchError(f"name a dataset or pass --all; choose from: {', '.join(dataset_names())}")
+        raise FocalbenchError(
+            f"name a dataset or pass --all; choose from: {', '.join(dataset_names())}"
+        )
     specs = [get_spec(n, data_dir) for n in names]  # unknown names fail before any work
     for spec in specs:
         if spec.source is not None:
@@ -241,12 +301,26 @@ def fetch(
                 f"(to prepare it again: focalbench import --remove {spec.name}, then import it)"
             )
     if from_path is not None and len(specs) != 1:
-        raise FocalbenchError("--from takes the source of one dataset; fetch one NAME at a time with --from")
+        raise FocalbenchError(
+            "--from takes the source of one dataset; fetch one NAME at a time with --from"
+        )
     results = []
     for spec in specs:
-        if all and not spec.downloadable and not _downloaded(spec, data_dir) and read_meta(spec.name, data_dir) is None:
-            results.append({"name": spec.name, "status": "needs a manual download", "images": 0, "path": None,
-                            "hint": how_to_get(spec, data_dir)})
+        if (
+            all
+            and not spec.downloadable
+            and not _downloaded(spec, data_dir)
+            and read_meta(spec.name, data_dir) is None
+        ):
+            results.append(
+                {
+                    "name": spec.name,
+                    "status": "needs a manual download",
+                    "images": 0,
+                    "path": None,
+                    "hint": how_to_get(spec, data_dir),
+                }
+            )
             continue
         try:
             results.append(fetch_one(spec.name, from_path, data_dir, force, progress))
@@ -254,7 +328,15 @@ def fetch(
             if len(specs) == 1:
                 raise
             # one dataset's broken download must not stop the others
-            results.append({"name": spec.name, "status": "failed", "error": str(exc), "images": 0, "path": None})
+            results.append(
+                {
+                    "name": spec.name,
+                    "status": "failed",
+                    "error": str(exc),
+                    "images": 0,
+                    "path": None,
+                }
+            )
     return results
 
 
@@ -269,14 +351,27 @@ def dataset_status(data_dir: str | os.PathLike | None = None) -> list[dict[str, 
     for spec in [spec for _, spec in registry().items()] + user_specs(data_dir):
         name = spec.name
         meta = read_meta(name, data_dir)
-        row: dict[str, Any] = {"name": name, "title": spec.title, "status": "missing", "images": 0, "splits": {},
-                               "native_sizes": [], "foreground_pct": None, "foreground_pct_fov": None}
+        row: dict[str, Any] = {
+            "name": name,
+            "title": spec.title,
+            "status": "missing",
+            "images": 0,
+            "splits": {},
+            "native_sizes": [],
+            "foreground_pct": None,
+            "foreground_pct_fov": None,
+        }
         if meta is None:
             row["status"] = "downloaded" if _downloaded(spec, data_dir) else "missing"
             rows.append(row)
             continue
-        row.update(status="prepared", images=meta["n_images"], native_sizes=meta["native_sizes"],
-                   foreground_pct=meta["foreground_pct"], foreground_pct_fov=meta.get("foreground_pct_fov"))
+        row.update(
+            status="prepared",
+            images=meta["n_images"],
+            native_sizes=meta["native_sizes"],
+            foreground_pct=meta["foreground_pct"],
+            foreground_pct_fov=meta.get("foreground_pct_fov"),
+        )
         for rule in split_rules(spec):
             fold = 0 if n_folds(rule) else None
             with contextlib.suppress(FocalbenchError):
@@ -284,8 +379,12 @@ def dataset_status(data_dir: str | os.PathLike | None = None) -> list[dict[str, 
                 row["splits"][rule] = {k: int(len(v)) for k, v in parts.items()}
         if name in imported:
             entry = imported[name]
-            row.update(source=entry["source"], layout=entry["layout"],
-                       native_size_range=size_range(row["native_sizes"]),
-                       skipped=len(entry["skipped"]), mask_rule=entry["mask_rule"])
+            row.update(
+                source=entry["source"],
+                layout=entry["layout"],
+                native_size_range=size_range(row["native_sizes"]),
+                skipped=len(entry["skipped"]),
+                mask_rule=entry["mask_rule"],
+            )
         rows.append(row)
     return rows

@@ -137,7 +137,7 @@ def _finish(
             str(images[key]),
             [str(m) for m in sorted(masks[key])],
         )
-        for key, stem in zip(paired, stems)
+        for key, stem in zip(paired, stems, strict=False)
     ]
     pairing.records.sort(key=lambda r: natural_key(r.id))
     return pairing

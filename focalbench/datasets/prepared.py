@@ -267,7 +267,14 @@ class PreparedWriter:
         self._index[f"{key}_length"].append(len(data))
         handle.write(data)
 
-    def add(self, ident: str, image_bytes: bytes, mask: np.ndarray, fov: np.ndarray | None, group: str | None) -> None:
+    def add(
+        self,
+        ident: str,
+        image_bytes: bytes,
+        mask: np.ndarray,
+        fov: np.ndarray | None,
+        group: str | None,
+    ) -> None:
         """One image: its original bytes (already proven decodable), a bool mask, an optional FOV."""
         self.ids.append(ident)
         self.groups.append(group)
@@ -293,7 +300,9 @@ class PreparedWriter:
         self.close()
         with atomic_open(self.folder / "index.npz", "wb") as handle:
             np.savez(handle, **{k: np.asarray(v, dtype=np.int64) for k, v in self._index.items()})
-        sizes = sorted({(h, w) for h, w in zip(self._index["height"], self._index["width"])})
+        sizes = sorted(
+            {(h, w) for h, w in zip(self._index["height"], self._index["width"], strict=False)}
+        )
         official: dict[str, list[int]] = {}
         if any(g is not None for g in self.groups):
             for i, g in enumerate(self.groups):
@@ -317,7 +326,9 @@ class PreparedWriter:
 
 def _official_name(group: str | None) -> str:
     """DRIVE's folders are ``training``/``test``; the partition is stored as ``train``/``test``."""
-    return {"training": "train", "train": "train", "test": "test"}.get(group or "", group or "train")
+    return {"training": "train", "train": "train", "test": "test"}.get(
+        group or "", group or "train"
+    )
 
 
 # ----------------------------------------------------------------------------- reading
@@ -325,7 +336,7 @@ def _official_name(group: str | None) -> str:
 
 def _read_records(path: Path, offsets: np.ndarray, lengths: np.ndarray) -> Iterable[bytes]:
     with open(path, "rb") as handle:
-        for off, length in zip(offsets.tolist(), lengths.tolist()):
+        for off, length in zip(offsets.tolist(), lengths.tolist(), strict=False):
             handle.seek(off)
             yield handle.read(length)
 
@@ -338,8 +349,12 @@ def _decode_all(
     # JPEG draft decoding shrinks by DCT scaling first: fine for area, not for nearest/spline
     draft = size if rule == "area" else None
     images = [
-        resize_image(decode_image(b, channels, draft=draft), size, rule) if size else decode_image(b, channels)
-        for b in _read_records(folder / "images.bin", index["images_offset"], index["images_length"])
+        resize_image(decode_image(b, channels, draft=draft), size, rule)
+        if size
+        else decode_image(b, channels)
+        for b in _read_records(
+            folder / "images.bin", index["images_offset"], index["images_length"]
+        )
     ]
     masks = [
         resize_mask(_decode_binary(b), size, rule) if size else _decode_binary(b)
@@ -364,7 +379,9 @@ def load_native_masks(
     folder = prepared_folder(name, data_dir)
     meta = read_meta(name, data_dir)
     if meta is None:
-        raise FocalbenchError(f"dataset {name!r} is not prepared in {folder.parent}; run: {fetch_hint(name, data_dir)}")
+        raise FocalbenchError(
+            f"dataset {name!r} is not prepared in {folder.parent}; run: {fetch_hint(name, data_dir)}"
+        )
     index = np.load(folder / "index.npz")
     picked = np.asarray(list(indices), dtype=np.int64)
 
@@ -415,7 +432,9 @@ def load(
     folder = prepared_folder(name, data_dir)
     meta = read_meta(name, data_dir)
     if meta is None:
-        raise FocalbenchError(f"dataset {name!r} is not prepared in {folder.parent}; run: {fetch_hint(name, data_dir)}")
+        raise FocalbenchError(
+            f"dataset {name!r} is not prepared in {folder.parent}; run: {fetch_hint(name, data_dir)}"
+        )
     if size is None:
         if len(meta["native_sizes"]) != 1:
             raise FocalbenchError(
@@ -425,15 +444,21 @@ def load(
     else:
         size = (int(size[0]), int(size[1]))
         if min(size) < 1:
-            raise FocalbenchError(f"size {size} is not a valid (H, W); pass positive integers, e.g. 256x256")
+            raise FocalbenchError(
+                f"size {size} is not a valid (H, W); pass positive integers, e.g. 256x256"
+            )
     suffix = "" if resize == "area" else f"-{resize}"
-    cache = folder / "cache" / ("native.npz" if size is None else f"{size[0]}x{size[1]}{suffix}.npz")
+    cache = (
+        folder / "cache" / ("native.npz" if size is None else f"{size[0]}x{size[1]}{suffix}.npz")
+    )
     if cache.is_file():
         with np.load(cache) as npz:
             arrays = {k: npz[k] for k in npz.files}
     else:
         arrays = _decode_all(folder, meta, size, resize)
-        if not get_spec(name, data_dir).builtin:  # the shipped sample may sit in a read-only site-packages
+        if not get_spec(
+            name, data_dir
+        ).builtin:  # the shipped sample may sit in a read-only site-packages
             # The cache only saves time: a read-only shared data folder still loads, uncached.
             with contextlib.suppress(PermissionError, OSError):
                 with atomic_open(cache, "wb") as handle:
@@ -449,6 +474,8 @@ def load(
     )
 
 
-def get_split(data: PreparedData, rule: str, seed: int = 0, fold: int | None = None) -> dict[str, np.ndarray]:
+def get_split(
+    data: PreparedData, rule: str, seed: int = 0, fold: int | None = None
+) -> dict[str, np.ndarray]:
     """Train/val/test int64 index arrays into ``data`` for a split rule (see ``splits.py``)."""
     return split_indices(len(data.ids), rule, seed, fold, data.meta.get("official"))

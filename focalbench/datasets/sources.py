@@ -22,9 +22,7 @@ import rarfile
 from focalbench.errors import FocalbenchError
 
 ARCHIVE_SUFFIXES = (".zip", ".rar", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
-RAR_TOOL_HINT = (
-    "install a RAR backend: sudo apt-get install unar (or unrar, or libarchive-tools for bsdtar), then rerun"
-)
+RAR_TOOL_HINT = "install a RAR backend: sudo apt-get install unar (or unrar, or libarchive-tools for bsdtar), then rerun"
 
 
 def is_archive(path: Path) -> bool:
@@ -80,7 +78,9 @@ class SourceTree(contextlib.AbstractContextManager):
         self._readers: dict[str, Callable[[], bytes]] = {}
         self._handles: list = []
         if not self.root.exists():
-            raise FocalbenchError(f"--from {str(self.root)!r} does not exist; pass the downloaded archive or folder")
+            raise FocalbenchError(
+                f"--from {str(self.root)!r} does not exist; pass the downloaded archive or folder"
+            )
         if self.root.is_dir():
             for path in sorted(p for p in self.root.rglob("*") if p.is_file()):
                 rel = path.relative_to(self.root).as_posix()
@@ -114,7 +114,9 @@ class SourceTree(contextlib.AbstractContextManager):
             try:
                 return read()
             except rarfile.RarCannotExec:
-                raise FocalbenchError(f"{path.name} holds compressed RAR entries and no RAR tool was found; {RAR_TOOL_HINT}") from None
+                raise FocalbenchError(
+                    f"{path.name} holds compressed RAR entries and no RAR tool was found; {RAR_TOOL_HINT}"
+                ) from None
             except _ARCHIVE_ERRORS as exc:
                 raise _corrupt(path, exc) from None
 
@@ -125,14 +127,18 @@ class SourceTree(contextlib.AbstractContextManager):
         self._handles.append(archive)
         for info in archive.infolist():
             if not info.is_dir():
-                self._readers[f"{rel}/{info.filename}"] = self._guard(path, lambda n=info.filename: archive.read(n))
+                self._readers[f"{rel}/{info.filename}"] = self._guard(
+                    path, lambda n=info.filename: archive.read(n)
+                )
 
     def _add_rar(self, path: Path, rel: str) -> None:
         archive = rarfile.RarFile(path)
         self._handles.append(archive)
         for info in archive.infolist():
             if not info.is_dir():
-                self._readers[f"{rel}/{info.filename}"] = self._guard(path, lambda n=info.filename: archive.read(n))
+                self._readers[f"{rel}/{info.filename}"] = self._guard(
+                    path, lambda n=info.filename: archive.read(n)
+                )
 
     def _add_tar(self, path: Path, rel: str) -> None:
         archive = tarfile.open(path)
@@ -140,7 +146,8 @@ class SourceTree(contextlib.AbstractContextManager):
         for info in archive.getmembers():
             if info.isfile():
                 self._readers[f"{rel}/{info.name}"] = self._guard(
-                    path, lambda m=info: archive.extractfile(m).read()  # type: ignore[union-attr]
+                    path,
+                    lambda m=info: archive.extractfile(m).read(),  # type: ignore[union-attr]
                 )
 
     def paths(self) -> list[str]:

@@ -49,7 +49,12 @@ import numpy as np
 from focalbench.errors import FocalbenchError
 
 RULES = (
-    "official", "random-A-B-C", "fixed-T-V-S", "kfold-K", "holdout-P-kfold-K", "keras-T-V[-xK]"
+    "official",
+    "random-A-B-C",
+    "fixed-T-V-S",
+    "kfold-K",
+    "holdout-P-kfold-K",
+    "keras-T-V[-xK]",
 )
 # Validation share of a development set where the rule does not name one (paper 000: 80:20).
 DEV_TRAIN, DEV_VAL = 80, 20
@@ -62,11 +67,17 @@ def _cut_dev(dev: np.ndarray, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _result(train: np.ndarray, val: np.ndarray, test: np.ndarray) -> dict[str, np.ndarray]:
-    return {k: np.sort(v).astype(np.int64) for k, v in (("train", train), ("val", val), ("test", test))}
+    return {
+        k: np.sort(v).astype(np.int64) for k, v in (("train", train), ("val", val), ("test", test))
+    }
 
 
 def split_indices(
-    n: int, rule: str, seed: int = 0, fold: int | None = None, official: dict[str, Any] | None = None
+    n: int,
+    rule: str,
+    seed: int = 0,
+    fold: int | None = None,
+    official: dict[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
     """Index arrays ``train``/``val``/``test`` (int64, sorted, disjoint) for ``n`` images.
 
@@ -77,9 +88,13 @@ def split_indices(
         raise FocalbenchError(f"split {rule!r} has no folds; drop --fold or use a kfold-K split")
     if k is not None:
         if k < 2 or k > n:
-            raise FocalbenchError(f"split {rule!r}: K must be between 2 and the number of images ({n})")
+            raise FocalbenchError(
+                f"split {rule!r}: K must be between 2 and the number of images ({n})"
+            )
         if fold is None or not 0 <= fold < k:
-            raise FocalbenchError(f"split {rule!r} needs a fold between 0 and {k - 1}; pass --fold F")
+            raise FocalbenchError(
+                f"split {rule!r} needs a fold between 0 and {k - 1}; pass --fold F"
+            )
 
     keras = re.fullmatch(r"keras-(\d+)-(\d+)(?:-x\d+)?", rule)
     if keras:
@@ -88,7 +103,9 @@ def split_indices(
     rng = np.random.default_rng(seed)
     if rule == "official":
         if not official:
-            raise FocalbenchError("this dataset has no official train/test partition; use e.g. split random-64-16-20")
+            raise FocalbenchError(
+                "this dataset has no official train/test partition; use e.g. split random-64-16-20"
+            )
         train_side = rng.permutation(np.asarray(official["train"], dtype=np.int64))
         train, val = _cut_dev(train_side, DEV_TRAIN, DEV_VAL)
         return _result(train, val, np.asarray(official["test"], dtype=np.int64))
@@ -98,7 +115,9 @@ def split_indices(
     if random:
         a, b, c = map(int, random.groups())
         if a + b + c != 100 or a == 0:
-            raise FocalbenchError(f"split {rule!r}: percentages must sum to 100 with train > 0, e.g. random-64-16-20")
+            raise FocalbenchError(
+                f"split {rule!r}: percentages must sum to 100 with train > 0, e.g. random-64-16-20"
+            )
         n_test = _percent_of(n, c)
         train, val = _cut_dev(perm[n_test:], a, b)
         return _result(train, val, perm[:n_test])
@@ -107,7 +126,9 @@ def split_indices(
     if fixed:
         t, v, s = map(int, fixed.groups())
         if t + v + s > n:
-            raise FocalbenchError(f"split {rule!r} needs {t + v + s} images but the dataset has {n}")
+            raise FocalbenchError(
+                f"split {rule!r} needs {t + v + s} images but the dataset has {n}"
+            )
         return _result(perm[:t], perm[t : t + v], perm[t + v : t + v + s])
 
     if re.fullmatch(r"kfold-\d+", rule):
@@ -120,8 +141,10 @@ def split_indices(
         p = int(holdout.group(1))
         n_test = _percent_of(n, p)
         if not 0 < p < 100 or n - n_test < k:
-            raise FocalbenchError(f"split {rule!r}: the held-out percentage must leave at least K images "
-                                  "for the folds, e.g. holdout-25-kfold-5")
+            raise FocalbenchError(
+                f"split {rule!r}: the held-out percentage must leave at least K images "
+                "for the folds, e.g. holdout-25-kfold-5"
+            )
         chunks = np.array_split(perm[n_test:], k)
         return _result(_without(chunks, fold), chunks[fold], perm[:n_test])
 
@@ -136,8 +159,10 @@ def _keras_split(
     n_dev = n - n_test
     n_train = int(n_dev * (1.0 - val_pct / 100))  # Keras: split_at = int(n · (1 − split))
     if not (0 < test_pct < 100 and 0 < val_pct < 100) or n_train < 1 or n_train == n_dev:
-        raise FocalbenchError(f"split {rule!r} leaves an empty train, validation or test set of "
-                              f"{n} images; use percentages such as keras-25-15")
+        raise FocalbenchError(
+            f"split {rule!r} leaves an empty train, validation or test set of "
+            f"{n} images; use percentages such as keras-25-15"
+        )
     perm = np.random.default_rng(seed).permutation(n)
     dev = perm[n_test:]
     return _result(dev[:n_train], dev[n_train:], perm[:n_test])

@@ -20,7 +20,9 @@ from focalbench.protocols import Augmentation, Normalization
 
 
 def normalize(
-    images: torch.Tensor, mode: Normalization, dataset_stats: tuple[torch.Tensor, torch.Tensor] | None = None
+    images: torch.Tensor,
+    mode: Normalization,
+    dataset_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """uint8 ``(B, C, H, W)`` → float32.
 
@@ -158,7 +160,9 @@ def elastic_displacement(
     truncation) so the shapes never depend on the draws.
     """
     batch = params.alpha.shape[0]
-    noise = torch.rand(batch, 2, height, width, generator=generator, device=generator.device) * 2 - 1
+    noise = (
+        torch.rand(batch, 2, height, width, generator=generator, device=generator.device) * 2 - 1
+    )
     smooth = gaussian_smooth(noise, params.sigma, math.ceil(4.0 * max_sigma))
     return smooth * params.alpha[:, None, None, None]
 
@@ -189,5 +193,7 @@ def augment(
     params = sample_params(aug, batch, generator)
     grid = sampling_grid(aug, params, height, width, generator)
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    warped = F.grid_sample(masks.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    warped = F.grid_sample(
+        masks.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False
+    )
     return out * params.brightness[:, None, None, None], warped

@@ -96,7 +96,7 @@ def load(path: Path) -> dict[str, Any]:
     data = Path(path).read_bytes()
     body, trailer = data[:-_TRAILER_SIZE], data[-_TRAILER_SIZE:]
     if trailer.startswith(TRAILER):
-        if hashlib.sha256(body).hexdigest().encode() != trailer[len(TRAILER):-1]:
+        if hashlib.sha256(body).hexdigest().encode() != trailer[len(TRAILER) : -1]:
             raise CorruptCheckpoint(path, "its SHA-256 does not match: truncated or altered")
     else:
         body = data
@@ -104,8 +104,11 @@ def load(path: Path) -> dict[str, Any]:
         # weights_only=False: the file is our own and holds NumPy/Python RNG tuples.
         return torch.load(io.BytesIO(body), map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:  # a pre-checksum file cut short
-        raise CorruptCheckpoint(path, f"truncated or torn: no checksum at its end, and torch.load fails with "
-                                      f"{type(exc).__name__}") from None
+        raise CorruptCheckpoint(
+            path,
+            f"truncated or torn: no checksum at its end, and torch.load fails with "
+            f"{type(exc).__name__}",
+        ) from None
 
 
 def load_latest(path: Path) -> dict[str, Any] | None:
@@ -122,7 +125,9 @@ def load_latest(path: Path) -> dict[str, Any] | None:
             state = load(candidate)
         except CorruptCheckpoint as exc:
             aside = candidate.with_name(candidate.name + ".corrupt")
-            with contextlib.suppress(OSError):  # a read-only folder: the next save fails in one line
+            with contextlib.suppress(
+                OSError
+            ):  # a read-only folder: the next save fails in one line
                 candidate.replace(aside)
             corrupt.append(f"{candidate} is corrupt ({exc.reason}; kept as {aside.name})")
             continue

@@ -27,7 +27,9 @@ class DeviceSplit:
     ids: list[str]
 
     @classmethod
-    def from_prepared(cls, data: PreparedData, indices: np.ndarray, device: torch.device) -> DeviceSplit:
+    def from_prepared(
+        cls, data: PreparedData, indices: np.ndarray, device: torch.device
+    ) -> DeviceSplit:
         def put(array: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(array[indices])).to(device)
 

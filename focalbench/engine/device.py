@@ -30,7 +30,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     index = int(match.group(1)) if match.group(1) else torch.cuda.current_device()
     count = torch.cuda.device_count()
     if index >= count:
-        raise FocalbenchError(f"--device {name}: only {count} CUDA device(s) visible (cuda:0…cuda:{count - 1})")
+        raise FocalbenchError(
+            f"--device {name}: only {count} CUDA device(s) visible (cuda:0…cuda:{count - 1})"
+        )
     return torch.device("cuda", index)
 
 

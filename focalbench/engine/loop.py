@@ -31,19 +31,36 @@ from torch import nn
 import focalbench
 from focalbench import datasets, metrics, models, tracking
 from focalbench.config import RunConfig
+from focalbench.datasets.prepared import load_native_masks, resize_mask
 from focalbench.engine import checkpoint
 from focalbench.engine.augment import augment, channel_stats, normalize
 from focalbench.engine.data import DeviceSplit, batch_sizes
 from focalbench.engine.device import describe, resolve_device
 from focalbench.engine.progress import Quiet, train_display
-from focalbench.run_state import DIVERGED, INTERRUPTED, PER_IMAGE_METRICS, RunFolder, Status, run_folder
 from focalbench.errors import FocalbenchError
 from focalbench.losses import build_loss, loss_preset
-from focalbench.datasets.prepared import load_native_masks, resize_mask
 from focalbench.losses.boundary import distance_map
 from focalbench.protocols import (
-    Checkpoint, Init, Monitor, Normalization, Optimizer, Precision, Protocol, Schedule, ScoreSize, get_protocol,
-    lr_at_epoch, resolve,
+    Checkpoint,
+    Init,
+    Monitor,
+    Normalization,
+    Optimizer,
+    Precision,
+    Protocol,
+    Schedule,
+    ScoreSize,
+    get_protocol,
+    lr_at_epoch,
+    resolve,
+)
+from focalbench.run_state import (
+    DIVERGED,
+    INTERRUPTED,
+    PER_IMAGE_METRICS,
+    RunFolder,
+    Status,
+    run_folder,
 )
 from focalbench.store import ensure_writable_dir, read_json, results_root, utc_now
 
@@ -140,7 +157,10 @@ def train(
 
 
 def fit_test_and_track(
-    run: Run, resume: bool, progress: bool, on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
+    run: Run,
+    resume: bool,
+    progress: bool,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
     tracker: tracking.Tracker,
 ) -> dict[str, Any]:
     """:func:`fit_and_test`, mirrored into ``tracker``: each epoch after its checkpoint is on
@@ -207,20 +227,31 @@ def _epoch_of(folder: RunFolder) -> int:
 
 
 def setup(
-    config: RunConfig, device: torch.device, folder: RunFolder, compile: bool, data_dir: str | Path | None = None
+    config: RunConfig,
+    device: torch.device,
+    folder: RunFolder,
+    compile: bool,
+    data_dir: str | Path | None = None,
 ) -> Run:
     settings = datasets.paper_settings(config.dataset, config.protocol, data_dir)
     recipe = resolve(config, settings)
-    data = datasets.load(config.dataset, size=recipe.size, data_dir=data_dir, resize=recipe.resize.value)
+    data = datasets.load(
+        config.dataset, size=recipe.size, data_dir=data_dir, resize=recipe.resize.value
+    )
     size = tuple(int(s) for s in data.masks.shape[1:])
     split = datasets.get_split(data, recipe.split, seed=recipe.split_seed, fold=config.fold)
 
     checkpoint.seed_everything(config.seed)
-    model_params = {**(models.model_info(config.model)["tiny_params"] if recipe.tiny_model else {}), **config.model_params}
+    model_params = {
+        **(models.model_info(config.model)["tiny_params"] if recipe.tiny_model else {}),
+        **config.model_params,
+    }
     model = models.build_model(config.model, in_channels=data.images.shape[1], **model_params)
     models.check_input_size(model, size)
     initialise_(model, recipe.init)
-    loss = build_loss(config.loss, preset=loss_preset(config.protocol, settings), **config.loss_params)
+    loss = build_loss(
+        config.loss, preset=loss_preset(config.protocol, settings), **config.loss_params
+    )
     on_cuda = device.type == "cuda"
     memory_format = torch.channels_last if on_cuda else torch.contiguous_format
     model = model.to(device=device, memory_format=memory_format)
@@ -235,7 +266,10 @@ def setup(
     generator.manual_seed(config.seed)
     forward = torch.compile(model) if compile else model  # inductor; CUDA graphs: StepGraphs
 
-    parts = {name: DeviceSplit.from_prepared(data, split[name], device) for name in ("train", "val", "test")}
+    parts = {
+        name: DeviceSplit.from_prepared(data, split[name], device)
+        for name in ("train", "val", "test")
+    }
     input_stats = None
     if recipe.normalization is Normalization.zscore_dataset:
         input_stats = channel_stats(parts["train"].images)
@@ -244,32 +278,55 @@ def setup(
         masks, fovs = load_native_masks(config.dataset, split["test"], data_dir)
         native_targets = (masks, fovs if recipe.fov_only else None)
 
-    folder.write_config({
-        "config": config.to_dict(),
-        "key": config.key,
-        "version": focalbench.__version__,
-        "resolved": {
-            **recipe.to_dict(),
-            "size": list(size),
-            "loss": config.loss,
-            "loss_params": config.loss_params,
-            "loss_resolved": loss.params(),
-            "model": config.model,
-            "model_params": model_params,
-            "in_channels": int(data.images.shape[1]),
-            "n_images": {k: len(v) for k, v in split.items()},
-            "train_batch_sizes": batch_sizes(len(split["train"]), recipe.batch_size, has_batch_norm(model)),
-            "dataset_settings": settings,
-            "data": datasets.fingerprint(data),
-            **({} if input_stats is None else {"input_mean": input_stats[0].flatten().tolist(),
-                                               "input_std": input_stats[1].flatten().tolist()}),
-        },
-    })
+    folder.write_config(
+        {
+            "config": config.to_dict(),
+            "key": config.key,
+            "version": focalbench.__version__,
+            "resolved": {
+                **recipe.to_dict(),
+                "size": list(size),
+                "loss": config.loss,
+                "loss_params": config.loss_params,
+                "loss_resolved": loss.params(),
+                "model": config.model,
+                "model_params": model_params,
+                "in_channels": int(data.images.shape[1]),
+                "n_images": {k: len(v) for k, v in split.items()},
+                "train_batch_sizes": batch_sizes(
+                    len(split["train"]), recipe.batch_size, has_batch_norm(model)
+                ),
+                "dataset_settings": settings,
+                "data": datasets.fingerprint(data),
+                **(
+                    {}
+                    if input_stats is None
+                    else {
+                        "input_mean": input_stats[0].flatten().tolist(),
+                        "input_std": input_stats[1].flatten().tolist(),
+                    }
+                ),
+            },
+        }
+    )
     run = Run(
-        config=config, recipe=recipe, device=device, folder=folder, **parts,
-        model=model, forward=forward, loss=loss.to(device), optimizer=optimizer,
-        plateau=plateau, per_step=per_step, scaler=scaler, generator=generator,
-        autocast_dtype=autocast_dtype, model_params=model_params, size=size, input_stats=input_stats,
+        config=config,
+        recipe=recipe,
+        device=device,
+        folder=folder,
+        **parts,
+        model=model,
+        forward=forward,
+        loss=loss.to(device),
+        optimizer=optimizer,
+        plateau=plateau,
+        per_step=per_step,
+        scaler=scaler,
+        generator=generator,
+        autocast_dtype=autocast_dtype,
+        model_params=model_params,
+        size=size,
+        input_stats=input_stats,
         native_targets=native_targets,
     )
     if compile and on_cuda:
@@ -279,13 +336,19 @@ def setup(
 
 def build_schedule(
     optimizer: torch.optim.Optimizer, recipe: Protocol
-) -> tuple[torch.optim.lr_scheduler.ReduceLROnPlateau | None, torch.optim.lr_scheduler.LRScheduler | None]:
+) -> tuple[
+    torch.optim.lr_scheduler.ReduceLROnPlateau | None, torch.optim.lr_scheduler.LRScheduler | None
+]:
     """(epoch schedule stepped on the validation loss, schedule stepped after every optimiser step)."""
     if recipe.schedule is Schedule.plateau:
         # Keras counts "did not improve for p epochs" as wait ≥ p, torch as bad_epochs > patience.
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=recipe.plateau_factor, patience=recipe.plateau_patience - 1,
-            threshold=recipe.plateau_threshold, threshold_mode="abs",
+            optimizer,
+            mode="min",
+            factor=recipe.plateau_factor,
+            patience=recipe.plateau_patience - 1,
+            threshold=recipe.plateau_threshold,
+            threshold_mode="abs",
         )
         return plateau, None
     if recipe.schedule is Schedule.inverse_time:
@@ -323,13 +386,21 @@ def initialise_(model: nn.Module, init: Init) -> None:
                 nn.init.zeros_(module.bias)
 
 
-def build_optimizer(model: nn.Module, recipe: Protocol, device: torch.device) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, recipe: Protocol, device: torch.device
+) -> torch.optim.Optimizer:
     """Adam or SGD; the fused kernel on CUDA, the multi-tensor (foreach) one elsewhere."""
     fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
     if recipe.optimizer is Optimizer.adam:
-        return torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay, **fast)
+        return torch.optim.Adam(
+            model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay, **fast
+        )
     return torch.optim.SGD(
-        model.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay, **fast
+        model.parameters(),
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+        **fast,
     )
 
 
@@ -491,7 +562,7 @@ class StepGraphs:
             LOG.warning("whole-step CUDA graph off: %s; training steps run uncaptured", self.reason)
             return None
         finally:
-            for group, flag in zip(groups, capturable):
+            for group, flag in zip(groups, capturable, strict=False):
                 if flag is None:
                     group.pop("capturable")
                 else:
@@ -518,7 +589,11 @@ def soft_dice(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -
 
 @torch.no_grad()
 def evaluate(
-    run: Run, split: DeviceSplit, keep: int = 0, with_hd95: bool = False, keep_predictions: bool = False
+    run: Run,
+    split: DeviceSplit,
+    keep: int = 0,
+    with_hd95: bool = False,
+    keep_predictions: bool = False,
 ) -> Evaluation:
     """Loss, soft Dice and per-image confusion counts of ``split`` (prediction: p > 0.5, i.e.
     logit > 0), in batches of ``batch_size`` images.
@@ -551,9 +626,14 @@ def evaluate(
             probs.append((torch.sigmoid(logits[:, 0]) * 255).round().to(torch.uint8))
     kept = torch.cat(probs)[:keep] if probs else None
     loss, dice = (torch.stack([total, dice_total]) / len(split)).tolist()  # one host sync
-    return Evaluation(loss=loss, counts=torch.cat(counts), probs=kept,
-                      hd95=torch.cat(hd95) if with_hd95 else None, soft_dice=dice,
-                      predictions=torch.cat(predictions) if keep_predictions else None)
+    return Evaluation(
+        loss=loss,
+        counts=torch.cat(counts),
+        probs=kept,
+        hd95=torch.cat(hd95) if with_hd95 else None,
+        soft_dice=dice,
+        predictions=torch.cat(predictions) if keep_predictions else None,
+    )
 
 
 def score_means(counts: torch.Tensor) -> dict[str, float]:
@@ -602,8 +682,16 @@ def per_image_rows(
     rows = []
     for i, image_id in enumerate(ids):
         tp, fp, fn, tn = (int(c) for c in counts[i])
-        rows.append({"image_id": image_id, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-                     **{m: _cell(per_image[m][i]) for m in [*PER_IMAGE_METRICS, *extra]}})
+        rows.append(
+            {
+                "image_id": image_id,
+                "tp": tp,
+                "fp": fp,
+                "fn": fn,
+                "tn": tn,
+                **{m: _cell(per_image[m][i]) for m in [*PER_IMAGE_METRICS, *extra]},
+            }
+        )
     return rows, extra
 
 
@@ -615,21 +703,40 @@ def _cell(value: torch.Tensor) -> int | float:
 
 
 def fit_and_test(
-    run: Run, resume: bool, progress: bool, on_epoch_end: Callable[[int, dict[str, Any]], None] | None
+    run: Run,
+    resume: bool,
+    progress: bool,
+    on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
     recipe, folder = run.recipe, run.folder
-    state = {"epoch": 0, "best_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "stopped": False,
-             "history": [], "wall_seconds": 0.0, "best_monitor": None}
+    state = {
+        "epoch": 0,
+        "best_loss": math.inf,
+        "best_epoch": 0,
+        "bad_epochs": 0,
+        "stopped": False,
+        "history": [],
+        "wall_seconds": 0.0,
+        "best_monitor": None,
+    }
     saved = checkpoint.load_latest(folder.last_pt) if resume else None
     if saved is not None:
         state = restore(run, saved)
         # A crash between last.pt and history.csv leaves the file an epoch short; when that was
         # the final epoch no later epoch would rewrite it, so write it from the checkpoint now.
         folder.write_history(state["history"])
-    folder.write_status(Status.running, state["epoch"], started=utc_now() if state["epoch"] == 0 else None,
-                        device=describe(run.device))
+    folder.write_status(
+        Status.running,
+        state["epoch"],
+        started=utc_now() if state["epoch"] == 0 else None,
+        device=describe(run.device),
+    )
     steps = len(batch_sizes(len(run.train), recipe.batch_size, has_batch_norm(run.model)))
-    display = train_display(run.config.key, recipe.epochs, steps, state["epoch"] + 1) if progress else Quiet()
+    display = (
+        train_display(run.config.key, recipe.epochs, steps, state["epoch"] + 1)
+        if progress
+        else Quiet()
+    )
     with display:
         epoch = state["epoch"]
         while epoch < recipe.epochs and not state["stopped"]:
@@ -646,15 +753,22 @@ def fit_and_test(
                 run.plateau.step(val.loss)
             scores = score_means(val.counts)
             row = {
-                "epoch": epoch, "train_loss": train_loss, "val_loss": val.loss,
-                "val_dsc": scores["dsc"], "val_precision": scores["precision"], "val_recall": scores["recall"],
-                "val_soft_dice": val.soft_dice, "lr": lr, "seconds": time.perf_counter() - tick,
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": val.loss,
+                "val_dsc": scores["dsc"],
+                "val_precision": scores["precision"],
+                "val_recall": scores["recall"],
+                "val_soft_dice": val.soft_dice,
+                "lr": lr,
+                "seconds": time.perf_counter() - tick,
                 **{f"focal_{k}": v for k, v in models.focal_weights(run.model).items()},
             }
             loss_improved = val.loss < state["best_loss"]
             improved, monitored = checkpoint_improves(recipe, val, state)
             state.update(
-                epoch=epoch, history=[*state["history"], row],
+                epoch=epoch,
+                history=[*state["history"], row],
                 best_loss=val.loss if loss_improved else state["best_loss"],
                 best_monitor=monitored if improved else state["best_monitor"],
                 best_epoch=epoch if improved else state["best_epoch"],
@@ -672,7 +786,9 @@ def fit_and_test(
     return test(run, state)
 
 
-def checkpoint_improves(recipe: Protocol, val: Evaluation, state: dict[str, Any]) -> tuple[bool, float]:
+def checkpoint_improves(
+    recipe: Protocol, val: Evaluation, state: dict[str, Any]
+) -> tuple[bool, float]:
     """(is this epoch the monitor's best so far, the monitored value): the lowest validation
     loss, or the highest validation soft Dice (Keras ``ModelCheckpoint(save_best_only=True)``:
     strictly better than every earlier epoch)."""
@@ -686,7 +802,9 @@ def checkpoint_state(run: Run, state: dict[str, Any]) -> dict[str, Any]:
     return {
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
-        "scheduler": (run.plateau or run.per_step).state_dict() if (run.plateau or run.per_step) else None,
+        "scheduler": (run.plateau or run.per_step).state_dict()
+        if (run.plateau or run.per_step)
+        else None,
         "scaler": run.scaler.state_dict(),
         "rng": checkpoint.rng_state(run.generator),
         "config": run.config.to_dict(),
@@ -717,18 +835,28 @@ def restore(run: Run, saved: dict[str, Any]) -> dict[str, Any]:
     return {**{k: saved[k] for k in keys}, "best_monitor": saved.get("best_monitor", fallback)}
 
 
-def diverged(run: Run, state: dict[str, Any], epoch: int, train_loss: float, val_loss: float) -> dict[str, Any]:
+def diverged(
+    run: Run, state: dict[str, Any], epoch: int, train_loss: float, val_loss: float
+) -> dict[str, Any]:
     """Stop on a NaN/inf loss: keep ``last.pt`` (the last finite epoch) and mark the run failed."""
     last = state["history"][-1] if state["history"] else None
     finite = (
         f"last finite: epoch {last['epoch']} train_loss={last['train_loss']:.6g} val_loss={last['val_loss']:.6g}"
-        if last else "no finite epoch"
+        if last
+        else "no finite epoch"
     )
     error = f"{DIVERGED} at epoch {epoch} (train_loss={train_loss}, val_loss={val_loss}); {finite}"
-    run.folder.write_metrics({
-        "test": {}, "val": {}, "best_epoch": state["best_epoch"] or None, "epochs_run": state["epoch"],
-        "wall_seconds": state["wall_seconds"], "device": describe(run.device), "error": error,
-    })
+    run.folder.write_metrics(
+        {
+            "test": {},
+            "val": {},
+            "best_epoch": state["best_epoch"] or None,
+            "epochs_run": state["epoch"],
+            "wall_seconds": state["wall_seconds"],
+            "device": describe(run.device),
+            "error": error,
+        }
+    )
     run.folder.write_status(Status.failed, epoch, error=error)
     return summarize_folder(run.folder)
 
@@ -741,45 +869,63 @@ def test(run: Run, state: dict[str, Any]) -> dict[str, Any]:
         run.model.load_state_dict(checkpoint.load(folder.best_pt)["model"])
     val = evaluate(run, run.val)
     native = run.native_targets is not None
-    result = evaluate(run, run.test, keep=N_SAMPLES, with_hd95=run.recipe.hd95 and not native,
-                      keep_predictions=native)
+    result = evaluate(
+        run,
+        run.test,
+        keep=N_SAMPLES,
+        with_hd95=run.recipe.hd95 and not native,
+        keep_predictions=native,
+    )
     scored_counts, scored_hd95 = result.counts.cpu(), result.hd95
     if native:
         scored_counts, scored_hd95 = native_counts(
-            result.predictions, *run.native_targets, run.recipe.resize.value, with_hd95=run.recipe.hd95
+            result.predictions,
+            *run.native_targets,
+            run.recipe.resize.value,
+            with_hd95=run.recipe.hd95,
         )
-    rows, extra = per_image_rows(run.test.ids, scored_counts, scored_hd95, result.counts.cpu() if native else None)
+    rows, extra = per_image_rows(
+        run.test.ids, scored_counts, scored_hd95, result.counts.cpu() if native else None
+    )
     folder.write_per_image(rows, extra=extra)
-    summary = metrics.summarize(scored_counts, extra={"hd95": scored_hd95} if scored_hd95 is not None else None)
+    summary = metrics.summarize(
+        scored_counts, extra={"hd95": scored_hd95} if scored_hd95 is not None else None
+    )
     smooth1 = {k: float(v.mean()) for k, v in metrics.smoothed_scores(scored_counts).items()}
     k = min(N_SAMPLES, len(run.test))
     folder.write_samples(
         ids=np.array(run.test.ids[:k]),
         images=run.test.images[:k].cpu().numpy(),
         masks=run.test.masks[:k, 0].cpu().numpy(),
-        probs=result.probs.cpu().numpy() if result.probs is not None else np.zeros((0, *run.size), np.uint8),
+        probs=result.probs.cpu().numpy()
+        if result.probs is not None
+        else np.zeros((0, *run.size), np.uint8),
     )
-    folder.write_metrics({
-        "test": summary["metrics"],
-        "scored_at": run.recipe.score_size.value,
-        "test_smooth1": smooth1,
-        **({"test_working": score_means(result.counts)} if native else {}),
-        "val": score_means(val.counts),
-        "val_soft_dice": val.soft_dice,
-        "val_loss": val.loss,
-        "test_loss": result.loss,
-        "aggregation": summary["aggregation"],
-        "empty_policy": summary["empty_policy"],
-        "n_test": summary["n_images"],
-        "n_both_empty": summary["n_both_empty"],
-        "n_undefined": summary["n_undefined"],
-        "checkpoint": run.recipe.test_checkpoint.value,
-        "best_epoch": state["best_epoch"],
-        "epochs_run": state["epoch"],
-        "params": models.count_parameters(run.model),
-        "gflops": models.count_gflops(run.model, run.size, in_channels=int(run.train.images.shape[1])),
-        "wall_seconds": state["wall_seconds"] + time.perf_counter() - tick,
-        "device": describe(run.device),
-    })
+    folder.write_metrics(
+        {
+            "test": summary["metrics"],
+            "scored_at": run.recipe.score_size.value,
+            "test_smooth1": smooth1,
+            **({"test_working": score_means(result.counts)} if native else {}),
+            "val": score_means(val.counts),
+            "val_soft_dice": val.soft_dice,
+            "val_loss": val.loss,
+            "test_loss": result.loss,
+            "aggregation": summary["aggregation"],
+            "empty_policy": summary["empty_policy"],
+            "n_test": summary["n_images"],
+            "n_both_empty": summary["n_both_empty"],
+            "n_undefined": summary["n_undefined"],
+            "checkpoint": run.recipe.test_checkpoint.value,
+            "best_epoch": state["best_epoch"],
+            "epochs_run": state["epoch"],
+            "params": models.count_parameters(run.model),
+            "gflops": models.count_gflops(
+                run.model, run.size, in_channels=int(run.train.images.shape[1])
+            ),
+            "wall_seconds": state["wall_seconds"] + time.perf_counter() - tick,
+            "device": describe(run.device),
+        }
+    )
     folder.write_status(Status.done, state["epoch"])
     return summarize_folder(folder)

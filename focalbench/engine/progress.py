@@ -56,7 +56,9 @@ class Display(Quiet):
             TextColumn("[bold]{task.fields[label]}"),
             TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
             TextColumn("step {task.fields[step]}/{task.fields[steps]}"),
-            TextColumn("loss {task.fields[loss]}  val DSC {task.fields[dsc]}  best {task.fields[best]}"),
+            TextColumn(
+                "loss {task.fields[loss]}  val DSC {task.fields[dsc]}  best {task.fields[best]}"
+            ),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -66,9 +68,17 @@ class Display(Quiet):
             transient=False,
         )
         self.task = self.bar.add_task(
-            "train", total=epochs * steps_per_epoch, completed=(start_epoch - 1) * steps_per_epoch,
-            label=label, epoch=start_epoch, epochs=epochs, step=0, steps=steps_per_epoch,
-            loss="–", dsc="–", best="–",
+            "train",
+            total=epochs * steps_per_epoch,
+            completed=(start_epoch - 1) * steps_per_epoch,
+            label=label,
+            epoch=start_epoch,
+            epochs=epochs,
+            step=0,
+            steps=steps_per_epoch,
+            loss="–",
+            dsc="–",
+            best="–",
         )
 
     def __enter__(self) -> Display:
@@ -118,7 +128,11 @@ class PlainLog(Quiet):
     """One flushed line per finished epoch, for output that is not a terminal."""
 
     def __init__(
-        self, label: str, epochs: int, steps_per_epoch: int, start_epoch: int = 1,
+        self,
+        label: str,
+        epochs: int,
+        steps_per_epoch: int,
+        start_epoch: int = 1,
         stream: TextIO | None = None,
     ) -> None:
         self.label, self.epochs, self.steps = label, epochs, steps_per_epoch
@@ -143,8 +157,14 @@ def train_display(label: str, epochs: int, steps_per_epoch: int, start_epoch: in
     return kind(label, epochs, steps_per_epoch, start_epoch)
 
 
-_MARKS = {"trained": "✓", "resumed": "✓", "skipped": "·", "failed": "✗", "busy": "…",
-          "blocked": "…"}
+_MARKS = {
+    "trained": "✓",
+    "resumed": "✓",
+    "skipped": "·",
+    "failed": "✗",
+    "busy": "…",
+    "blocked": "…",
+}
 
 
 def cell_name(cell: Any) -> str:
@@ -190,7 +210,7 @@ class PlainGridLog:
         except (OSError, csv.Error):
             return
         epochs = cell.config.epochs or self._resolved_epochs(key)
-        for row in rows[self.printed.get(key, 0):]:
+        for row in rows[self.printed.get(key, 0) :]:
             self._print(f"  {cell_name(cell)}: {epoch_line(row, epochs)}")
         self.printed[key] = max(self.printed.get(key, 0), len(rows))
 

@@ -9,5 +9,15 @@ from focalbench.grid.driver import GridResult, ablate, prepare
 from focalbench.grid.planner import GridCell, GridPlan, plan
 from focalbench.grid.studies import STUDIES, AttentionStudy, Study, StudyName
 
-__all__ = ["STUDIES", "AttentionStudy", "GridCell", "GridPlan", "GridResult", "Study",
-           "StudyName", "ablate", "plan", "prepare"]
+__all__ = [
+    "STUDIES",
+    "AttentionStudy",
+    "GridCell",
+    "GridPlan",
+    "GridResult",
+    "Study",
+    "StudyName",
+    "ablate",
+    "plan",
+    "prepare",
+]

@@ -53,19 +53,32 @@ class GridProgress:
     def advance(self, cell: GridCell) -> None:
         """Print one line for a finished cell above the live display."""
         result = cell.result
-        mark = {"trained": "✓", "resumed": "✓", "skipped": "·", "failed": "✗", "busy": "…", "blocked": "…"}
+        mark = {
+            "trained": "✓",
+            "resumed": "✓",
+            "skipped": "·",
+            "failed": "✗",
+            "busy": "…",
+            "blocked": "…",
+        }
         fold = "" if cell.fold is None else f" · fold {cell.fold}"
         extra = f" — {result.error}" if result.error else ""
-        line = (f"{mark[result.outcome.value]} {cell.row} · {cell.dataset} · seed {cell.seed}{fold}: "
-                f"{result.outcome.value} ({result.seconds:.0f}s){extra}")
+        line = (
+            f"{mark[result.outcome.value]} {cell.row} · {cell.dataset} · seed {cell.seed}{fold}: "
+            f"{result.outcome.value} ({result.seconds:.0f}s){extra}"
+        )
         self.live.console.print(line, highlight=False, markup=False)
 
-    def update(self, in_flight: set[int], devices: dict[int, str], eta: float | None, force: bool = False) -> None:
+    def update(
+        self, in_flight: set[int], devices: dict[int, str], eta: float | None, force: bool = False
+    ) -> None:
         from rich.console import Group
         from rich.text import Text
 
         now = time.monotonic()
-        if now - self._last < 0.5 and not force:  # the epoch lines read files: twice a second is enough
+        if (
+            now - self._last < 0.5 and not force
+        ):  # the epoch lines read files: twice a second is enough
             return
         self._last = now
         done = sum(1 for c in self.grid.cells if c.result)
@@ -73,11 +86,19 @@ class GridProgress:
         width = 30
         filled = int(width * done / total) if total else width
         eta_text = "ETA —" if eta is None else f"ETA {_fmt_seconds(eta)}"
-        lines = [Text(f"{self.grid.name}  [{'█' * filled}{'░' * (width - filled)}] {done}/{total} cells  {eta_text}")]
+        lines = [
+            Text(
+                f"{self.grid.name}  [{'█' * filled}{'░' * (width - filled)}] {done}/{total} cells  {eta_text}"
+            )
+        ]
         for i in sorted(in_flight):
             cell = self.grid.cells[i]
-            lines.append(Text(f"  ⟳ {cell.row} · {cell.dataset} · seed {cell.seed} "
-                              f"[{devices.get(i, 'queued')}] {_epoch_text(self.results, cell)}"))
+            lines.append(
+                Text(
+                    f"  ⟳ {cell.row} · {cell.dataset} · seed {cell.seed} "
+                    f"[{devices.get(i, 'queued')}] {_epoch_text(self.results, cell)}"
+                )
+            )
         self.live.update(Group(*lines))
 
     def stop(self) -> None:
@@ -131,15 +152,25 @@ def print_summary(result: GridResult) -> None:
     for cell in result.cells:
         res = cell.result
         dsc = (res.summary.get("test") or {}).get("dsc") if res else None
-        table.add_row(cell.row, cell.dataset, str(cell.seed), "" if cell.fold is None else str(cell.fold),
-                      res.outcome.value if res else "not run", "" if dsc is None else f"{dsc:.4f}",
-                      _short(res.error) if res else "")
+        table.add_row(
+            cell.row,
+            cell.dataset,
+            str(cell.seed),
+            "" if cell.fold is None else str(cell.fold),
+            res.outcome.value if res else "not run",
+            "" if dsc is None else f"{dsc:.4f}",
+            _short(res.error) if res else "",
+        )
     console.print(table)
     counts = result.counts()
     done = counts["trained"] + counts["resumed"]
     skipped = counts["skipped"] + counts["busy"] + counts["blocked"]
-    console.print(f"done {done} (resumed {counts['resumed']}), skipped {skipped} "
-                  f"(already done {counts['skipped']}, busy {counts['busy']}, blocked {counts['blocked']}), "
-                  f"failed {counts['failed']} in {result.seconds:.0f}s")
+    console.print(
+        f"done {done} (resumed {counts['resumed']}), skipped {skipped} "
+        f"(already done {counts['skipped']}, busy {counts['busy']}, blocked {counts['blocked']}), "
+        f"failed {counts['failed']} in {result.seconds:.0f}s"
+    )
     for failure in result.failures():
-        console.print(f"[red]failed[/red] {failure['row']} · {failure['dataset']} · seed {failure['seed']}: {failure['error']}")
+        console.print(
+            f"[red]failed[/red] {failure['row']} · {failure['dataset']} · seed {failure['seed']}: {failure['error']}"
+        )

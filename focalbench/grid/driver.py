@@ -20,12 +20,25 @@ from typing import Any
 from focalbench import threads
 from focalbench.checks import check_configs
 from focalbench.errors import FocalbenchError
-from focalbench.executors import CellTask, ExecutorKind, LocalExecutor, RayExecutor, TrainFn, local_slots
+from focalbench.executors import (
+    CellTask,
+    ExecutorKind,
+    LocalExecutor,
+    RayExecutor,
+    TrainFn,
+    local_slots,
+)
 from focalbench.grid.display import GridProgress, eta_seconds
 from focalbench.grid.planner import GridCell, GridPlan, plan
 from focalbench.options import RunOptions
 from focalbench.run_state import CellResult, Outcome, run_folder
-from focalbench.store import atomic_write_json, ensure_writable_dir, read_json, results_root, utc_now
+from focalbench.store import (
+    atomic_write_json,
+    ensure_writable_dir,
+    read_json,
+    results_root,
+    utc_now,
+)
 
 Executor = LocalExecutor | RayExecutor
 
@@ -46,21 +59,39 @@ class GridResult:
 
     def failures(self) -> list[dict[str, Any]]:
         return [
-            {"row": c.row, "dataset": c.dataset, "seed": c.seed, "fold": c.fold,
-             "key": c.config.key if c.config else None, "error": c.result.error,
-             "previously_failed": c.result.previously_failed}
-            for c in self.cells if c.result and c.result.outcome is Outcome.failed
+            {
+                "row": c.row,
+                "dataset": c.dataset,
+                "seed": c.seed,
+                "fold": c.fold,
+                "key": c.config.key if c.config else None,
+                "error": c.result.error,
+                "previously_failed": c.result.previously_failed,
+            }
+            for c in self.cells
+            if c.result and c.result.outcome is Outcome.failed
         ]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "grid_dir": str(self.grid_dir), "seconds": round(self.seconds, 3),
-                "counts": self.counts(), "failures": self.failures(),
-                "cells": [c.to_dict() for c in self.cells]}
+        return {
+            "name": self.name,
+            "grid_dir": str(self.grid_dir),
+            "seconds": round(self.seconds, 3),
+            "counts": self.counts(),
+            "failures": self.failures(),
+            "cells": [c.to_dict() for c in self.cells],
+        }
 
 
-def prepare(dataset: str | Any, *, study_flags: dict[str, Any] | None = None,
-            threshold: float = 0.2, check_names: bool = True,
-            options: RunOptions | None = None, **option_fields: Any) -> tuple[GridPlan, RunOptions]:
+def prepare(
+    dataset: str | Any,
+    *,
+    study_flags: dict[str, Any] | None = None,
+    threshold: float = 0.2,
+    check_names: bool = True,
+    options: RunOptions | None = None,
+    **option_fields: Any,
+) -> tuple[GridPlan, RunOptions]:
     """Plan the grid and check every input (``--dry-run`` stops here): nothing is written."""
     opts = RunOptions.of(options, **option_fields)
     if opts.data_dir is not None:  # before plan: a study reads an imported dataset's settings there
@@ -71,8 +102,10 @@ def prepare(dataset: str | Any, *, study_flags: dict[str, Any] | None = None,
     ExecutorKind(opts.executor)
     opts.check()
     if check_names:
-        check_configs((c.config for c in grid.cells if c.config is not None),
-                      None if opts.data_dir is None else str(opts.data_dir))
+        check_configs(
+            (c.config for c in grid.cells if c.config is not None),
+            None if opts.data_dir is None else str(opts.data_dir),
+        )
     return grid, opts
 
 
@@ -108,27 +141,51 @@ def ablate(
     importable by the worker processes. Returns the grid's cells with their outcomes; the same
     is in ``<results>/grids/<name>/grid.json``.
     """
-    flags = dict(attention=attention, study=study, models=models, losses=losses, seeds=seeds,
-                 folds=folds, fold=fold, name=name)
-    grid, opts = prepare(dataset, study_flags=flags, threshold=threshold,
-                         check_names=train_fn is None, options=options, **option_fields)
+    flags = dict(
+        attention=attention,
+        study=study,
+        models=models,
+        losses=losses,
+        seeds=seeds,
+        folds=folds,
+        fold=fold,
+        name=name,
+    )
+    grid, opts = prepare(
+        dataset,
+        study_flags=flags,
+        threshold=threshold,
+        check_names=train_fn is None,
+        options=options,
+        **option_fields,
+    )
     results_dir = ensure_writable_dir(results_root(opts.results))
     gpu_list = opts.gpu_list
     jobs = opts.jobs
     if jobs is None:  # on CPU, what the cores allow (focalbench.threads); one GPU cell otherwise
-        jobs = threads.default_jobs(threads.cpu_cores(), len(grid.cells)) if _on_cpu(opts.device) else 1
+        jobs = (
+            threads.default_jobs(threads.cpu_cores(), len(grid.cells))
+            if _on_cpu(opts.device)
+            else 1
+        )
     runner: Executor
     if ExecutorKind(opts.executor) is ExecutorKind.local:
         runner = LocalExecutor(local_slots(opts.device, gpu_list, opts.jobs_per_gpu, jobs))
     else:
-        runner = RayExecutor(opts.ray_address, use_gpus=bool(gpu_list),
-                             jobs_per_gpu=opts.jobs_per_gpu, device=opts.device)
+        runner = RayExecutor(
+            opts.ray_address,
+            use_gpus=bool(gpu_list),
+            jobs_per_gpu=opts.jobs_per_gpu,
+            device=opts.device,
+        )
     grid_dir = results_dir / "grids" / grid.name
     started = time.perf_counter()
     runner.start()
     try:
         _write_grid(grid_dir, grid, threshold)
-        _drive(grid, runner, str(results_dir), retry_failed, threshold, train_fn, grid_dir, progress)
+        _drive(
+            grid, runner, str(results_dir), retry_failed, threshold, train_fn, grid_dir, progress
+        )
     finally:
         runner.close()
     _write_grid(grid_dir, grid, threshold)
@@ -147,14 +204,30 @@ def _on_cpu(device: str) -> bool:
 def _write_grid(grid_dir: Path, grid: GridPlan, threshold: float) -> None:
     path = grid_dir / "grid.json"
     created = read_json(path).get("created") if path.exists() else utc_now()
-    atomic_write_json(path, {
-        "name": grid.name, "study": grid.study, "table": grid.table, "prune_threshold": threshold,
-        "created": created, "updated": utc_now(), "cells": [c.to_dict() for c in grid.cells],
-    })
+    atomic_write_json(
+        path,
+        {
+            "name": grid.name,
+            "study": grid.study,
+            "table": grid.table,
+            "prune_threshold": threshold,
+            "created": created,
+            "updated": utc_now(),
+            "cells": [c.to_dict() for c in grid.cells],
+        },
+    )
 
 
-def _drive(grid: GridPlan, runner: Executor, results: str, retry_failed: bool,
-           threshold: float, train_fn: TrainFn | None, grid_dir: Path, progress: bool) -> None:
+def _drive(
+    grid: GridPlan,
+    runner: Executor,
+    results: str,
+    retry_failed: bool,
+    threshold: float,
+    train_fn: TrainFn | None,
+    grid_dir: Path,
+    progress: bool,
+) -> None:
     """Feed ready cells to the executor; derive pruned cells as their sources finish."""
     from focalbench.engine.progress import PlainGridLog, output_is_terminal
     from focalbench.prune import decide, record
@@ -169,15 +242,25 @@ def _drive(grid: GridPlan, runner: Executor, results: str, retry_failed: bool,
     durations: list[float] = []
     # a log file or CI cannot redraw a live display: plain lines there (engine.progress)
     live = output_is_terminal()
-    display = (GridProgress if live else PlainGridLog)(grid, results, runner.capacity) if progress else None
+    display = (
+        (GridProgress if live else PlainGridLog)(grid, results, runner.capacity)
+        if progress
+        else None
+    )
     try:
         while ready or in_flight:
             while ready and runner.free > 0:
                 i = ready.pop(0)
-                runner.submit(CellTask(i, cells[i].config.to_dict(), results, retry_failed, train_fn))
+                runner.submit(
+                    CellTask(i, cells[i].config.to_dict(), results, retry_failed, train_fn)
+                )
                 in_flight.add(i)
             if display:
-                display.update(in_flight, runner.running(), eta_seconds(durations, len(ready) + len(in_flight), runner.capacity))
+                display.update(
+                    in_flight,
+                    runner.running(),
+                    eta_seconds(durations, len(ready) + len(in_flight), runner.capacity),
+                )
             for i, result in runner.poll(0.25):
                 in_flight.discard(i)
                 cells[i].result = result
@@ -191,20 +274,28 @@ def _drive(grid: GridPlan, runner: Executor, results: str, retry_failed: bool,
                             decision = decide(run_folder(results, result.key).path, threshold)
                             record(decision, results)
                         except FocalbenchError as exc:
-                            cells[j].result = CellResult("", Outcome.failed, error=f"pruning failed: {exc}")
+                            cells[j].result = CellResult(
+                                "", Outcome.failed, error=f"pruning failed: {exc}"
+                            )
                             continue
                         cells[j].config, cells[j].note = decision.config, decision.note
                         cells[j].pruned_from = decision.source
                         ready.append(j)
                     else:
                         cells[j].result = CellResult(
-                            "", Outcome.blocked,
-                            error=f"source cell {result.key} is {result.outcome.value}: {result.error}")
+                            "",
+                            Outcome.blocked,
+                            error=f"source cell {result.key} is {result.outcome.value}: {result.error}",
+                        )
                 _write_grid(grid_dir, grid, threshold)
                 if display:
                     display.advance(cells[i])
-                    display.update(in_flight, runner.running(),
-                                   eta_seconds(durations, len(ready) + len(in_flight), runner.capacity), force=True)
+                    display.update(
+                        in_flight,
+                        runner.running(),
+                        eta_seconds(durations, len(ready) + len(in_flight), runner.capacity),
+                        force=True,
+                    )
     finally:
         if display:
             display.stop()

@@ -43,15 +43,21 @@ class GridCell:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "row": self.row, "dataset": self.dataset, "seed": self.seed, "fold": self.fold,
+            "row": self.row,
+            "dataset": self.dataset,
+            "seed": self.seed,
+            "fold": self.fold,
             "key": self.config.key if self.config else None,
             "config": self.config.to_dict() if self.config else None,
         }
         if self.source is not None:
             out.update(pruned_from=self.pruned_from, note=self.note)
         if self.result:
-            out.update(outcome=self.result.outcome.value, error=self.result.error,
-                       seconds=round(self.result.seconds, 3))
+            out.update(
+                outcome=self.result.outcome.value,
+                error=self.result.error,
+                seconds=round(self.result.seconds, 3),
+            )
         return out
 
 
@@ -63,13 +69,22 @@ class GridPlan:
     cells: list[GridCell]
 
 
-def choose_study(attention: AttentionStudy | str | None = None,
-                 study: StudyName | str | None = None,
-                 models: str | Sequence[str] | None = None,
-                 losses: str | Sequence[str] | None = None) -> Study:
+def choose_study(
+    attention: AttentionStudy | str | None = None,
+    study: StudyName | str | None = None,
+    models: str | Sequence[str] | None = None,
+    losses: str | Sequence[str] | None = None,
+) -> Study:
     """The one study the flags name: ``--attention``, ``--study`` or ``--models × --losses``."""
-    chosen = [flag for flag, value in (("--attention", attention), ("--study", study),
-                                        ("--models/--losses", models or losses)) if value]
+    chosen = [
+        flag
+        for flag, value in (
+            ("--attention", attention),
+            ("--study", study),
+            ("--models/--losses", models or losses),
+        )
+        if value
+    ]
     if len(chosen) != 1:
         raise FocalbenchError(
             "pick one grid: --attention se|ag, --study losses|focal-tversky|focusnet, "
@@ -125,26 +140,42 @@ def plan(
                 for row in rows:
                     index_of[row.label] = len(cells)
                     if row.pruned_from is not None:
-                        cells.append(GridCell(row.label, ds, seed, fold_index, None,
-                                              source=index_of[row.pruned_from]))
+                        cells.append(
+                            GridCell(
+                                row.label,
+                                ds,
+                                seed,
+                                fold_index,
+                                None,
+                                source=index_of[row.pruned_from],
+                            )
+                        )
                         continue
                     config = RunConfig(
-                        dataset=ds, model=row.model, loss=row.loss, protocol=protocol, seed=seed,
-                        fold=fold_index, epochs=opts.epochs,
+                        dataset=ds,
+                        model=row.model,
+                        loss=row.loss,
+                        protocol=protocol,
+                        seed=seed,
+                        fold=fold_index,
+                        epochs=opts.epochs,
                         model_params={**row.model_params, **model_params},
-                        loss_params=dict(loss_params), overrides=dict(overrides),
+                        loss_params=dict(loss_params),
+                        overrides=dict(overrides),
                     )
                     cells.append(GridCell(row.label, ds, seed, fold_index, config))
     if name is None:
-        fingerprint = json.dumps([c.config.to_dict() if c.config else c.source for c in cells],
-                                 sort_keys=True)
+        fingerprint = json.dumps(
+            [c.config.to_dict() if c.config else c.source for c in cells], sort_keys=True
+        )
         digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:8]
         name = f"{chosen.name}-{'+'.join(datasets)}-{protocol}-{digest}"
     return GridPlan(name, chosen.name, chosen.table, cells)
 
 
-def _folds(n_folds: int | None, only: str | int | Sequence[int] | None,
-           explicit: bool) -> list[int | None]:
+def _folds(
+    n_folds: int | None, only: str | int | Sequence[int] | None, explicit: bool
+) -> list[int | None]:
     """Fold indices to train: all ``n_folds`` of a k-fold study, or the ``--fold`` subset."""
     if explicit and (n_folds is None or n_folds < 2):
         raise FocalbenchError("--folds K needs K ≥ 2 (or leave it out for the fixed split)")
@@ -154,7 +185,8 @@ def _folds(n_folds: int | None, only: str | int | Sequence[int] | None,
     if not n_folds:
         raise FocalbenchError(
             "--fold picks folds of a k-fold study; this one has a fixed split "
-            "(add --folds K, or drop --fold)")
+            "(add --folds K, or drop --fold)"
+        )
     wrong = [f for f in chosen if not 0 <= f < n_folds]
     if wrong:
         raise FocalbenchError(f"--fold {wrong[0]}: the study has folds 0…{n_folds - 1}")

@@ -36,7 +36,6 @@ from focalbench.registry import Registry
 class StudyName(str, Enum):
     """The ``--study`` choices."""
 
-
     losses = "losses"
     focal_tversky = "focal-tversky"
     focusnet = "focusnet"
@@ -44,7 +43,6 @@ class StudyName(str, Enum):
 
 class AttentionStudy(str, Enum):
     """The ``--attention`` choices: paper 000's squeeze-and-excitation or attention-gate study."""
-
 
     se = "se"
     ag = "ag"
@@ -114,10 +112,15 @@ def _attention_rows(kind: AttentionStudy) -> Callable[[str], list[Row]]:
 def _loss_rows(dataset: str | None) -> list[Row]:
     ufl = _ufl(dataset)
     specs = [
-        ("DSC", "dice"), ("DSC + DPT", "dice+dpt"), ("DSC + FDPT", "dice+fdpt(eps=0.1)"),
-        ("DSC + CE", "dice_ce"), ("DSC + CE + DPT", "dice_ce+dpt"),
+        ("DSC", "dice"),
+        ("DSC + DPT", "dice+dpt"),
+        ("DSC + FDPT", "dice+fdpt(eps=0.1)"),
+        ("DSC + CE", "dice_ce"),
+        ("DSC + CE + DPT", "dice_ce+dpt"),
         ("DSC + CE + FDPT", "dice_ce+fdpt(eps=0.1)"),
-        ("UFL", ufl), ("UFL + DPT", f"{ufl}+dpt"), ("UFL + FDPT", f"{ufl}+fdpt(eps=0.1)"),
+        ("UFL", ufl),
+        ("UFL + DPT", f"{ufl}+dpt"),
+        ("UFL + FDPT", f"{ufl}+fdpt(eps=0.1)"),
     ]
     return [Row(label, "unet", spec) for label, spec in specs]
 
@@ -159,24 +162,50 @@ def _focusnet_rows(dataset: str | None) -> list[Row]:
 
 STUDIES: Registry[Study] = Registry("study")
 for _study in (
-    Study("attention-se", "paper 000 Table 3 (Focal SE)", "paper000",
-          _attention_rows(AttentionStudy.se), datasets="drive, dsb2018, cvc-clinicdb"),
-    Study("attention-ag", "paper 000 Table 4 (Focal AG)", "paper000",
-          _attention_rows(AttentionStudy.ag), datasets="drive, dsb2018, cvc-clinicdb"),
-    Study("losses", "paper 000 Table 2 (losses)", "paper000", _loss_rows,
-          datasets="drive, dsb2018, cvc-clinicdb"),
-    Study("focal-tversky", "paper 003 Tables 1-2 (5-fold)", "paper003", _focal_tversky_rows,
-          folds=5, datasets="bus, isic2018"),
-    Study("focusnet", "paper 002 Tables 1-3", "paper002", _focusnet_rows,
-          datasets="isic2018, dsb2018"),
+    Study(
+        "attention-se",
+        "paper 000 Table 3 (Focal SE)",
+        "paper000",
+        _attention_rows(AttentionStudy.se),
+        datasets="drive, dsb2018, cvc-clinicdb",
+    ),
+    Study(
+        "attention-ag",
+        "paper 000 Table 4 (Focal AG)",
+        "paper000",
+        _attention_rows(AttentionStudy.ag),
+        datasets="drive, dsb2018, cvc-clinicdb",
+    ),
+    Study(
+        "losses",
+        "paper 000 Table 2 (losses)",
+        "paper000",
+        _loss_rows,
+        datasets="drive, dsb2018, cvc-clinicdb",
+    ),
+    Study(
+        "focal-tversky",
+        "paper 003 Tables 1-2 (5-fold)",
+        "paper003",
+        _focal_tversky_rows,
+        folds=5,
+        datasets="bus, isic2018",
+    ),
+    Study(
+        "focusnet", "paper 002 Tables 1-3", "paper002", _focusnet_rows, datasets="isic2018, dsb2018"
+    ),
 ):
     STUDIES.add(_study.name, _study)
 
 
 def custom_study(models: Sequence[str], losses: Sequence[str]) -> Study:
     """The general form: every network × every loss, under paper 000's protocol by default."""
-    return Study("custom", "models × losses", "paper000",
-                 lambda _dataset: [Row(f"{m} + {lo}", m, lo) for m in models for lo in losses])
+    return Study(
+        "custom",
+        "models × losses",
+        "paper000",
+        lambda _dataset: [Row(f"{m} + {lo}", m, lo) for m in models for lo in losses],
+    )
 
 
 def studies_help() -> str:
@@ -184,12 +213,16 @@ def studies_help() -> str:
     lines = []
     for key in STUDIES.names():
         study = STUDIES.get(key)
-        flag = f"--attention {key.split('-')[1]}" if key.startswith("attention-") else f"--study {key}"
+        flag = (
+            f"--attention {key.split('-')[1]}" if key.startswith("attention-") else f"--study {key}"
+        )
         rows = "; ".join(
             f"{row.label} = {row.model + ' + ' + row.loss if row.model else 'the w0 = 0 run pruned at --threshold, then retrained'}"
             for row in study.rows(None)
         )
         folds = f", {study.folds} folds" if study.folds else ""
-        lines.append(f"{flag} → {study.table}{folds}; datasets {study.datasets}; protocol "
-                     f"{study.protocol}. Rows: {rows}.")
+        lines.append(
+            f"{flag} → {study.table}{folds}; datasets {study.datasets}; protocol "
+            f"{study.protocol}. Rows: {rows}."
+        )
     return "\n\n".join(lines)

@@ -23,6 +23,7 @@ class EdtBackend(str, Enum):
     TORCH = "torch"  # on the input's device (GPU)
     SCIPY = "scipy"  # scipy.ndimage on the CPU
 
+
 # Candidates examined at once by the row pass of the EDT (rows × width × width elements):
 # 2**25 float32 values = 128 MiB, enough to keep a GPU busy and small enough for a laptop.
 _CHUNK_ELEMENTS = 2**25

@@ -16,8 +16,8 @@ from typing import Any
 
 from torch import nn
 
-from focalbench.grammar import parse_loss_spec
 from focalbench.errors import FocalbenchError
+from focalbench.grammar import parse_loss_spec
 from focalbench.losses import modules as M
 from focalbench.registry import Registry
 
@@ -52,7 +52,14 @@ def _term(name: str, cls: type[M.Term]) -> None:
 
 _term("dice", M.Dice)
 _term("ce", M.CrossEntropy)
-LOSSES.add("dice_ce", LossEntry("Dice + cross-entropy, weights 1:1 (MIScnn dice_crossentropy)", "000", (M.Dice, M.CrossEntropy)))
+LOSSES.add(
+    "dice_ce",
+    LossEntry(
+        "Dice + cross-entropy, weights 1:1 (MIScnn dice_crossentropy)",
+        "000",
+        (M.Dice, M.CrossEntropy),
+    ),
+)
 _term("tversky", M.Tversky)
 _term("focal_tversky", M.FocalTversky)
 _term("focal", M.Focal)
@@ -73,12 +80,21 @@ LOSSES.add(
 )
 LOSSES.add(
     "all_hybrid",
-    LossEntry("ALL(HL): FocusNet++ hybrid loss in the adaptive log wrapper", "002", (M.Hybrid,), "adaptive_log", dict(_ALL_DEFAULTS)),
+    LossEntry(
+        "ALL(HL): FocusNet++ hybrid loss in the adaptive log wrapper",
+        "002",
+        (M.Hybrid,),
+        "adaptive_log",
+        dict(_ALL_DEFAULTS),
+    ),
 )
 LOSSES.add(
     "deep_supervision",
     LossEntry(
-        "focal Tversky on each side output + Tversky on the last (strided targets)", "003", (M.FocalTversky,), "deep_supervision"
+        "focal Tversky on each side output + Tversky on the last (strided targets)",
+        "003",
+        (M.FocalTversky,),
+        "deep_supervision",
     ),
 )
 
@@ -94,11 +110,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper003": {"dice": {"smooth": 1.0, "reduction": "batch", "classes": "fg"}},
 }
 
+
 def loss_presets() -> list[str]:
     return list(PRESETS)
 
 
-def loss_preset(protocol: str, settings: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+def loss_preset(
+    protocol: str, settings: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
     """The per-loss settings of a training protocol, with the dataset's UFL γ where the paper gives one.
 
     ``settings`` is ``datasets.paper_settings(dataset, protocol)``; its ``ufl_gamma`` (paper 000
@@ -112,7 +131,9 @@ def loss_preset(protocol: str, settings: Mapping[str, Any] | None = None) -> dic
     return preset
 
 
-def build_loss(spec: str, *, preset: str | Mapping[str, Mapping[str, Any]] | None = None, **params: Any) -> nn.Module:
+def build_loss(
+    spec: str, *, preset: str | Mapping[str, Mapping[str, Any]] | None = None, **params: Any
+) -> nn.Module:
     """Build a loss from a spec string; ``params`` go to every term that takes them.
 
     Precedence: term defaults < ``preset`` (a paper's name in :data:`PRESETS`, or a mapping
@@ -127,7 +148,9 @@ def build_loss(spec: str, *, preset: str | Mapping[str, Mapping[str, Any]] | Non
     """
     if isinstance(preset, str) and preset not in PRESETS:
         raise FocalbenchError(f"unknown loss preset {preset!r}; choose from: {', '.join(PRESETS)}")
-    presets: Mapping[str, Mapping[str, Any]] = PRESETS[preset] if isinstance(preset, str) else (preset or {})
+    presets: Mapping[str, Mapping[str, Any]] = (
+        PRESETS[preset] if isinstance(preset, str) else (preset or {})
+    )
     shared = dict(params)
     fdpt, fdpt_mode = shared.pop("fdpt", None), shared.pop("fdpt_mode", M.FdptMode.PIXEL_WEIGHT)
     spec_fdpt, spec_mode, terms = _boundary_terms(spec)
@@ -136,7 +159,9 @@ def build_loss(spec: str, *, preset: str | Mapping[str, Mapping[str, Any]] | Non
     entries = [(name, LOSSES.get(name), own) for name, own in terms]
     wrappers = [name for name, entry, _ in entries if entry.wraps]
     if wrappers and len(entries) > 1:
-        raise FocalbenchError(f"{wrappers[0]!r} wraps a whole loss and cannot be summed in {spec!r}; use it alone (plus dpt/fdpt)")
+        raise FocalbenchError(
+            f"{wrappers[0]!r} wraps a whole loss and cannot be summed in {spec!r}; use it alone (plus dpt/fdpt)"
+        )
     if wrappers:
         name, entry, own = entries[0]
         return _build_wrapper(name, entry, shared, own, presets, fdpt, fdpt_mode)
@@ -156,14 +181,20 @@ def _boundary_terms(spec: str) -> tuple[float | None, str | None, list[tuple[str
             rest.append((name, own))
             continue
         if fdpt is not None:
-            raise FocalbenchError(f"{spec!r} has more than one dpt/fdpt term; keep one, e.g. '+fdpt(eps=0.1)'")
+            raise FocalbenchError(
+                f"{spec!r} has more than one dpt/fdpt term; keep one, e.g. '+fdpt(eps=0.1)'"
+            )
         valid = {"eps", "mode"} if name == "fdpt" else {"mode"}
         unknown = sorted(set(own) - valid)
         if unknown:
-            raise FocalbenchError(f"{name} takes no parameter {unknown[0]!r}; valid: {', '.join(sorted(valid))}")
+            raise FocalbenchError(
+                f"{name} takes no parameter {unknown[0]!r}; valid: {', '.join(sorted(valid))}"
+            )
         fdpt, mode = own.get("eps", BOUNDARY_TERMS[name]), own.get("mode")
     if not rest:
-        raise FocalbenchError(f"{spec!r} has no loss term; write e.g. 'dice+fdpt(eps=0.1)'; losses: {', '.join(LOSSES.names())}")
+        raise FocalbenchError(
+            f"{spec!r} has no loss term; write e.g. 'dice+fdpt(eps=0.1)'; losses: {', '.join(LOSSES.names())}"
+        )
     return fdpt, mode, rest
 
 
@@ -172,7 +203,9 @@ def _check_names(where: str, given: dict[str, Any], accepted: list[dict[str, Any
     unknown = sorted(set(given) - valid)
     if unknown:
         listed = ", ".join(sorted(valid | {"fdpt", "fdpt_mode"}))
-        raise FocalbenchError(f"loss parameter {unknown[0]!r} is not taken by {where!r}; valid: {listed}")
+        raise FocalbenchError(
+            f"loss parameter {unknown[0]!r} is not taken by {where!r}; valid: {listed}"
+        )
 
 
 def _preset_of(term: type[M.Term], presets: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any]:
@@ -200,13 +233,18 @@ def _build_wrapper(
         _check_names(name, params, [entry.defaults()])
         side = _make_term(M.FocalTversky, {**_preset_of(M.FocalTversky, presets), **params})
         final = _make_term(M.Tversky, {**_preset_of(M.Tversky, presets), **params})
-        return M.DeepSupervision(M.Loss([side], fdpt=fdpt, fdpt_mode=fdpt_mode), M.Loss([final], fdpt=fdpt, fdpt_mode=fdpt_mode))
+        return M.DeepSupervision(
+            M.Loss([side], fdpt=fdpt, fdpt_mode=fdpt_mode),
+            M.Loss([final], fdpt=fdpt, fdpt_mode=fdpt_mode),
+        )
     params = {**shared, **own}
     wrapper = {k: params.pop(k) for k in list(params) if k in entry.own_defaults}
     inner_name = wrapper.pop("loss", "hybrid")
     inner = LOSSES.get(inner_name)
     if inner.wraps:
-        raise FocalbenchError(f"adaptive_log cannot wrap {inner_name!r}; choose a plain loss, e.g. loss=hybrid")
+        raise FocalbenchError(
+            f"adaptive_log cannot wrap {inner_name!r}; choose a plain loss, e.g. loss=hybrid"
+        )
     _check_names(name, params, [inner.defaults()])
     terms = [_make_term(term, {**_preset_of(term, presets), **params}) for term in inner.terms]
     return M.AdaptiveLog(M.Loss(terms, fdpt=fdpt, fdpt_mode=fdpt_mode), **wrapper)
@@ -219,5 +257,9 @@ def list_losses() -> list[str]:
 def loss_info(name: str) -> dict[str, Any]:
     """``{"name", "summary", "paper", "defaults"}`` for ``focalbench losses``."""
     entry = LOSSES.get(name)
-    return {"name": name, "summary": entry.summary, "paper": entry.paper, "defaults": entry.defaults()}
-
+    return {
+        "name": name,
+        "summary": entry.summary,
+        "paper": entry.paper,
+        "defaults": entry.defaults(),
+    }

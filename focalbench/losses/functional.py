@@ -103,11 +103,15 @@ def select_classes(per_class: Tensor, classes: Classes) -> Tensor:
 
 
 def dice_score(
-    probs: Tensor, targets: Tensor, smooth: float, reduction: Reduction, weight: Tensor | None = None
+    probs: Tensor,
+    targets: Tensor,
+    smooth: float,
+    reduction: Reduction,
+    weight: Tensor | None = None,
 ) -> Tensor:
     """Soft Dice per set and class, ``(B, 2)`` (spec §1; MIScnn ``dice_soft``)::
 
-        DSC_c = (2·TP_c + s) / (Σ_S Y_c + Σ_S P_c + s)
+    DSC_c = (2·TP_c + s) / (Σ_S Y_c + Σ_S P_c + s)
     """
     tp = _sum(_weighted(targets * probs, weight), reduction)
     total = _sum(_weighted(targets + probs, weight), reduction)
@@ -124,7 +128,9 @@ def dice_loss(
     weight: Tensor | None = None,
 ) -> Tensor:
     """``L_DSC = 1 − mean_c mean_n DSC_c`` (spec §1)."""
-    return 1.0 - select_classes(dice_score(probs, targets, smooth, reduction, weight), classes).mean()
+    return (
+        1.0 - select_classes(dice_score(probs, targets, smooth, reduction, weight), classes).mean()
+    )
 
 
 def tversky_index(
@@ -260,4 +266,6 @@ def adaptive_log(x: Tensor, *, threshold: float, scale: float, epsilon: float) -
     """
     magnitude = x.abs()
     offset = threshold - scale * math.log1p(threshold / epsilon)
-    return torch.where(magnitude < threshold, scale * torch.log1p(magnitude / epsilon), magnitude - offset)
+    return torch.where(
+        magnitude < threshold, scale * torch.log1p(magnitude / epsilon), magnitude - offset
+    )

@@ -60,15 +60,23 @@ class LossInputs:
         return self.log_probs.exp()
 
 
-def _in_range(name: str, value: object, low: float, high: float = float("inf"), *, open_low: bool = False) -> float:
+def _in_range(
+    name: str, value: object, low: float, high: float = float("inf"), *, open_low: bool = False
+) -> float:
     """``value`` as a float within its range, or a one-line :class:`FocalbenchError`."""
-    bracket = ("(" if open_low else "[") + f"{low:g}, " + ("∞)" if high == float("inf") else f"{high:g}]")
+    bracket = (
+        ("(" if open_low else "[") + f"{low:g}, " + ("∞)" if high == float("inf") else f"{high:g}]")
+    )
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise FocalbenchError(f"loss parameter {name}={value!r} is not a number; pass a value in {bracket}") from None
+        raise FocalbenchError(
+            f"loss parameter {name}={value!r} is not a number; pass a value in {bracket}"
+        ) from None
     if (number <= low if open_low else number < low) or number > high:
-        raise FocalbenchError(f"loss parameter {name}={number:g} is out of range {bracket}; pass a value in it")
+        raise FocalbenchError(
+            f"loss parameter {name}={number:g} is out of range {bracket}; pass a value in it"
+        )
     return number
 
 
@@ -77,7 +85,9 @@ def _option(enum: type, name: str, value: object):
         return enum(value)
     except ValueError:
         choices = ", ".join(member.value for member in enum)
-        raise FocalbenchError(f"loss parameter {name}={value!r} is not valid; choose from: {choices}") from None
+        raise FocalbenchError(
+            f"loss parameter {name}={value!r} is not valid; choose from: {choices}"
+        ) from None
 
 
 class Term(nn.Module):
@@ -103,7 +113,11 @@ class Term(nn.Module):
 
     def params(self) -> dict:
         """The effective parameters, as plain values (for run files and ``focalbench losses``)."""
-        return {k: (v.value if isinstance(v, Enum) else v) for k, v in vars(self).items() if not k.startswith("_") and k != "training"}
+        return {
+            k: (v.value if isinstance(v, Enum) else v)
+            for k, v in vars(self).items()
+            if not k.startswith("_") and k != "training"
+        }
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.params().items())
@@ -129,11 +143,24 @@ class Dice(RegionTerm):
     paper = "000 (001, 003 via preset)"
     summary = "soft Dice loss 1 − DSC"
 
-    def __init__(self, *, smooth: float = 1e-5, reduction: Reduction = Reduction.IMAGE, classes: Classes = Classes.BOTH) -> None:
+    def __init__(
+        self,
+        *,
+        smooth: float = 1e-5,
+        reduction: Reduction = Reduction.IMAGE,
+        classes: Classes = Classes.BOTH,
+    ) -> None:
         super().__init__(smooth=smooth, reduction=reduction, classes=classes)
 
     def compute(self, x: LossInputs) -> Tensor:
-        return Fn.dice_loss(x.probs, x.targets, smooth=self.smooth, reduction=self.reduction, classes=self.classes, weight=x.weight)
+        return Fn.dice_loss(
+            x.probs,
+            x.targets,
+            smooth=self.smooth,
+            reduction=self.reduction,
+            classes=self.classes,
+            weight=x.weight,
+        )
 
 
 class CrossEntropy(Term):
@@ -157,7 +184,9 @@ class BalancedCE(Term):
         self.omega = _in_range("omega", omega, 0.0, 1.0)
 
     def compute(self, x: LossInputs) -> Tensor:
-        return Fn.focal_cross_entropy(x.log_probs, x.targets, class_weight=(1.0 - self.omega, self.omega), weight=x.weight)
+        return Fn.focal_cross_entropy(
+            x.log_probs, x.targets, class_weight=(1.0 - self.omega, self.omega), weight=x.weight
+        )
 
 
 class Focal(Term):
@@ -176,7 +205,13 @@ class Focal(Term):
 
     def compute(self, x: LossInputs) -> Tensor:
         weights = (1.0, 1.0) if self.alpha is None else (1.0 - self.alpha, self.alpha)
-        return Fn.focal_cross_entropy(x.log_probs, x.targets, class_weight=weights, gamma=(self.gamma, self.gamma), weight=x.weight)
+        return Fn.focal_cross_entropy(
+            x.log_probs,
+            x.targets,
+            class_weight=weights,
+            gamma=(self.gamma, self.gamma),
+            weight=x.weight,
+        )
 
 
 class AsymFocal(Term):
@@ -197,7 +232,11 @@ class AsymFocal(Term):
 
     def compute(self, x: LossInputs) -> Tensor:
         return Fn.focal_cross_entropy(
-            x.log_probs, x.targets, class_weight=(1.0 - self.delta, self.delta), gamma=(self.gamma, 0.0), weight=x.weight
+            x.log_probs,
+            x.targets,
+            class_weight=(1.0 - self.delta, self.delta),
+            gamma=(self.gamma, 0.0),
+            weight=x.weight,
         )
 
 
@@ -329,10 +368,22 @@ class UnifiedFocal(Term):
         self.lam = _in_range("lam", lam, 0.0, 1.0)
         self.lambda_on = _option(LambdaOn, "lambda_on", lambda_on)
         self._af = AsymFocal(delta=delta, gamma=gamma)
-        self._aft = AsymFocalTversky(delta=delta, gamma=gamma, smooth=smooth, reduction=reduction, classes=classes, class_agg=class_agg)
+        self._aft = AsymFocalTversky(
+            delta=delta,
+            gamma=gamma,
+            smooth=smooth,
+            reduction=reduction,
+            classes=classes,
+            class_agg=class_agg,
+        )
 
     def params(self) -> dict:
-        return {"lam": self.lam, "lambda_on": self.lambda_on.value, **self._af.params(), **self._aft.params()}
+        return {
+            "lam": self.lam,
+            "lambda_on": self.lambda_on.value,
+            **self._af.params(),
+            **self._aft.params(),
+        }
 
     def compute(self, x: LossInputs) -> Tensor:
         on_af = self.lam if self.lambda_on is LambdaOn.AF else 1.0 - self.lam
@@ -374,7 +425,13 @@ class Loss(nn.Module):
     strided target and summed with weights 1, as Keras does for one loss on several outputs.
     """
 
-    def __init__(self, terms: list[Term], *, fdpt: float | None = None, fdpt_mode: FdptMode = FdptMode.PIXEL_WEIGHT) -> None:
+    def __init__(
+        self,
+        terms: list[Term],
+        *,
+        fdpt: float | None = None,
+        fdpt_mode: FdptMode = FdptMode.PIXEL_WEIGHT,
+    ) -> None:
         super().__init__()
         if not terms:
             raise ValueError("a Loss needs at least one term")
@@ -387,7 +444,11 @@ class Loss(nn.Module):
         return self.fdpt is not None
 
     def params(self) -> dict:
-        return {"fdpt": self.fdpt, "fdpt_mode": self.fdpt_mode.value, "terms": {type(t).__name__: t.params() for t in self.terms}}
+        return {
+            "fdpt": self.fdpt,
+            "fdpt_mode": self.fdpt_mode.value,
+            "terms": {type(t).__name__: t.params() for t in self.terms},
+        }
 
     def extra_repr(self) -> str:
         return f"fdpt={self.fdpt}, fdpt_mode={self.fdpt_mode.value}"
@@ -398,13 +459,19 @@ class Loss(nn.Module):
         targets = Fn.class_targets(target)
         if self.fdpt is None:
             return LossInputs(logits, targets)
-        distance = boundary.distance_map(target) if distance_map is None else distance_map.float().reshape(target.shape)
+        distance = (
+            boundary.distance_map(target)
+            if distance_map is None
+            else distance_map.float().reshape(target.shape)
+        )
         weight = boundary.fdpt_weight(distance, self.fdpt)
         if self.fdpt_mode is FdptMode.REPLACE_GT:
             return LossInputs(logits, targets * weight)
         return LossInputs(logits, targets, weight)
 
-    def forward(self, logits: Tensor | list[Tensor], target: Tensor, distance_map: Tensor | None = None) -> Tensor:
+    def forward(
+        self, logits: Tensor | list[Tensor], target: Tensor, distance_map: Tensor | None = None
+    ) -> Tensor:
         if isinstance(logits, (list, tuple)):
             return deep_supervised(self, self, logits, target, distance_map)
         with torch.autocast(logits.device.type, enabled=False):
@@ -420,12 +487,18 @@ def _as_target(target: Tensor, logits: Tensor) -> Tensor:
     if target.dim() == logits.dim() - 1:
         target = target.unsqueeze(1)
     if target.shape != logits.shape:
-        raise ValueError(f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
+        raise ValueError(
+            f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}"
+        )
     return target.float()
 
 
 def deep_supervised(
-    side: nn.Module, final: nn.Module, outputs: list[Tensor] | tuple[Tensor, ...], target: Tensor, distance_map: Tensor | None
+    side: nn.Module,
+    final: nn.Module,
+    outputs: list[Tensor] | tuple[Tensor, ...],
+    target: Tensor,
+    distance_map: Tensor | None,
 ) -> Tensor:
     """``Σ_k side(out_k, g↓s_k) + final(out_last, g)`` (spec §11).
 
@@ -440,7 +513,9 @@ def deep_supervised(
         stride = max(1, width // out.shape[-1])
         small = target[..., ::stride, ::stride]
         if small.shape[-2:] != out.shape[-2:]:
-            raise ValueError(f"side output {tuple(out.shape)} is not the target {tuple(target.shape)} subsampled by an integer stride")
+            raise ValueError(
+                f"side output {tuple(out.shape)} is not the target {tuple(target.shape)} subsampled by an integer stride"
+            )
         total = total + side(out, small)
     return total
 
@@ -448,7 +523,9 @@ def deep_supervised(
 class AdaptiveLog(nn.Module):
     """``ALL(loss)``, the adaptive logarithmic wrapper of FocusNet++ on the scalar batch loss (spec §10)."""
 
-    def __init__(self, inner: Loss, *, threshold: float = 0.1, scale: float = 10.0, epsilon: float = 0.5) -> None:
+    def __init__(
+        self, inner: Loss, *, threshold: float = 0.1, scale: float = 10.0, epsilon: float = 0.5
+    ) -> None:
         super().__init__()
         self.inner = inner
         self.threshold = _in_range("threshold", threshold, 0.0, open_low=True)
@@ -460,10 +537,22 @@ class AdaptiveLog(nn.Module):
         return self.inner.needs_distance_map
 
     def params(self) -> dict:
-        return {"threshold": self.threshold, "scale": self.scale, "epsilon": self.epsilon, "inner": self.inner.params()}
+        return {
+            "threshold": self.threshold,
+            "scale": self.scale,
+            "epsilon": self.epsilon,
+            "inner": self.inner.params(),
+        }
 
-    def forward(self, logits: Tensor | list[Tensor], target: Tensor, distance_map: Tensor | None = None) -> Tensor:
-        return Fn.adaptive_log(self.inner(logits, target, distance_map), threshold=self.threshold, scale=self.scale, epsilon=self.epsilon)
+    def forward(
+        self, logits: Tensor | list[Tensor], target: Tensor, distance_map: Tensor | None = None
+    ) -> Tensor:
+        return Fn.adaptive_log(
+            self.inner(logits, target, distance_map),
+            threshold=self.threshold,
+            scale=self.scale,
+            epsilon=self.epsilon,
+        )
 
 
 class DeepSupervision(nn.Module):
@@ -484,7 +573,9 @@ class DeepSupervision(nn.Module):
     def params(self) -> dict:
         return {"side": self.side.params(), "final": self.final.params()}
 
-    def forward(self, logits: Tensor | list[Tensor], target: Tensor, distance_map: Tensor | None = None) -> Tensor:
+    def forward(
+        self, logits: Tensor | list[Tensor], target: Tensor, distance_map: Tensor | None = None
+    ) -> Tensor:
         if isinstance(logits, (list, tuple)):
             return deep_supervised(self.side, self.final, logits, target, distance_map)
         return self.final(logits, target, distance_map)

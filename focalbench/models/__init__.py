@@ -11,7 +11,12 @@ logits with the full-resolution output last when ``model.deep_supervision`` is t
 
 from __future__ import annotations
 
-from focalbench.models.base import SegmentationNet, check_input_size, clamp_focal_weights_, focal_weights
+from focalbench.models.base import (
+    SegmentationNet,
+    check_input_size,
+    clamp_focal_weights_,
+    focal_weights,
+)
 from focalbench.models.zoo import (
     MODELS,
     ModelSpec,

@@ -48,17 +48,35 @@ class AbrahamUNet(SegmentationNet):
 
     size_multiple = 16
 
-    def __init__(self, in_channels: int = 3, width: int = 32, bn_eps: float = KERAS_BN_EPS, bn_momentum: float = KERAS_BN_MOMENTUM) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        width: int = 32,
+        bn_eps: float = KERAS_BN_EPS,
+        bn_momentum: float = KERAS_BN_MOMENTUM,
+    ) -> None:
         super().__init__()
         f = [width * 2**level for level in range(5)]
-        self.down = nn.ModuleList(unet_conv(cin, cout, bn_eps, bn_momentum) for cin, cout in zip([in_channels, *f[:3]], f[:4]))
+        self.down = nn.ModuleList(
+            unet_conv(cin, cout, bn_eps, bn_momentum)
+            for cin, cout in zip([in_channels, *f[:3]], f[:4], strict=False)
+        )
         self.pool = nn.MaxPool2d(2)
         self.center = unet_conv(f[3], f[4], bn=False)
-        self.ups = nn.ModuleList(nn.ConvTranspose2d(f[level + 1], f[level], 2, stride=2) for level in (3, 2, 1, 0))
-        self.up_blocks = nn.ModuleList(_relu_convs(2 * f[level], f[level], n) for level, n in zip((3, 2, 1, 0), DECODER_CONVS))
+        self.ups = nn.ModuleList(
+            nn.ConvTranspose2d(f[level + 1], f[level], 2, stride=2) for level in (3, 2, 1, 0)
+        )
+        self.up_blocks = nn.ModuleList(
+            _relu_convs(2 * f[level], f[level], n)
+            for level, n in zip((3, 2, 1, 0), DECODER_CONVS, strict=False)
+        )
         self.head = nn.Conv2d(f[0], 1, 1)
         init_weights_(self, InitScheme.XAVIER_NORMAL)
-        for module in (self.up_blocks[0], self.ups[1], self.head):  # no kernel_initializer in the code
+        for module in (
+            self.up_blocks[0],
+            self.ups[1],
+            self.head,
+        ):  # no kernel_initializer in the code
             init_weights_(module, InitScheme.XAVIER_UNIFORM)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,7 +87,7 @@ class AbrahamUNet(SegmentationNet):
             skips.append(x)
             x = self.pool(x)
         x = self.center(x)
-        for up, block, skip in zip(self.ups, self.up_blocks, reversed(skips)):
+        for up, block, skip in zip(self.ups, self.up_blocks, reversed(skips), strict=False):
             x = block(torch.cat([up(x), skip], dim=1))
         return self.head(x)
 
@@ -106,20 +124,26 @@ class AbrahamAttentionUNet(SegmentationNet):
         super().__init__()
         e, g, u = list(widths), list(gate_widths), list(up_widths)
         if (len(e), len(g), len(u)) != (5, 3, 4):
-            raise FocalbenchError(f"widths, gate_widths, up_widths need 5, 3 and 4 values (got {len(e)}, {len(g)}, {len(u)})")
+            raise FocalbenchError(
+                f"widths, gate_widths, up_widths need 5, 3 and 4 values (got {len(e)}, {len(g)}, {len(u)})"
+            )
         bn = {"bn_eps": bn_eps, "bn_momentum": bn_momentum}
-        self.down = nn.ModuleList(unet_conv(cin, cout, **bn) for cin, cout in zip([in_channels, *e[:3]], e[:4]))
+        self.down = nn.ModuleList(
+            unet_conv(cin, cout, **bn)
+            for cin, cout in zip([in_channels, *e[:3]], e[:4], strict=False)
+        )
         self.pool = nn.MaxPool2d(2)
         self.center = unet_conv(e[3], e[4], **bn)
         up1, up2, up3 = u[0] + e[3], u[1] + e[2], u[2] + e[1]
         self.ups = nn.ModuleList(
             nn.Sequential(ConvTranspose2dSame(cin, cout, 3, stride=2), nn.ReLU(inplace=True))
-            for cin, cout in zip((e[4], up1, up2, up3), u)
+            for cin, cout in zip((e[4], up1, up2, up3), u, strict=False)
         )
         # (skip, gating signal, F_int, θ-to-g size ratio) of gates 1..3; gate 3 reads up1 at 1/8
         shapes = [(e[3], e[4], g[0], 1), (e[2], up1, g[1], 1), (e[1], up1, g[2], 2)]
         self.gates = nn.ModuleList(
-            AttentionGate(x, gs, inter, GateForm.ABRAHAM, Norm.BATCH, g_stride=stride, **bn) for x, gs, inter, stride in shapes
+            AttentionGate(x, gs, inter, GateForm.ABRAHAM, Norm.BATCH, g_stride=stride, **bn)
+            for x, gs, inter, stride in shapes
         )
         for position, gate in enumerate(self.gates, start=1):
             gate.position = position

@@ -80,14 +80,18 @@ class ConvLSTMCell(nn.Module):
     def __init__(self, in_channels: int, hidden: int, kernel_size: int = 3) -> None:
         super().__init__()
         self.hidden = hidden
-        self.gates = nn.Conv2d(in_channels + hidden, 4 * hidden, kernel_size, padding=kernel_size // 2)
+        self.gates = nn.Conv2d(
+            in_channels + hidden, 4 * hidden, kernel_size, padding=kernel_size // 2
+        )
 
     @torch.no_grad()
     def init_forget_bias_(self, value: float = 1.0) -> None:
         """Forget-gate bias = 1, the other biases untouched (Keras ``unit_forget_bias=True``)."""
-        self.gates.bias[self.hidden:2 * self.hidden].fill_(value)
+        self.gates.bias[self.hidden : 2 * self.hidden].fill_(value)
 
-    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         h, c = state
         return convlstm_update(self.gates(torch.cat([x, h], dim=1)), c)
 
@@ -109,12 +113,18 @@ class BConvLSTM(nn.Module):
     (the paper's merge); ``backward``: ``Y = H←`` (the public code). ``Y`` has ``hidden`` channels.
     """
 
-    def __init__(self, in_channels: int, hidden: int, form: ConvLSTMForm = ConvLSTMForm.BIDIRECTIONAL) -> None:
+    def __init__(
+        self, in_channels: int, hidden: int, form: ConvLSTMForm = ConvLSTMForm.BIDIRECTIONAL
+    ) -> None:
         super().__init__()
         form = ConvLSTMForm(form)
         self.cell_backward = ConvLSTMCell(in_channels, hidden)
-        self.cell_forward = ConvLSTMCell(in_channels, hidden) if form is ConvLSTMForm.BIDIRECTIONAL else None
-        self.merge = nn.Conv2d(2 * hidden, hidden, 1) if form is ConvLSTMForm.BIDIRECTIONAL else None
+        self.cell_forward = (
+            ConvLSTMCell(in_channels, hidden) if form is ConvLSTMForm.BIDIRECTIONAL else None
+        )
+        self.merge = (
+            nn.Conv2d(2 * hidden, hidden, 1) if form is ConvLSTMForm.BIDIRECTIONAL else None
+        )
 
     def cells(self) -> list[ConvLSTMCell]:
         return [c for c in (self.cell_forward, self.cell_backward) if c is not None]
@@ -129,8 +139,12 @@ class BConvLSTM(nn.Module):
 
 def _double_conv(cin: int, cout: int) -> nn.Sequential:
     """Two conv3×3 (bias) + ReLU, no normalisation (the code's Keras ``Conv2D(activation='relu')``)."""
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True),
-                         nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.ReLU(inplace=True),
+    )
 
 
 class BCDUNet(SegmentationNet):
@@ -154,15 +168,22 @@ class BCDUNet(SegmentationNet):
     ) -> None:
         super().__init__()
         if width % 2:
-            raise FocalbenchError(f"BCDU-Net: width={width} must be even (each ConvLSTM direction has F_l/2 channels), e.g. --param model.width=32")
+            raise FocalbenchError(
+                f"BCDU-Net: width={width} must be even (each ConvLSTM direction has F_l/2 channels), e.g. --param model.width=32"
+            )
         if dense_blocks < 1:
-            raise FocalbenchError(f"BCDU-Net: dense_blocks={dense_blocks} must be >= 1 (the paper's variants are 1 and 3)")
+            raise FocalbenchError(
+                f"BCDU-Net: dense_blocks={dense_blocks} must be >= 1 (the paper's variants are 1 and 3)"
+            )
         self.depth = depth
         self.size_multiple = 2**depth
         widths = [width * 2**level for level in range(depth + 1)]
         bottom = widths[-1]
 
-        self.down = nn.ModuleList(_double_conv(cin, f) for cin, f in zip([in_channels, *widths[:-2]], widths[:-1]))
+        self.down = nn.ModuleList(
+            _double_conv(cin, f)
+            for cin, f in zip([in_channels, *widths[:-2]], widths[:-1], strict=False)
+        )
         self.pool = nn.MaxPool2d(2)
         self.skip_dropout = nn.Dropout(dropout)  # on the deepest skip only (the code's drop3)
         dense_inputs = [widths[-2], bottom] + [k * bottom for k in range(2, dense_blocks)]
@@ -173,10 +194,18 @@ class BCDUNet(SegmentationNet):
         self.up_blocks = nn.ModuleList()
         for level in reversed(range(depth)):
             f = widths[level]
-            self.ups.append(nn.Sequential(nn.ConvTranspose2d(widths[level + 1], f, 2, stride=2), batch_norm(f, bn_eps, bn_momentum), nn.ReLU(inplace=True)))
+            self.ups.append(
+                nn.Sequential(
+                    nn.ConvTranspose2d(widths[level + 1], f, 2, stride=2),
+                    batch_norm(f, bn_eps, bn_momentum),
+                    nn.ReLU(inplace=True),
+                )
+            )
             self.fuse.append(BConvLSTM(f, f // 2, convlstm))
             self.up_blocks.append(_double_conv(f // 2, f))
-        self.head = nn.Sequential(nn.Conv2d(widths[0], 2, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(2, 1, 1))
+        self.head = nn.Sequential(
+            nn.Conv2d(widths[0], 2, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(2, 1, 1)
+        )
         init_weights_(self, InitScheme.KAIMING_NORMAL)
         for fuse in self.fuse:
             for cell in fuse.cells():
@@ -194,6 +223,8 @@ class BCDUNet(SegmentationNet):
         for block in self.dense:
             x = self.dropout(block(torch.cat(outputs, dim=1) if outputs else x))
             outputs.insert(0, x)
-        for up, fuse, block, skip in zip(self.ups, self.fuse, self.up_blocks, reversed(skips)):
+        for up, fuse, block, skip in zip(
+            self.ups, self.fuse, self.up_blocks, reversed(skips), strict=False
+        ):
             x = block(fuse([skip, up(x)]))
         return self.head(x)

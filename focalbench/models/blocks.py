@@ -13,7 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from focalbench.models.keras import KERAS_BN_EPS, KERAS_BN_MOMENTUM, ConvTranspose2dSame, batch_norm, conv2d_same
+from focalbench.models.keras import (
+    KERAS_BN_EPS,
+    KERAS_BN_MOMENTUM,
+    ConvTranspose2dSame,
+    batch_norm,
+    conv2d_same,
+)
 
 FOCAL_EPS = 1e-7
 
@@ -41,7 +47,9 @@ class GateForm(str, Enum):
     ABRAHAM = "abraham"
 
 
-def make_norm(kind: Norm, channels: int, eps: float = KERAS_BN_EPS, momentum: float = KERAS_BN_MOMENTUM) -> nn.Module:
+def make_norm(
+    kind: Norm, channels: int, eps: float = KERAS_BN_EPS, momentum: float = KERAS_BN_MOMENTUM
+) -> nn.Module:
     """Instance or batch norm with ε = ``eps`` (Keras' 1e-3 by default) and, for batch norm, the
     running-statistics ``momentum`` in PyTorch's sense (Keras' 0.99 = 0.01 here)."""
     if Norm(kind) is Norm.INSTANCE:
@@ -85,15 +93,36 @@ def _focal(focal_init: float | None) -> FocalLayer | None:
 class ConvNormAct(nn.Sequential):
     """MIScnn order: conv3×3 (bias, 'same') → ReLU → norm (activation *before* norm, spec §1)."""
 
-    def __init__(self, cin: int, cout: int, norm: Norm, bn_eps: float = KERAS_BN_EPS, bn_momentum: float = KERAS_BN_MOMENTUM) -> None:
-        super().__init__(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True), make_norm(norm, cout, bn_eps, bn_momentum))
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        norm: Norm,
+        bn_eps: float = KERAS_BN_EPS,
+        bn_momentum: float = KERAS_BN_MOMENTUM,
+    ) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1),
+            nn.ReLU(inplace=True),
+            make_norm(norm, cout, bn_eps, bn_momentum),
+        )
 
 
 class DoubleConv(nn.Sequential):
     """Two :class:`ConvNormAct` — one U-Net level."""
 
-    def __init__(self, cin: int, cout: int, norm: Norm, bn_eps: float = KERAS_BN_EPS, bn_momentum: float = KERAS_BN_MOMENTUM) -> None:
-        super().__init__(ConvNormAct(cin, cout, norm, bn_eps, bn_momentum), ConvNormAct(cout, cout, norm, bn_eps, bn_momentum))
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        norm: Norm,
+        bn_eps: float = KERAS_BN_EPS,
+        bn_momentum: float = KERAS_BN_MOMENTUM,
+    ) -> None:
+        super().__init__(
+            ConvNormAct(cin, cout, norm, bn_eps, bn_momentum),
+            ConvNormAct(cout, cout, norm, bn_eps, bn_momentum),
+        )
 
 
 class RecurrentConv(nn.Module):
@@ -105,10 +134,20 @@ class RecurrentConv(nn.Module):
     conv-BN-ReLU. Shapes: (N, C, H, W) → (N, C, H, W).
     """
 
-    def __init__(self, channels: int, t: int = 2, bn_eps: float = KERAS_BN_EPS, bn_momentum: float = KERAS_BN_MOMENTUM) -> None:
+    def __init__(
+        self,
+        channels: int,
+        t: int = 2,
+        bn_eps: float = KERAS_BN_EPS,
+        bn_momentum: float = KERAS_BN_MOMENTUM,
+    ) -> None:
         super().__init__()
         self.t = t
-        self.f = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), batch_norm(channels, bn_eps, bn_momentum), nn.ReLU(inplace=True))
+        self.f = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1),
+            batch_norm(channels, bn_eps, bn_momentum),
+            nn.ReLU(inplace=True),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.f(x)
@@ -123,10 +162,19 @@ class RecurrentResidualBlock(nn.Module):
     The 1×1 conv gives the residual add matching channels; no activation after the add.
     """
 
-    def __init__(self, cin: int, cout: int, t: int = 2, bn_eps: float = KERAS_BN_EPS, bn_momentum: float = KERAS_BN_MOMENTUM) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        t: int = 2,
+        bn_eps: float = KERAS_BN_EPS,
+        bn_momentum: float = KERAS_BN_MOMENTUM,
+    ) -> None:
         super().__init__()
         self.project = nn.Conv2d(cin, cout, 1)
-        self.body = nn.Sequential(RecurrentConv(cout, t, bn_eps, bn_momentum), RecurrentConv(cout, t, bn_eps, bn_momentum))
+        self.body = nn.Sequential(
+            RecurrentConv(cout, t, bn_eps, bn_momentum), RecurrentConv(cout, t, bn_eps, bn_momentum)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = self.project(x)
@@ -143,7 +191,9 @@ class SqueezeExcitation(nn.Module):
 
     kind = "se"
 
-    def __init__(self, channels: int, reduction: int = 8, bias: bool = True, focal_init: float | None = None) -> None:
+    def __init__(
+        self, channels: int, reduction: int = 8, bias: bool = True, focal_init: float | None = None
+    ) -> None:
         super().__init__()
         hidden = max(1, channels // reduction)
         self.fc1 = nn.Conv2d(channels, hidden, 1, bias=bias)
@@ -199,7 +249,11 @@ class AttentionGate(nn.Module):
             phi_in = g_channels
         else:
             gate_out = inter_channels if form is GateForm.MISCNN else g_channels
-            self.gating = nn.Sequential(nn.Conv2d(g_channels, gate_out, 1), make_norm(norm, gate_out, bn_eps, bn_momentum), nn.ReLU(inplace=True))
+            self.gating = nn.Sequential(
+                nn.Conv2d(g_channels, gate_out, 1),
+                make_norm(norm, gate_out, bn_eps, bn_momentum),
+                nn.ReLU(inplace=True),
+            )
             # TF 'same' with stride 2 pads an even side only at the bottom/right, so θ's pixel i
             # is centred on skip pixels 2i..2i+1, the two the nearest up-sampling gives α_i to
             kernel = 3 if form is GateForm.MISCNN else 2
@@ -211,7 +265,9 @@ class AttentionGate(nn.Module):
             phi.append(ConvTranspose2dSame(inter_channels, inter_channels, 3, stride=g_stride))
         self.phi = nn.Sequential(*phi)
         self.psi = nn.Conv2d(inter_channels, 1, 1)
-        self.out = nn.Sequential(nn.Conv2d(x_channels, x_channels, 1), make_norm(norm, x_channels, bn_eps, bn_momentum))
+        self.out = nn.Sequential(
+            nn.Conv2d(x_channels, x_channels, 1), make_norm(norm, x_channels, bn_eps, bn_momentum)
+        )
         self.focal = _focal(focal_init)
         self.position: int | None = None
 

@@ -29,8 +29,15 @@ from torch import nn
 
 from focalbench.models.base import SegmentationNet
 from focalbench.models.blocks import InitScheme, SqueezeExcitation, init_weights_
-from focalbench.models.keras import KERAS_BN, BatchNormSettings, KERAS_BN_EPS, KERAS_BN_MOMENTUM, Conv2dSame, batch_norm, conv2d_same
-
+from focalbench.models.keras import (
+    KERAS_BN,
+    KERAS_BN_EPS,
+    KERAS_BN_MOMENTUM,
+    BatchNormSettings,
+    Conv2dSame,
+    batch_norm,
+    conv2d_same,
+)
 
 
 class PreActBlock(nn.Module):
@@ -41,14 +48,26 @@ class PreActBlock(nn.Module):
     shortcut is a 1×1 conv (with stride) when the shape changes; convs keep Keras' bias.
     """
 
-    def __init__(self, cin: int, cout: int, stride: int = 1, preact: bool = True, bn: BatchNormSettings = KERAS_BN) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        stride: int = 1,
+        preact: bool = True,
+        bn: BatchNormSettings = KERAS_BN,
+    ) -> None:
         super().__init__()
         lead: list[nn.Module] = [batch_norm(cin, *bn), nn.ReLU(inplace=True)] if preact else []
         self.body = nn.Sequential(
-            *lead, conv2d_same(cin, cout, 3, stride=stride),
-            batch_norm(cout, *bn), nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, padding=1),
+            *lead,
+            conv2d_same(cin, cout, 3, stride=stride),
+            batch_norm(cout, *bn),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1),
         )
-        self.shortcut = nn.Identity() if cin == cout and stride == 1 else nn.Conv2d(cin, cout, 1, stride=stride)
+        self.shortcut = (
+            nn.Identity() if cin == cout and stride == 1 else nn.Conv2d(cin, cout, 1, stride=stride)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x) + self.shortcut(x)
@@ -68,7 +87,11 @@ class UpStep(nn.Module):
     def __init__(self, cin: int, skip: int, cout: int, bn: BatchNormSettings) -> None:
         super().__init__()
         # TF 'same' for a 2×2 kernel pads one row/column at the bottom/right only
-        self.conv = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), Conv2dSame(cin, cout, 2), nn.ReLU(inplace=True))
+        self.conv = nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            Conv2dSame(cin, cout, 2),
+            nn.ReLU(inplace=True),
+        )
         self.block = _first(skip + cout, cout, bn)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -77,7 +100,11 @@ class UpStep(nn.Module):
 
 def _side(cin: int, width: int, scale: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Upsample(scale_factor=scale, mode="nearest"), nn.Conv2d(cin, width, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(width, 1, 1), nn.Sigmoid()
+        nn.Upsample(scale_factor=scale, mode="nearest"),
+        nn.Conv2d(cin, width, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(width, 1, 1),
+        nn.Sigmoid(),
     )
 
 
@@ -88,33 +115,65 @@ class FocusNet(SegmentationNet):
     size_multiple = 16
 
     def __init__(
-        self, in_channels: int = 3, width: int = 32, dropout: float = 0.2, se_reduction: int = 16,
-        bn_eps: float = KERAS_BN_EPS, bn_momentum: float = KERAS_BN_MOMENTUM,
+        self,
+        in_channels: int = 3,
+        width: int = 32,
+        dropout: float = 0.2,
+        se_reduction: int = 16,
+        bn_eps: float = KERAS_BN_EPS,
+        bn_momentum: float = KERAS_BN_MOMENTUM,
     ) -> None:
         super().__init__()
         bn = (bn_eps, bn_momentum)
         f = [width * 2**i for i in range(5)]  # 32, 64, 128, 256, 512
         # branch A: the focus (gating) encoder-decoder
-        self.a_stem = nn.Sequential(nn.Conv2d(in_channels, f[0], 3, padding=1, bias=False), batch_norm(f[0], *bn), nn.LeakyReLU(0.3, inplace=True))
-        self.a_down = nn.ModuleList(nn.Sequential(_down(c, bn), _first(c, 2 * c, bn)) for c in f[:3])
+        self.a_stem = nn.Sequential(
+            nn.Conv2d(in_channels, f[0], 3, padding=1, bias=False),
+            batch_norm(f[0], *bn),
+            nn.LeakyReLU(0.3, inplace=True),
+        )
+        self.a_down = nn.ModuleList(
+            nn.Sequential(_down(c, bn), _first(c, 2 * c, bn)) for c in f[:3]
+        )
         self.a_drop = nn.Dropout(dropout)
-        self.a_up = nn.ModuleList([UpStep(f[3], f[2], f[3], bn), UpStep(f[3], f[1], f[2], bn), UpStep(f[2], f[0], f[1], bn)])
+        self.a_up = nn.ModuleList(
+            [
+                UpStep(f[3], f[2], f[3], bn),
+                UpStep(f[3], f[1], f[2], bn),
+                UpStep(f[2], f[0], f[1], bn),
+            ]
+        )
         # branch B: the segmentation encoder, gated by σ(D_l) at levels 1..3
-        self.b_stem = nn.Sequential(nn.Conv2d(in_channels, f[1], 7, padding=3), batch_norm(f[1], *bn), nn.ReLU(inplace=True))
+        self.b_stem = nn.Sequential(
+            nn.Conv2d(in_channels, f[1], 7, padding=3), batch_norm(f[1], *bn), nn.ReLU(inplace=True)
+        )
         se = lambda c: SqueezeExcitation(c, se_reduction, bias=False)  # noqa: E731
         b_out = f[1:]
-        self.b_res = nn.ModuleList(_first(i, o, bn) for i, o in zip([f[1], *b_out[:-1]], b_out))
+        self.b_res = nn.ModuleList(
+            _first(i, o, bn) for i, o in zip([f[1], *b_out[:-1]], b_out, strict=False)
+        )
         self.b_se_in = nn.ModuleList(se(o) for o in b_out)
         self.b_se_out = nn.ModuleList(se(o) for o in b_out[:3])
         self.b_down = nn.ModuleList(_down(o, bn) for o in b_out)
         # skips are the stem and each level's down-sampled output (as coded), not the level-4 features
-        self.b_up = nn.ModuleList([
-            UpStep(f[4], f[3], f[3], bn), UpStep(f[3], f[2], f[2], bn), UpStep(f[2], f[1], f[1], bn), UpStep(f[1], f[1], f[0], bn),
-        ])
-        self.b_tail = nn.Sequential(_first(f[0], f[0] // 2, bn), _first(f[0] // 2, max(1, f[0] // 8), bn))
-        self.sides = nn.ModuleList([_side(f[3], f[0], 8), _side(f[2], f[0], 4), _side(f[1], f[0], 2)])
+        self.b_up = nn.ModuleList(
+            [
+                UpStep(f[4], f[3], f[3], bn),
+                UpStep(f[3], f[2], f[2], bn),
+                UpStep(f[2], f[1], f[1], bn),
+                UpStep(f[1], f[1], f[0], bn),
+            ]
+        )
+        self.b_tail = nn.Sequential(
+            _first(f[0], f[0] // 2, bn), _first(f[0] // 2, max(1, f[0] // 8), bn)
+        )
+        self.sides = nn.ModuleList(
+            [_side(f[3], f[0], 8), _side(f[2], f[0], 4), _side(f[1], f[0], 2)]
+        )
         self.side_full = nn.Sequential(nn.Conv2d(max(1, f[0] // 8), 1, 1), nn.Sigmoid())
-        self.fuse = nn.Sequential(nn.Conv2d(4, f[0], 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(f[0], 1, 1))
+        self.fuse = nn.Sequential(
+            nn.Conv2d(4, f[0], 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(f[0], 1, 1)
+        )
         init_weights_(self, InitScheme.KAIMING_NORMAL)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,22 +183,26 @@ class FocusNet(SegmentationNet):
             a.append(down(a[-1]))
         d = self.a_drop(a[-1])
         gates = []  # D_3 (1/4), D_2 (1/2), D_1 (full)
-        for up, skip in zip(self.a_up, reversed(a[:-1])):
+        for up, skip in zip(self.a_up, reversed(a[:-1]), strict=False):
             d = up(d, skip)
             gates.append(d)
         gates.reverse()  # D_1, D_2, D_3
 
         b = self.b_stem(x)
         skips = [b]
-        for level, (res, se_in, down) in enumerate(zip(self.b_res, self.b_se_in, self.b_down)):
+        for level, (res, se_in, down) in enumerate(
+            zip(self.b_res, self.b_se_in, self.b_down, strict=False)
+        ):
             b = se_in(res(b))
             if level < 3:
-                b = self.b_se_out[level](b * torch.sigmoid(gates[level]))  # eq. 3: A_l = F_l(x)·σ(D_l)
+                b = self.b_se_out[level](
+                    b * torch.sigmoid(gates[level])
+                )  # eq. 3: A_l = F_l(x)·σ(D_l)
             b = down(b)
             skips.append(b)
         b = skips.pop()
         side_maps = []
-        for step, (up, skip) in enumerate(zip(self.b_up, reversed(skips))):
+        for step, (up, skip) in enumerate(zip(self.b_up, reversed(skips), strict=False)):
             b = up(b, skip)
             if step < 3:
                 side_maps.append(self.sides[step](b))

@@ -30,7 +30,13 @@ from torch import nn
 from focalbench.errors import FocalbenchError
 from focalbench.models.base import SegmentationNet
 from focalbench.models.blocks import InitScheme, SqueezeExcitation, init_weights_
-from focalbench.models.keras import KERAS_BN, BatchNormSettings, KERAS_BN_EPS, KERAS_BN_MOMENTUM, batch_norm
+from focalbench.models.keras import (
+    KERAS_BN,
+    KERAS_BN_EPS,
+    KERAS_BN_MOMENTUM,
+    BatchNormSettings,
+    batch_norm,
+)
 
 LEAK = 0.3  # Keras LeakyReLU's default slope, used by the authors' code
 
@@ -50,12 +56,24 @@ class Head(str, Enum):
     PAPER = "paper"
 
 
-def _bn_act_conv(cin: int, cout: int, k: int = 3, bn: BatchNormSettings = KERAS_BN) -> list[nn.Module]:
-    return [batch_norm(cin, *bn), nn.LeakyReLU(LEAK, inplace=True), nn.Conv2d(cin, cout, k, padding=k // 2)]
+def _bn_act_conv(
+    cin: int, cout: int, k: int = 3, bn: BatchNormSettings = KERAS_BN
+) -> list[nn.Module]:
+    return [
+        batch_norm(cin, *bn),
+        nn.LeakyReLU(LEAK, inplace=True),
+        nn.Conv2d(cin, cout, k, padding=k // 2),
+    ]
 
 
-def _conv_bn_act(cin: int, cout: int, k: int = 1, bn: BatchNormSettings = KERAS_BN) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2), batch_norm(cout, *bn), nn.LeakyReLU(LEAK, inplace=True))
+def _conv_bn_act(
+    cin: int, cout: int, k: int = 1, bn: BatchNormSettings = KERAS_BN
+) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, padding=k // 2),
+        batch_norm(cout, *bn),
+        nn.LeakyReLU(LEAK, inplace=True),
+    )
 
 
 class ResGANet(nn.Module):
@@ -72,21 +90,42 @@ class ResGANet(nn.Module):
     right"). ``se=False`` (the code's ``residual_block``) leaves out the SE block.
     """
 
-    def __init__(self, cin: int, cout: int, se_reduction: int = 16, se: bool = True, bn: BatchNormSettings = KERAS_BN) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        se_reduction: int = 16,
+        se: bool = True,
+        bn: BatchNormSettings = KERAS_BN,
+    ) -> None:
         super().__init__()
         if cin % 4:
-            raise FocalbenchError(f"ResGANet splits {cin} channels into 4 groups: every level width must be divisible by 4 (e.g. --param model.widths=[48,96,156,256,512])")
+            raise FocalbenchError(
+                f"ResGANet splits {cin} channels into 4 groups: every level width must be divisible by 4 (e.g. --param model.widths=[48,96,156,256,512])"
+            )
         d = cin // 4
         self.split = nn.Conv2d(cin, cin, 1)
         self.attend = nn.ModuleList(
-            nn.Sequential(*_bn_act_conv(d, d, bn=bn), *_bn_act_conv(d, d, bn=bn), nn.Conv2d(d, d, 1), nn.Sigmoid()) for _ in range(2)
+            nn.Sequential(
+                *_bn_act_conv(d, d, bn=bn),
+                *_bn_act_conv(d, d, bn=bn),
+                nn.Conv2d(d, d, 1),
+                nn.Sigmoid(),
+            )
+            for _ in range(2)
         )
         self.feature_skip = nn.ModuleList(_conv_bn_act(d, d, bn=bn) for _ in range(2))
-        self.feature = nn.ModuleList(nn.Sequential(*_bn_act_conv(d, d, bn=bn), *_bn_act_conv(d, d, bn=bn)) for _ in range(2))
+        self.feature = nn.ModuleList(
+            nn.Sequential(*_bn_act_conv(d, d, bn=bn), *_bn_act_conv(d, d, bn=bn)) for _ in range(2)
+        )
         self.expand = nn.ModuleList(_conv_bn_act(d, 2 * d, bn=bn) for _ in range(2))
         self.merge = nn.Sequential(nn.Conv2d(4 * d, cout, 1), batch_norm(cout, *bn))
         self.se = SqueezeExcitation(cout, se_reduction, bias=True) if se else nn.Identity()
-        self.shortcut = nn.Identity() if cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1), batch_norm(cout, *bn))
+        self.shortcut = (
+            nn.Identity()
+            if cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1), batch_norm(cout, *bn))
+        )
         self.act = nn.LeakyReLU(LEAK)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,7 +176,9 @@ class FocusNetPP(SegmentationNet):
     ) -> None:
         super().__init__()
         if len(blocks) != 5 or min(blocks) < 1:
-            raise FocalbenchError(f"blocks needs 5 counts >= 1 (4 encoder levels + bottleneck), got {list(blocks)}")
+            raise FocalbenchError(
+                f"blocks needs 5 counts >= 1 (4 encoder levels + bottleneck), got {list(blocks)}"
+            )
         f = list(widths)
         if len(f) != 5:
             raise FocalbenchError(f"widths needs 5 values (4 encoder levels + bottleneck), got {f}")
@@ -145,30 +186,53 @@ class FocusNetPP(SegmentationNet):
         bn = (bn_eps, bn_momentum)
         block = {"se_reduction": se_reduction, "se": se, "bn": bn}
         self.stem = nn.Conv2d(in_channels, stem, 5, padding=2)
-        self.encoder = nn.ModuleList(_stage(cin, cout, n, block) for cin, cout, n in zip([stem, *f[:3]], f[:4], blocks[:4]))
+        self.encoder = nn.ModuleList(
+            _stage(cin, cout, n, block)
+            for cin, cout, n in zip([stem, *f[:3]], f[:4], blocks[:4], strict=False)
+        )
         self.pool = nn.MaxPool2d(2)
         self.bottleneck = nn.Sequential(_stage(f[3], f[4], blocks[4], block), nn.Dropout(dropout))
         # "repeat the values ... and let convolutions learn them": nearest ×2, then a ResGANet
         self.up = nn.ModuleList(
             nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), ResGANet(cin, cout, **block))
-            for cin, cout in zip(f[:0:-1], f[-2::-1])
+            for cin, cout in zip(f[:0:-1], f[-2::-1], strict=False)
         )
         if Head(head) is Head.CODE:
             # the code's last decoder conv is already the head's first: conv3×3(16), then 9, 3
             merge_widths, side_widths, fuse_width = [*f[-2:0:-1], 16], (128, 64, 32), 32
-            full = nn.Sequential(nn.Conv2d(16, 9, 3, padding=1), nn.ReLU(inplace=True),
-                                 nn.Conv2d(9, 3, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(3, 1, 1), nn.Sigmoid())
+            full = nn.Sequential(
+                nn.Conv2d(16, 9, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(9, 3, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(3, 1, 1),
+                nn.Sigmoid(),
+            )
         else:
             merge_widths, side_widths, fuse_width = f[-2::-1], (4 * f[0], 2 * f[0], f[0]), f[0]
-            full = nn.Sequential(_conv_bn_act(f[0], max(1, f[0] // 2), bn=bn), nn.Conv2d(max(1, f[0] // 2), 1, 1), nn.Sigmoid())
+            full = nn.Sequential(
+                _conv_bn_act(f[0], max(1, f[0] // 2), bn=bn),
+                nn.Conv2d(max(1, f[0] // 2), 1, 1),
+                nn.Sigmoid(),
+            )
         self.merge = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True)) for cin, cout in zip(f[-2::-1], merge_widths)
+            nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True))
+            for cin, cout in zip(f[-2::-1], merge_widths, strict=False)
         )
-        self.sides = nn.ModuleList([
-            *(nn.Sequential(nn.Upsample(scale_factor=2**i, mode="nearest"), _conv_bn_act(c, s, bn=bn), nn.Conv2d(s, 1, 1), nn.Sigmoid())
-              for i, c, s in zip((3, 2, 1), f[-2:0:-1], side_widths)),
-            full,
-        ])
+        self.sides = nn.ModuleList(
+            [
+                *(
+                    nn.Sequential(
+                        nn.Upsample(scale_factor=2**i, mode="nearest"),
+                        _conv_bn_act(c, s, bn=bn),
+                        nn.Conv2d(s, 1, 1),
+                        nn.Sigmoid(),
+                    )
+                    for i, c, s in zip((3, 2, 1), f[-2:0:-1], side_widths, strict=False)
+                ),
+                full,
+            ]
+        )
         self.fuse = nn.Sequential(_conv_bn_act(4, fuse_width, bn=bn), nn.Conv2d(fuse_width, 1, 1))
         init_weights_(self, InitScheme.XAVIER_UNIFORM)
 
@@ -181,7 +245,9 @@ class FocusNetPP(SegmentationNet):
             skips.append(x)
         x = self.bottleneck(self.pool(x))
         side_maps = []
-        for up, merge, side, skip in zip(self.up, self.merge, self.sides, reversed(skips)):
+        for up, merge, side, skip in zip(
+            self.up, self.merge, self.sides, reversed(skips), strict=False
+        ):
             x = merge(up(x) + skip)
             side_maps.append(side(x))
         return self.fuse(torch.cat(side_maps, dim=1))

@@ -51,8 +51,17 @@ class Conv2dSame(nn.Conv2d):
     Parameters and state-dict keys are those of ``nn.Conv2d``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, bias: bool = True) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=bias)
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        bias: bool = True,
+    ) -> None:
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=bias
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
@@ -68,26 +77,43 @@ class ConvTranspose2dSame(nn.ConvTranspose2d):
     'same' padding of the convolution it transposes. Needs ``k ≥ s`` (every network here).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, bias: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        bias: bool = True,
+    ) -> None:
         if kernel_size < stride:
-            raise ValueError(f"ConvTranspose2dSame needs kernel_size >= stride (got {kernel_size} < {stride})")
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=bias)
+            raise ValueError(
+                f"ConvTranspose2dSame needs kernel_size >= stride (got {kernel_size} < {stride})"
+            )
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=bias
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.conv_transpose2d(x, self.weight, self.bias, self.stride)
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         top, left = (kh - sh) // 2, (kw - sw) // 2
-        return y[..., top:top + x.shape[-2] * sh, left:left + x.shape[-1] * sw]
+        return y[..., top : top + x.shape[-2] * sh, left : left + x.shape[-1] * sw]
 
 
-def conv2d_same(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
+def conv2d_same(
+    in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, bias: bool = True
+) -> nn.Conv2d:
     """A conv with Keras' ``padding='same'``: plain ``nn.Conv2d(padding=k // 2)`` for an odd kernel
     at stride 1 (symmetric, both conventions agree), :class:`Conv2dSame` otherwise."""
     if stride == 1 and kernel_size % 2 == 1:
-        return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
+        return nn.Conv2d(
+            in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias
+        )
     return Conv2dSame(in_channels, out_channels, kernel_size, stride=stride, bias=bias)
 
 
-def batch_norm(channels: int, eps: float = KERAS_BN_EPS, momentum: float = KERAS_BN_MOMENTUM) -> nn.BatchNorm2d:
+def batch_norm(
+    channels: int, eps: float = KERAS_BN_EPS, momentum: float = KERAS_BN_MOMENTUM
+) -> nn.BatchNorm2d:
     """``nn.BatchNorm2d`` with Keras' defaults unless told otherwise (``momentum`` in PyTorch's sense)."""
     return nn.BatchNorm2d(channels, eps=eps, momentum=momentum)

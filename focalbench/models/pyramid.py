@@ -45,7 +45,13 @@ class GateSource(str, Enum):
     UP2 = "up2"
 
 
-def unet_conv(cin: int, cout: int, bn_eps: float = KERAS_BN_EPS, bn_momentum: float = KERAS_BN_MOMENTUM, bn: bool = True) -> nn.Sequential:
+def unet_conv(
+    cin: int,
+    cout: int,
+    bn_eps: float = KERAS_BN_EPS,
+    bn_momentum: float = KERAS_BN_MOMENTUM,
+    bn: bool = True,
+) -> nn.Sequential:
     """The code's ``UnetConv2D``: [conv3×3(F) → BN → ReLU] × 2 (``bn=False``: conv → ReLU × 2)."""
     layers: list[nn.Module] = []
     for c in (cin, cout):
@@ -85,23 +91,39 @@ class PyramidAttentionUNet(SegmentationNet):
         self.gate3_source = GateSource(gate3_source)
         self.conv1 = unet_conv(in_channels, c(32), **bn)
         self.side_in = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(in_channels, c(n), 3, padding=1), nn.ReLU(inplace=True)) for n in (64, 128, 256)
+            nn.Sequential(nn.Conv2d(in_channels, c(n), 3, padding=1), nn.ReLU(inplace=True))
+            for n in (64, 128, 256)
         )
-        self.enc = nn.ModuleList([
-            unet_conv(c(64) + c(32), c(64), **bn),
-            unet_conv(c(128) + c(64), c(128), **bn),
-            unet_conv(c(256) + c(128), c(64), **bn),
-        ])
+        self.enc = nn.ModuleList(
+            [
+                unet_conv(c(64) + c(32), c(64), **bn),
+                unet_conv(c(128) + c(64), c(128), **bn),
+                unet_conv(c(256) + c(128), c(64), **bn),
+            ]
+        )
         self.center = unet_conv(c(64), c(512), **bn)
-        self.up = nn.ModuleList([_up(c(512), c(32)), _up(c(32) + c(64), c(64)), _up(c(64) + c(128), c(32)), _up(c(32) + c(64), c(32))])
+        self.up = nn.ModuleList(
+            [
+                _up(c(512), c(32)),
+                _up(c(32) + c(64), c(64)),
+                _up(c(64) + c(128), c(32)),
+                _up(c(32) + c(64), c(32)),
+            ]
+        )
         up1, up2 = c(32) + c(64), c(64) + c(128)
         # (skip channels, gating channels, F_int, θ-to-g size ratio) of gates 1..3
-        gate3 = (c(64), up1, c(32), 2) if self.gate3_source is GateSource.UP1 else (c(64), up2, c(32), 1)
+        gate3 = (
+            (c(64), up1, c(32), 2)
+            if self.gate3_source is GateSource.UP1
+            else (c(64), up2, c(32), 1)
+        )
         gate_shapes = [(c(64), c(512), c(128), 1), (c(128), up1, c(64), 1), gate3]
         self.gates = nn.ModuleDict()
         for p in resolve_positions(positions, 3, "attention-gate"):
             x_ch, g_ch, inter, stride = gate_shapes[p - 1]
-            gate = AttentionGate(x_ch, g_ch, inter, GateForm.ABRAHAM, Norm.BATCH, focal_init, g_stride=stride, **bn)
+            gate = AttentionGate(
+                x_ch, g_ch, inter, GateForm.ABRAHAM, Norm.BATCH, focal_init, g_stride=stride, **bn
+            )
             gate.position = p
             self.gates[f"ag{p}"] = gate
         self.side_out = nn.ModuleList(
@@ -112,7 +134,11 @@ class PyramidAttentionUNet(SegmentationNet):
         # Keras' Glorot-uniform default where the code names no kernel_initializer: the pyramid
         # input convs, the gates' θ, φ, ψ and output convs, and the four 1×1 output convs
         uniform = [*self.side_in, *(head[1] for head in self.side_out)]
-        uniform += [part for gate in self.gates.values() for part in (gate.theta, gate.phi, gate.psi, gate.out)]
+        uniform += [
+            part
+            for gate in self.gates.values()
+            for part in (gate.theta, gate.phi, gate.psi, gate.out)
+        ]
         for module in uniform:
             init_weights_(module, InitScheme.XAVIER_UNIFORM)
 
@@ -127,7 +153,7 @@ class PyramidAttentionUNet(SegmentationNet):
         self.check_input(x)
         skips = [self.conv1(x)]
         scaled = x
-        for side, enc in zip(self.side_in, self.enc):
+        for side, enc in zip(self.side_in, self.enc, strict=False):
             scaled = F.avg_pool2d(scaled, 2)
             skips.append(enc(torch.cat([side(scaled), F.max_pool2d(skips[-1], 2)], dim=1)))
         conv1, conv2, conv3, conv4 = skips
@@ -137,4 +163,4 @@ class PyramidAttentionUNet(SegmentationNet):
         g3 = up1 if self.gate3_source is GateSource.UP1 else up2
         up3 = torch.cat([self.up[2](up2), self._gate(3, conv2, g3)], dim=1)
         up4 = torch.cat([self.up[3](up3), conv1], dim=1)
-        return [head(u) for head, u in zip(self.side_out, (up1, up2, up3, up4))]
+        return [head(u) for head, u in zip(self.side_out, (up1, up2, up3, up4), strict=False)]

@@ -33,19 +33,33 @@ class SmpNet(SegmentationNet):
     smp keeps the unused stages of a shallower encoder as dead parameters.
     """
 
-    def __init__(self, in_channels: int = 3, arch: SmpArch = SmpArch.UNET, encoder: str = "resnet34",
-                 encoder_weights: str | None = None, **smp_kwargs: Any) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        arch: SmpArch = SmpArch.UNET,
+        encoder: str = "resnet34",
+        encoder_weights: str | None = None,
+        **smp_kwargs: Any,
+    ) -> None:
         super().__init__()
         import segmentation_models_pytorch as smp
 
         arch = SmpArch(arch)
         try:
-            self.net = smp.create_model(arch.value, encoder_name=encoder, encoder_weights=None,
-                                        in_channels=in_channels, classes=1, **smp_kwargs)
+            self.net = smp.create_model(
+                arch.value,
+                encoder_name=encoder,
+                encoder_weights=None,
+                in_channels=in_channels,
+                classes=1,
+                **smp_kwargs,
+            )
         except KeyError as exc:
             # smp lists every encoder in its message; keep the user's line short
-            raise FocalbenchError(f"unknown smp encoder {encoder!r}; e.g. resnet18, resnet34, efficientnet-b0, mobilenet_v2 "
-                                  "(see segmentation_models_pytorch.encoders.get_encoder_names())") from exc
+            raise FocalbenchError(
+                f"unknown smp encoder {encoder!r}; e.g. resnet18, resnet34, efficientnet-b0, mobilenet_v2 "
+                "(see segmentation_models_pytorch.encoders.get_encoder_names())"
+            ) from exc
         self.size_multiple = int(self.net.encoder.output_stride)
         if encoder_weights is not None:
             load_encoder_weights(self.net.encoder, encoder, encoder_weights)

@@ -63,7 +63,9 @@ def resolve_positions(positions: Sequence[int] | None, count: int, what: str) ->
     chosen = sorted({int(p) for p in positions})
     bad = [p for p in chosen if not 1 <= p <= count]
     if bad:
-        raise FocalbenchError(f"{what} positions {bad} do not exist; choose from 1..{count} (e.g. --param model.positions=[2,6,9])")
+        raise FocalbenchError(
+            f"{what} positions {bad} do not exist; choose from 1..{count} (e.g. --param model.positions=[2,6,9])"
+        )
     return chosen
 
 
@@ -101,9 +103,13 @@ class UNet(SegmentationNet):
         super().__init__()
         attention, block = Attention(attention), Block(block)
         if depth < 1 or width < 1:
-            raise FocalbenchError(f"U-Net needs depth >= 1 and width >= 1 (got depth={depth}, width={width})")
+            raise FocalbenchError(
+                f"U-Net needs depth >= 1 and width >= 1 (got depth={depth}, width={width})"
+            )
         if isinstance(recurrence, bool) or not isinstance(recurrence, int) or recurrence < 0:
-            raise FocalbenchError(f"recurrence={recurrence!r} must be an integer >= 0 (the RCL's unrolled steps t; R2U-Net uses 2)")
+            raise FocalbenchError(
+                f"recurrence={recurrence!r} must be an integer >= 0 (the RCL's unrolled steps t; R2U-Net uses 2)"
+            )
 
         def make_block(cin: int, cout: int) -> nn.Module:
             if block is Block.RECURRENT_RESIDUAL:
@@ -111,7 +117,9 @@ class UNet(SegmentationNet):
             return DoubleConv(cin, cout, norm, bn_eps, bn_momentum)
 
         if attention is Attention.NONE and (positions is not None or focal_init is not None):
-            raise FocalbenchError("positions/focal_init need an attention network: use use-net, attention-unet or their focal- variants")
+            raise FocalbenchError(
+                "positions/focal_init need an attention network: use use-net, attention-unet or their focal- variants"
+            )
         self.depth = depth
         self.size_multiple = 2**depth
         widths = [width * 2**level for level in range(depth + 1)]
@@ -136,11 +144,28 @@ class UNet(SegmentationNet):
             # position p sits after the double conv of flow step p: encoder, bottleneck, decoder
             flow_widths = widths + widths[-2::-1]
             for p in resolve_positions(positions, 2 * depth + 1, "SE"):
-                self._add(SqueezeExcitation(flow_widths[p - 1], se_reduction, bias=True, focal_init=focal_init), p)
+                self._add(
+                    SqueezeExcitation(
+                        flow_widths[p - 1], se_reduction, bias=True, focal_init=focal_init
+                    ),
+                    p,
+                )
         elif attention is Attention.AG:
             for p in resolve_positions(positions, depth, "attention-gate"):
                 f = widths[depth - p]
-                self._add(AttentionGate(f, 2 * f, f, gate_form, norm, focal_init, bn_eps=bn_eps, bn_momentum=bn_momentum), p)
+                self._add(
+                    AttentionGate(
+                        f,
+                        2 * f,
+                        f,
+                        gate_form,
+                        norm,
+                        focal_init,
+                        bn_eps=bn_eps,
+                        bn_momentum=bn_momentum,
+                    ),
+                    p,
+                )
         init_weights_(self, InitScheme.XAVIER_UNIFORM)
 
     def _add(self, module: nn.Module, position: int) -> None:
@@ -162,7 +187,7 @@ class UNet(SegmentationNet):
             skips.append(x)
             x = self.pool(x)
         x = self._se(self.bottom(x), self.depth + 1)
-        for step, (up, block) in enumerate(zip(self.ups, self.up_blocks), start=1):
+        for step, (up, block) in enumerate(zip(self.ups, self.up_blocks, strict=False), start=1):
             skip = skips[self.depth - step]
             gate = f"ag{step}"
             if gate in self.attention:

@@ -26,8 +26,14 @@ LEVELS = 5  # Nest_Net's nb_filter has five entries: 4 down-samplings
 
 
 def _unit(cin: int, cout: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ELU(inplace=True), nn.Dropout(dropout),
-                         nn.Conv2d(cout, cout, 3, padding=1), nn.ELU(inplace=True), nn.Dropout(dropout))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1),
+        nn.ELU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Conv2d(cout, cout, 3, padding=1),
+        nn.ELU(inplace=True),
+        nn.Dropout(dropout),
+    )
 
 
 class UNetPlusPlus(SegmentationNet):
@@ -38,14 +44,20 @@ class UNetPlusPlus(SegmentationNet):
     def __init__(self, in_channels: int = 3, width: int = 32, dropout: float = 0.5) -> None:
         super().__init__()
         f = [width * 2**i for i in range(LEVELS)]
-        self.encoder = nn.ModuleList(_unit(cin, cout, dropout) for cin, cout in zip([in_channels, *f[:-1]], f))
+        self.encoder = nn.ModuleList(
+            _unit(cin, cout, dropout) for cin, cout in zip([in_channels, *f[:-1]], f, strict=False)
+        )
         self.pool = nn.MaxPool2d(2)
         # nodes[i][j - 1] is X_{i,j}; ups[i][j - 1] up-samples X_{i+1,j-1} for it
         self.ups = nn.ModuleList(
-            nn.ModuleList(nn.ConvTranspose2d(f[i + 1], f[i], 2, stride=2) for _ in range(LEVELS - 1 - i)) for i in range(LEVELS - 1)
+            nn.ModuleList(
+                nn.ConvTranspose2d(f[i + 1], f[i], 2, stride=2) for _ in range(LEVELS - 1 - i)
+            )
+            for i in range(LEVELS - 1)
         )
         self.nodes = nn.ModuleList(
-            nn.ModuleList(_unit((j + 1) * f[i], f[i], dropout) for j in range(1, LEVELS - i)) for i in range(LEVELS - 1)
+            nn.ModuleList(_unit((j + 1) * f[i], f[i], dropout) for j in range(1, LEVELS - i))
+            for i in range(LEVELS - 1)
         )
         self.head = nn.Conv2d(f[0], 1, 1)
         init_weights_(self, InitScheme.KAIMING_NORMAL)

@@ -16,9 +16,13 @@ from typing import Any
 
 # name -> module that defines it; imported on first use so that the CLI, which only needs the
 # enums, does not load scipy and pandas at start-up.
-_API = {"Report": "focalbench.report.build", "build_report": "focalbench.report.build",
-        "report": "focalbench.report.build", "Format": "focalbench.report.formats",
-        "TableName": "focalbench.report.layouts"}
+_API = {
+    "Report": "focalbench.report.build",
+    "build_report": "focalbench.report.build",
+    "report": "focalbench.report.build",
+    "Format": "focalbench.report.formats",
+    "TableName": "focalbench.report.layouts",
+}
 
 __all__ = list(_API)
 

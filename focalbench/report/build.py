@@ -15,14 +15,21 @@ import numpy as np
 from focalbench.errors import FocalbenchError
 from focalbench.report import formats, stats
 from focalbench.report.claim_report import document, evaluate
-from focalbench.report.formats import DASH, DAGGER, Document, Format, Text
+from focalbench.report.formats import DAGGER, DASH, Document, Format, Text
 from focalbench.report.layouts import (
-    DECIMALS, LAYOUTS, LOWER_IS_BETTER, NOT_RANKED, Cell, Table, TableName, block_title, build_table,
+    DECIMALS,
+    LAYOUTS,
+    LOWER_IS_BETTER,
+    NOT_RANKED,
+    Cell,
+    Table,
+    TableName,
+    block_title,
+    build_table,
 )
 from focalbench.report.published import Comparison, compare, footnotes
 from focalbench.report.runs import IMAGE_METRICS, Entry, Skipped, Status, group_entries, load_runs
 from focalbench.store import atomic_write_text
-
 
 
 @dataclass(frozen=True)
@@ -49,55 +56,89 @@ class Report:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def report(results: str | os.PathLike | None = None, table: TableName | str = "auto", dataset: str | None = None,
-           fmt: Format | str = "markdown", out: str | os.PathLike | None = None,
-           plots: str | os.PathLike | None = None, vs_paper: bool = False, baseline: str | None = None,
-           ci: bool = False, protocol: str | None = None, claims: bool = False) -> str:
+def report(
+    results: str | os.PathLike | None = None,
+    table: TableName | str = "auto",
+    dataset: str | None = None,
+    fmt: Format | str = "markdown",
+    out: str | os.PathLike | None = None,
+    plots: str | os.PathLike | None = None,
+    vs_paper: bool = False,
+    baseline: str | None = None,
+    ci: bool = False,
+    protocol: str | None = None,
+    claims: bool = False,
+) -> str:
     """The table as text (Markdown, CSV or LaTeX); also written to ``out`` or ``results/reports/``.
 
     See :func:`build_report` for the records (``--json``) and the written paths.
     """
-    return build_report(results, table, dataset, fmt, out, plots, vs_paper, baseline, ci, protocol,
-                        claims).text
+    return build_report(
+        results, table, dataset, fmt, out, plots, vs_paper, baseline, ci, protocol, claims
+    ).text
 
 
-def build_report(results: str | os.PathLike | None = None, table: TableName | str = "auto",
-                 dataset: str | None = None, fmt: Format | str = "markdown",
-                 out: str | os.PathLike | None = None, plots: str | os.PathLike | None = None,
-                 vs_paper: bool = False, baseline: str | None = None, ci: bool = False,
-                 protocol: str | None = None, claims: bool = False) -> Report:
+def build_report(
+    results: str | os.PathLike | None = None,
+    table: TableName | str = "auto",
+    dataset: str | None = None,
+    fmt: Format | str = "markdown",
+    out: str | os.PathLike | None = None,
+    plots: str | os.PathLike | None = None,
+    vs_paper: bool = False,
+    baseline: str | None = None,
+    ci: bool = False,
+    protocol: str | None = None,
+    claims: bool = False,
+) -> Report:
     """Build the table; ``protocol`` keeps only the runs trained with that protocol. ``claims``
     builds the verdict table of the papers' claims instead (:mod:`~focalbench.report.claim_report`);
     ``dataset`` then names the dataset whose runs every claim is judged on."""
     table_name = _enum(TableName, table, "--table")
     fmt = _enum(Format, fmt, "--format")
     if claims:
-        given = {"--table": table_name is not TableName.auto, "--vs-paper": vs_paper,
-                 "--baseline": baseline, "--ci": ci, "--plots": plots}
+        given = {
+            "--table": table_name is not TableName.auto,
+            "--vs-paper": vs_paper,
+            "--baseline": baseline,
+            "--ci": ci,
+            "--plots": plots,
+        }
         if extra := [flag for flag, value in given.items() if value]:
-            raise FocalbenchError(f"--claims builds its own table with intervals and tests; "
-                                  f"drop {', '.join(extra)}")
-    results = Path(results if results is not None else os.environ.get("FOCALBENCH_RESULTS", "results"))
+            raise FocalbenchError(
+                f"--claims builds its own table with intervals and tests; drop {', '.join(extra)}"
+            )
+    results = Path(
+        results if results is not None else os.environ.get("FOCALBENCH_RESULTS", "results")
+    )
     if not results.is_dir():
-        raise FocalbenchError(f"results folder {str(results)!r} not found; pass --results DIR (the folder holding runs/)")
+        raise FocalbenchError(
+            f"results folder {str(results)!r} not found; pass --results DIR (the folder holding runs/)"
+        )
     runs, skipped = load_runs(results)
     if not any(r.state is Status.done for r in runs):
-        raise FocalbenchError(f"nothing to report: no finished run in {results / 'runs'} ({_tally(runs, skipped)}); "
-                              "finish runs with focalbench train or ablate first, or pass the folder holding "
-                              "them with --results DIR")
+        raise FocalbenchError(
+            f"nothing to report: no finished run in {results / 'runs'} ({_tally(runs, skipped)}); "
+            "finish runs with focalbench train or ablate first, or pass the folder holding "
+            "them with --results DIR"
+        )
     if protocol is not None:
         found = sorted({str(r.config.get("protocol")) for r in runs})
         runs = [r for r in runs if r.config.get("protocol") == protocol]
         if not runs:
-            raise FocalbenchError(f"no runs with protocol {protocol!r} in {results}; protocols with runs: "
-                                  f"{', '.join(found) or 'none'}")
+            raise FocalbenchError(
+                f"no runs with protocol {protocol!r} in {results}; protocols with runs: "
+                f"{', '.join(found) or 'none'}"
+            )
     entries = group_entries(runs)
     if claims:
         return _claims_report(results, entries, dataset, fmt, out, skipped)
     layout = LAYOUTS[table_name]
     if dataset is not None and dataset not in {e.dataset for e in entries} | set(layout.datasets):
         known = sorted({e.dataset for e in entries}) or ["none"]
-        raise FocalbenchError(f"no runs for dataset {dataset!r} in {results}; datasets with runs: {', '.join(known)}")
+        raise FocalbenchError(
+            f"no runs for dataset {dataset!r} in {results}; datasets with runs: {', '.join(known)}"
+        )
     tab = build_table(layout, entries, dataset)
     tests = significance(tab, baseline) if baseline else []
     if ci:
@@ -106,23 +147,38 @@ def build_report(results: str | os.PathLike | None = None, table: TableName | st
     comparisons = compare(tab.entries) if vs_paper else []
     records = make_records(tab, tests, comparisons, ci)
     doc = Document(
-        title=layout.title, caption=caption(tab), header=tab.header,
-        rows=[[_text(c) for c in row] for row in tab.rows], rules=tab.rules,
+        title=layout.title,
+        caption=caption(tab),
+        header=tab.header,
+        rows=[[_text(c) for c in row] for row in tab.rows],
+        rules=tab.rules,
         notes=notes(tab, tests, skipped, baseline) + (_own_data_notes(tab) if vs_paper else []),
         appendices=[vs_paper_table(comparisons)] if vs_paper else [],
     )
     made = _plots(tab, Path(plots), tests) if plots is not None else []
     text = _html(doc, tab, tests, made) if fmt is Format.html else _render(fmt, doc, records)
-    path = Path(out) if out is not None else results / "reports" / _default_name(table_name, dataset, fmt)
+    path = (
+        Path(out)
+        if out is not None
+        else results / "reports" / _default_name(table_name, dataset, fmt)
+    )
     atomic_write_text(path, text)
     return Report(text, records, path, made, skipped)
 
 
-def _claims_report(results: Path, entries: list[Entry], dataset: str | None, fmt: Format,
-                   out: str | os.PathLike | None, skipped: list[Skipped]) -> Report:
+def _claims_report(
+    results: Path,
+    entries: list[Entry],
+    dataset: str | None,
+    fmt: Format,
+    out: str | os.PathLike | None,
+    skipped: list[Skipped],
+) -> Report:
     if dataset is not None and dataset not in {e.dataset for e in entries}:
         known = ", ".join(sorted({e.dataset for e in entries})) or "none"
-        raise FocalbenchError(f"no runs for dataset {dataset!r} in {results}; datasets with runs: {known}")
+        raise FocalbenchError(
+            f"no runs for dataset {dataset!r} in {results}; datasets with runs: {known}"
+        )
     evidence, not_run = evaluate(entries, dataset)
     doc, records = document(evidence, not_run)
     doc.notes += [f"skipped corrupt run folder {s.path}: {s.reason}" for s in skipped]
@@ -133,8 +189,9 @@ def _claims_report(results: Path, entries: list[Entry], dataset: str | None, fmt
     return Report(text, records, path, [], skipped)
 
 
-def _render(fmt: Format, doc: Document, records: list[dict[str, Any]],
-            entries: Sequence[Entry] = ()) -> str:
+def _render(
+    fmt: Format, doc: Document, records: list[dict[str, Any]], entries: Sequence[Entry] = ()
+) -> str:
     """Markdown, LaTeX and HTML lay out the document; CSV is the tidy records."""
     if fmt is Format.markdown:
         return formats.markdown(doc)
@@ -152,8 +209,10 @@ def _own_data_notes(table: Table) -> list[str]:
     from focalbench.datasets.catalog import dataset_names
 
     own = sorted({e.dataset for e in table.entries} - set(dataset_names()))
-    return [f"--vs-paper: {name} is your own dataset (focalbench import); no paper has numbers for it"
-            for name in own]
+    return [
+        f"--vs-paper: {name} is your own dataset (focalbench import); no paper has numbers for it"
+        for name in own
+    ]
 
 
 def _plots(table: Table, folder: Path, tests: list[TestResult]) -> list[Path]:
@@ -173,7 +232,9 @@ def _html(doc: Document, table: Table, tests: list[TestResult], made: list[Path]
 
 
 def _tally(runs: list, skipped: list[Skipped]) -> str:
-    counts = [f"{sum(r.state is s for r in runs)} {s.value}" for s in (Status.running, Status.failed)]
+    counts = [
+        f"{sum(r.state is s for r in runs)} {s.value}" for s in (Status.running, Status.failed)
+    ]
     return ", ".join([*counts, f"{len(skipped)} unreadable"])
 
 
@@ -198,7 +259,11 @@ def cell_stats(cell: Cell) -> tuple[float, float, int]:
     values = cell.entry.values(cell.metric) if cell.entry is not None else np.array([])
     if values.size == 0:
         return math.nan, math.nan, 0
-    return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else math.nan, int(values.size)
+    return (
+        float(values.mean()),
+        float(values.std(ddof=1)) if values.size > 1 else math.nan,
+        int(values.size),
+    )
 
 
 def format_value(metric: str, value: float, decimals: int = DECIMALS) -> str:
@@ -246,7 +311,7 @@ def mark_best(table: Table) -> None:
             continue
         shown = [float(format_value(c.metric, cell_stats(c)[0], c.decimals)) for c in cells]
         best = min(shown) if cells[0].metric in LOWER_IS_BETTER else max(shown)
-        for cell, value in zip(cells, shown):
+        for cell, value in zip(cells, shown, strict=False):
             cell.bold = value == best
 
 
@@ -266,7 +331,14 @@ def _add_intervals(table: Table) -> None:
 def _names(table: Table, entry: Entry) -> set[str]:
     labels = {" ".join(p.labels) for p in table.placements if p.entry is entry}
     labels |= {p.labels[0] for p in table.placements if p.entry is entry}
-    names = {entry.model, entry.name, entry.loss, entry.family, f"{entry.model}:{entry.family}", *labels}
+    names = {
+        entry.model,
+        entry.name,
+        entry.loss,
+        entry.family,
+        f"{entry.model}:{entry.family}",
+        *labels,
+    }
     return {n.lower() for n in names}
 
 
@@ -285,16 +357,25 @@ def significance(table: Table, baseline: str) -> list[TestResult]:
         if len(bases) > 1:
             names = [e.name for e in bases]
             # a pruned network can share MODEL:LOSS with its source's row; its column label cannot
-            columns = [next(" ".join(p.labels) for p in table.placements if p.entry is e) for e in bases]
+            columns = [
+                next(" ".join(p.labels) for p in table.placements if p.entry is e) for e in bases
+            ]
             distinct = len({f"{e.model}:{e.family}" for e in bases}) == len(bases)
-            hint = ("name one as MODEL:LOSS" if distinct
-                    else f"name one by its column: {', '.join(repr(c) for c in columns)}")
+            hint = (
+                "name one as MODEL:LOSS"
+                if distinct
+                else f"name one by its column: {', '.join(repr(c) for c in columns)}"
+            )
             raise FocalbenchError(
                 f"--baseline {baseline!r} matches several rows in {block_title(block)}: {', '.join(names)}; {hint}"
             )
         if bases:
             # another protocol trains on another recipe and split: not a paired comparison
-            pairs += [(block, e, bases[0]) for e in entries if e is not bases[0] and e.protocol == bases[0].protocol]
+            pairs += [
+                (block, e, bases[0])
+                for e in entries
+                if e is not bases[0] and e.protocol == bases[0].protocol
+            ]
     if not any(wanted in _names(table, e) for e in table.entries):
         options = sorted({e.name for e in table.entries})
         raise FocalbenchError(
@@ -303,7 +384,10 @@ def significance(table: Table, baseline: str) -> list[TestResult]:
         )
     raw = [stats.paired_wilcoxon(e.per_image("dsc"), b.per_image("dsc")) for _, e, b in pairs]
     adjusted = stats.holm([t.p for t in raw])
-    results = [TestResult(block, e, b, t, p) for (block, e, b), t, p in zip(pairs, raw, adjusted)]
+    results = [
+        TestResult(block, e, b, t, p)
+        for (block, e, b), t, p in zip(pairs, raw, adjusted, strict=False)
+    ]
     significant = {id(r.entry) for r in results if r.significant}
     for row in table.rows:
         for cell in row:
@@ -326,7 +410,11 @@ def caption(table: Table) -> str:
 
     runs = [r for e in table.entries for r in e.done]
     counts = [len(e.done) for e in table.entries if e.done]
-    per_cell = (f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}–{max(counts)}") if counts else "0"
+    per_cell = (
+        (f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}–{max(counts)}")
+        if counts
+        else "0"
+    )
     return (
         f"Scores are means over test images (aggregation per {_spread([r.metrics.get('aggregation', 'image') for r in runs])}) "
         f"of each run, then mean ± sample std (ddof = 1) over runs (seeds/folds) when a cell has more than one; "
@@ -338,7 +426,9 @@ def caption(table: Table) -> str:
     )
 
 
-def notes(table: Table, tests: list[TestResult], skipped: list[Skipped], baseline: str | None) -> list[str]:
+def notes(
+    table: Table, tests: list[TestResult], skipped: list[Skipped], baseline: str | None
+) -> list[str]:
     out: list[str] = []
     if baseline:
         out.append(
@@ -354,7 +444,9 @@ def notes(table: Table, tests: list[TestResult], skipped: list[Skipped], baselin
     for entry in table.entries:
         for run in entry.pending:
             why = f": {run.error}" if run.error else ""
-            out.append(f"{run.state.value} run not counted in {block_title((entry.dataset, ''))} {entry.name}: {run.key}{why}")
+            out.append(
+                f"{run.state.value} run not counted in {block_title((entry.dataset, ''))} {entry.name}: {run.key}{why}"
+            )
     out += [f"skipped corrupt run folder {s.path}: {s.reason}" for s in skipped]
     if table.layout.paper is not None:
         out += footnotes(table.layout.paper)
@@ -365,7 +457,9 @@ def _clean(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def make_records(table: Table, tests: list[TestResult], comparisons: list[Comparison], ci: bool) -> list[dict]:
+def make_records(
+    table: Table, tests: list[TestResult], comparisons: list[Comparison], ci: bool
+) -> list[dict]:
     """One tidy record per (dataset, model, loss, variant, metric): mean, std, n (+ CI, test, paper)."""
     tested = {id(t.entry): t for t in tests}
     records = []
@@ -374,32 +468,84 @@ def make_records(table: Table, tests: list[TestResult], comparisons: list[Compar
         if entry is None:
             continue
         for metric in dict.fromkeys(c.metric for row in table.rows for c in row if c.is_value):
-            cell = next(c for row in table.rows for c in row if c.entry is entry and c.metric == metric)
+            cell = next(
+                c for row in table.rows for c in row if c.entry is entry and c.metric == metric
+            )
             mean, std, n = cell_stats(cell)
-            record = {"dataset": entry.dataset, "model": entry.model, "loss": entry.loss, "pruned": entry.pruned,
-                      "setting": entry.params, "protocol": entry.protocol, "label": " ".join(t for t in p.labels if t),
-                      "metric": metric, "mean": _clean(mean), "std": _clean(std), "n": n}
+            record = {
+                "dataset": entry.dataset,
+                "model": entry.model,
+                "loss": entry.loss,
+                "pruned": entry.pruned,
+                "setting": entry.params,
+                "protocol": entry.protocol,
+                "label": " ".join(t for t in p.labels if t),
+                "metric": metric,
+                "mean": _clean(mean),
+                "std": _clean(std),
+                "n": n,
+            }
             if ci:
                 low, high = cell.ci or (math.nan, math.nan)
                 record |= {"ci_low": _clean(low), "ci_high": _clean(high)}
             if metric == "dsc" and id(entry) in tested:
                 t = tested[id(entry)]
-                record |= {"baseline": t.baseline.name, "p": _clean(t.test.p), "p_holm": _clean(t.p_holm)}
+                record |= {
+                    "baseline": t.baseline.name,
+                    "p": _clean(t.test.p),
+                    "p_holm": _clean(t.p_holm),
+                }
             records.append(record)
     for c in comparisons:
-        records.append({"dataset": c.entry.dataset, "model": c.entry.model, "loss": c.entry.loss,
-                        "pruned": c.entry.pruned, "setting": c.entry.params, "protocol": c.entry.protocol,
-                        "label": c.label, "metric": c.metric, "mean": c.ours, "std": _clean(c.ours_std), "n": c.n,
-                        "paper": c.paper, "paper_table": c.table, "paper_value": c.theirs,
-                        "paper_std": c.theirs_std, "difference": c.difference})
+        records.append(
+            {
+                "dataset": c.entry.dataset,
+                "model": c.entry.model,
+                "loss": c.entry.loss,
+                "pruned": c.entry.pruned,
+                "setting": c.entry.params,
+                "protocol": c.entry.protocol,
+                "label": c.label,
+                "metric": c.metric,
+                "mean": c.ours,
+                "std": _clean(c.ours_std),
+                "n": c.n,
+                "paper": c.paper,
+                "paper_table": c.table,
+                "paper_value": c.theirs,
+                "paper_std": c.theirs_std,
+                "difference": c.difference,
+            }
+        )
     return records
 
 
 def vs_paper_table(comparisons: list[Comparison]) -> tuple[str, list[str], list[list[str]]]:
-    header = ["Paper", "Table", "Dataset", "Paper row", "Ours", "Metric", "Ours (mean)", "Paper", "Δ (ours − paper)"]
-    rows = [[c.paper, c.table, block_title((c.entry.dataset, "")), c.label, c.entry.name, c.metric,
-             format_value(c.metric, c.ours), format_value(c.metric, c.theirs),
-             ("+" if c.difference >= 0 else "") + format_value(c.metric, c.difference)] for c in comparisons]
+    header = [
+        "Paper",
+        "Table",
+        "Dataset",
+        "Paper row",
+        "Ours",
+        "Metric",
+        "Ours (mean)",
+        "Paper",
+        "Δ (ours − paper)",
+    ]
+    rows = [
+        [
+            c.paper,
+            c.table,
+            block_title((c.entry.dataset, "")),
+            c.label,
+            c.entry.name,
+            c.metric,
+            format_value(c.metric, c.ours),
+            format_value(c.metric, c.theirs),
+            ("+" if c.difference >= 0 else "") + format_value(c.metric, c.difference),
+        ]
+        for c in comparisons
+    ]
     if not rows:
         rows = [[DASH] * len(header)]
     return "Ours vs the papers (every cell both have)", header, rows

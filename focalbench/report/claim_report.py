@@ -185,7 +185,7 @@ def evaluate(
         if e.image_test is not None:
             families.setdefault((e.pair.claim.paper, e.pair.claim.table), []).append(e)
     for family in families.values():
-        for e, p in zip(family, stats.holm([e.image_test.p for e in family])):
+        for e, p in zip(family, stats.holm([e.image_test.p for e in family]), strict=False):
             e.p_holm = p
     return evidence, not_run
 

@@ -56,8 +56,11 @@ def markdown(doc: Document) -> str:
         return f"**{text}**" if c.bold else text
 
     lines = [f"### {doc.title}", "", doc.caption, ""]
-    lines += _md_table(doc.header, [[cell(c) for c in row] for row in doc.rows],
-                       [c.numeric for c in doc.rows[0]] if doc.rows else None)
+    lines += _md_table(
+        doc.header,
+        [[cell(c) for c in row] for row in doc.rows],
+        [c.numeric for c in doc.rows[0]] if doc.rows else None,
+    )
     if doc.notes:
         lines += [""] + [f"- {note}" for note in doc.notes]
     for title, header, rows in doc.appendices:
@@ -67,16 +70,52 @@ def markdown(doc: Document) -> str:
 
 def _md_table(header: list[str], rows: list[list[str]], numeric: list[bool] | None) -> list[str]:
     align = ["---:" if numeric and numeric[i] else "---" for i in range(len(header))]
-    return ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
+    return ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"] + [
+        "| " + " | ".join(r) + " |" for r in rows
+    ]
 
 
-_LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
-_LATEX_TEXT = {DASH: "---", "–": "--", "±": r"$\pm$", "·": r"$\cdot$", "×": r"$\times$", "−": "$-$",
-               "≤": r"$\leq$", "≥": r"$\geq$", "→": r"$\to$", "…": r"\ldots{}", "§": r"\S{}",
-               "†": r"$^\dagger$", "ε": r"$\varepsilon$"}
+_LATEX_SPECIAL = {
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+}
+_LATEX_TEXT = {
+    DASH: "---",
+    "–": "--",
+    "±": r"$\pm$",
+    "·": r"$\cdot$",
+    "×": r"$\times$",
+    "−": "$-$",
+    "≤": r"$\leq$",
+    "≥": r"$\geq$",
+    "→": r"$\to$",
+    "…": r"\ldots{}",
+    "§": r"\S{}",
+    "†": r"$^\dagger$",
+    "ε": r"$\varepsilon$",
+}
 # Greek capitals that differ from Latin letters have LaTeX commands; \Alpha and the like do not exist.
-_GREEK_CAPITALS = {"GAMMA", "DELTA", "THETA", "LAMDA", "XI", "PI", "SIGMA", "UPSILON", "PHI", "PSI", "OMEGA"}
+_GREEK_CAPITALS = {
+    "GAMMA",
+    "DELTA",
+    "THETA",
+    "LAMDA",
+    "XI",
+    "PI",
+    "SIGMA",
+    "UPSILON",
+    "PHI",
+    "PSI",
+    "OMEGA",
+}
 
 
 def _latex_char(char: str) -> str:
@@ -90,7 +129,10 @@ def _latex_char(char: str) -> str:
         return rf"$\{letter.lower()}$"
     if name.startswith("GREEK CAPITAL LETTER ") and name[21:] in _GREEK_CAPITALS:
         return rf"$\{letter.capitalize()}$"
-    if name.startswith(("SUBSCRIPT ", "SUPERSCRIPT ")) and unicodedata.digit(char, None) is not None:
+    if (
+        name.startswith(("SUBSCRIPT ", "SUPERSCRIPT "))
+        and unicodedata.digit(char, None) is not None
+    ):
         return f"${'_' if name.startswith('SUB') else '^'}{{{unicodedata.digit(char)}}}$"
     plain = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode()  # é → e
     return latex_escape(plain) if plain else "?"
@@ -99,8 +141,11 @@ def _latex_char(char: str) -> str:
 def latex_escape(text: str) -> str:
     """``text`` as LaTeX: special characters escaped, every non-ASCII character spelled in ASCII."""
     specials = "|".join(re.escape(k) for k in _LATEX_SPECIAL)
-    return re.sub(f"{specials}|[^\x00-\x7f]",
-                  lambda m: _LATEX_SPECIAL.get(m.group(0)) or _latex_char(m.group(0)), text)
+    return re.sub(
+        f"{specials}|[^\x00-\x7f]",
+        lambda m: _LATEX_SPECIAL.get(m.group(0)) or _latex_char(m.group(0)),
+        text,
+    )
 
 
 def latex(doc: Document) -> str:
@@ -109,22 +154,36 @@ def latex(doc: Document) -> str:
         return rf"\textbf{{{text}}}" if c.bold else text
 
     numeric = [c.numeric for c in doc.rows[0]] if doc.rows else [False] * len(doc.header)
-    out = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(doc.title + '. ' + doc.caption)}}}"]
-    out += _latex_tabular(doc.header, [[cell(c) for c in row] for row in doc.rows], numeric, doc.rules)
+    out = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{latex_escape(doc.title + '. ' + doc.caption)}}}",
+    ]
+    out += _latex_tabular(
+        doc.header, [[cell(c) for c in row] for row in doc.rows], numeric, doc.rules
+    )
     if doc.notes:
         out.append(r"\par\footnotesize")
         out += [latex_escape(note) + r"\\" for note in doc.notes]
     out.append(r"\end{table}")
     for title, header, rows in doc.appendices:
         out += ["", r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_escape(title)}}}"]
-        out += _latex_tabular(header, [[latex_escape(t) for t in r] for r in rows], [False] * len(header), [])
+        out += _latex_tabular(
+            header, [[latex_escape(t) for t in r] for r in rows], [False] * len(header), []
+        )
         out.append(r"\end{table}")
     return "\n".join(out) + "\n"
 
 
-def _latex_tabular(header: list[str], rows: list[list[str]], numeric: list[bool], rules: list[int]) -> list[str]:
+def _latex_tabular(
+    header: list[str], rows: list[list[str]], numeric: list[bool], rules: list[int]
+) -> list[str]:
     spec = "".join("r" if n else "l" for n in numeric)
-    out = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(latex_escape(h) for h in header) + r" \\"]
+    out = [
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(latex_escape(h) for h in header) + r" \\",
+    ]
     for i, row in enumerate(rows):
         if i in rules or i == 0:
             out.append(r"\midrule")

@@ -30,14 +30,28 @@ NOT_RANKED = {"modules"}
 DECIMALS = 4
 
 METRIC_NAMES = {
-    "dsc": "DSC", "precision": "Precision", "recall": "Recall", "jaccard": "Jaccard",
-    "accuracy": "Accuracy", "sensitivity": "Sensitivity", "specificity": "Specificity",
-    "hd95": "HD95", "params": "Params (M)", "gflops": "GFLOPs", "modules": "#modules",
+    "dsc": "DSC",
+    "precision": "Precision",
+    "recall": "Recall",
+    "jaccard": "Jaccard",
+    "accuracy": "Accuracy",
+    "sensitivity": "Sensitivity",
+    "specificity": "Specificity",
+    "hd95": "HD95",
+    "params": "Params (M)",
+    "gflops": "GFLOPs",
+    "modules": "#modules",
 }
 
 DATASET_NAMES = {
-    "drive": "DRIVE", "dsb2018": "2018 DSB", "cvc-clinicdb": "CVC-ClinicDB", "isic2018": "ISIC 2018",
-    "bus": "BUS 2017 B", "busi": "BUSI", "lung": "Lung CT", "sample": "sample",
+    "drive": "DRIVE",
+    "dsb2018": "2018 DSB",
+    "cvc-clinicdb": "CVC-ClinicDB",
+    "isic2018": "ISIC 2018",
+    "bus": "BUS 2017 B",
+    "busi": "BUSI",
+    "lung": "Lung CT",
+    "sample": "sample",
 }
 
 
@@ -63,12 +77,17 @@ class Slot:
     models: tuple[str, ...]
     families: tuple[str, ...] | None = None  # None: any loss
     pruned: bool = False
-    focal_init: tuple[float | None, ...] | None = None  # accepted model_params.focal_init (None: unset)
+    focal_init: tuple[float | None, ...] | None = (
+        None  # accepted model_params.focal_init (None: unset)
+    )
 
     def accepts(self, entry: Entry) -> bool:
-        return (entry.model in self.models and entry.pruned == self.pruned
-                and (self.families is None or entry.family in self.families)
-                and (self.focal_init is None or entry.model_params.get("focal_init") in self.focal_init))
+        return (
+            entry.model in self.models
+            and entry.pruned == self.pruned
+            and (self.families is None or entry.family in self.families)
+            and (self.focal_init is None or entry.model_params.get("focal_init") in self.focal_init)
+        )
 
 
 @dataclass(frozen=True)
@@ -111,9 +130,15 @@ def _focal_slots(attention: str, focal: str, label: str) -> tuple[Slot, ...]:
 
 
 _PAPER000_LOSSES = (
-    ("DSC", "dice"), ("DSC + DPT", "dice+dpt"), ("DSC + FDPT", "dice+fdpt(eps=0.1)"),
-    ("DSC + CE", "dice+ce"), ("DSC + CE + DPT", "dice+ce+dpt"), ("DSC + CE + FDPT", "dice+ce+fdpt(eps=0.1)"),
-    ("UFL", "ufl"), ("UFL + DPT", "ufl+dpt"), ("UFL + FDPT", "ufl+fdpt(eps=0.1)"),
+    ("DSC", "dice"),
+    ("DSC + DPT", "dice+dpt"),
+    ("DSC + FDPT", "dice+fdpt(eps=0.1)"),
+    ("DSC + CE", "dice+ce"),
+    ("DSC + CE + DPT", "dice+ce+dpt"),
+    ("DSC + CE + FDPT", "dice+ce+fdpt(eps=0.1)"),
+    ("UFL", "ufl"),
+    ("UFL + DPT", "ufl+dpt"),
+    ("UFL + FDPT", "ufl+fdpt(eps=0.1)"),
 )
 _PAPER000_DATASETS = ("drive", "dsb2018", "cvc-clinicdb")
 
@@ -128,19 +153,31 @@ _PAPER003_ROWS = (
     ("U-Net + FTL", "α = 0.7, β = 0.3, γ = 4/3", _ABRAHAM_UNET, ("focal_tversky",)),
     ("Attn U-Net + DL", "α = 0.5, β = 0.5", _ABRAHAM_ATTENTION, ("dice",)),
     ("Attn U-Net + Multi-Input + DL", "α = 0.5, β = 0.5", ("pyramid-attention-unet",), ("dice",)),
-    ("Attn U-Net + Multi-Input + TL", "α = 0.7, β = 0.3", ("pyramid-attention-unet",), ("tversky",)),
+    (
+        "Attn U-Net + Multi-Input + TL",
+        "α = 0.7, β = 0.3",
+        ("pyramid-attention-unet",),
+        ("tversky",),
+    ),
     # The last row supervises the side outputs with FTL and the last layer with TL (paper 003 §4).
-    ("Attn U-Net + Multi-Input + FTL", "α = 0.7, β = 0.3, γ = 4/3", ("pyramid-attention-unet",),
-     ("focal_tversky", "deep_supervision")),
+    (
+        "Attn U-Net + Multi-Input + FTL",
+        "α = 0.7, β = 0.3, γ = 4/3",
+        ("pyramid-attention-unet",),
+        ("focal_tversky", "deep_supervision"),
+    ),
 )
 
 # Table 1's order (FCN and Wide UNet are not in focalbench). The -small presets are Table 3's
 # reduced 2018 DSB networks, the ones ``--study focusnet`` trains on dsb2018: same row.
 _PAPER002_ROWS = (
-    ("U-Net", ("unet",)), ("R2U-Net", ("r2u-net",)), ("BCDU-Net", ("bcdu-net", "bcdu-net-small")),
+    ("U-Net", ("unet",)),
+    ("R2U-Net", ("r2u-net",)),
+    ("BCDU-Net", ("bcdu-net", "bcdu-net-small")),
     ("UNet++", ("unetplusplus", "smp-unetplusplus", "smp-unet++")),
     ("Attn U-Net", ("attention-unet-kaul", "attention-unet")),
-    ("FocusNet", ("focusnet", "focusnet-small")), ("FocusNet++", ("focusnetpp", "focusnetpp-small")),
+    ("FocusNet", ("focusnet", "focusnet-small")),
+    ("FocusNet++", ("focusnetpp", "focusnetpp-small")),
 )
 
 
@@ -158,35 +195,56 @@ LAYOUTS: dict[TableName, Layout] = {
     TableName.losses: Layout(
         TableName.losses,
         "U-Net trained with each loss (layout of paper 000 Table 2)",
-        Shape.metric_rows, ("dsc", "precision", "recall"),
+        Shape.metric_rows,
+        ("dsc", "precision", "recall"),
         tuple(Slot((label,), ("unet",), (family,)) for label, family in _PAPER000_LOSSES),
-        ("Dataset", "Metrics"), lambda e: e.model == "unet" and not e.pruned, lambda e: (e.family,),
-        _PAPER000_DATASETS, paper="000",
+        ("Dataset", "Metrics"),
+        lambda e: e.model == "unet" and not e.pruned,
+        lambda e: (e.family,),
+        _PAPER000_DATASETS,
+        paper="000",
     ),
     TableName.se: Layout(
         TableName.se,
         "U-Net, USE-Net and Focal USE-Net before and after pruning (layout of paper 000 Table 3)",
-        Shape.metric_rows, ("modules", "dsc", "precision", "recall"),
+        Shape.metric_rows,
+        ("modules", "dsc", "precision", "recall"),
         _focal_slots("use-net", "focal-use-net", "USE-Net"),
-        ("Dataset", "Metric"), _models("unet", "use-net", "focal-use-net"), lambda e: (e.name,),
-        _PAPER000_DATASETS, by_loss=True, metric_names={"modules": "#SE"}, paper="000",
+        ("Dataset", "Metric"),
+        _models("unet", "use-net", "focal-use-net"),
+        lambda e: (e.name,),
+        _PAPER000_DATASETS,
+        by_loss=True,
+        metric_names={"modules": "#SE"},
+        paper="000",
     ),
     TableName.ag: Layout(
         TableName.ag,
         "U-Net, Attention U-Net and Focal Attention U-Net before and after pruning (layout of paper 000 Table 4)",
-        Shape.metric_rows, ("modules", "dsc", "precision", "recall"),
+        Shape.metric_rows,
+        ("modules", "dsc", "precision", "recall"),
         _focal_slots("attention-unet", "focal-attention-unet", "Attention U-Net"),
-        ("Dataset", "Metric"), _models("unet", "attention-unet", "focal-attention-unet"), lambda e: (e.name,),
-        _PAPER000_DATASETS, by_loss=True, metric_names={"modules": "#AG"}, paper="000",
+        ("Dataset", "Metric"),
+        _models("unet", "attention-unet", "focal-attention-unet"),
+        lambda e: (e.name,),
+        _PAPER000_DATASETS,
+        by_loss=True,
+        metric_names={"modules": "#AG"},
+        paper="000",
     ),
     TableName.focal_tversky: Layout(
         TableName.focal_tversky,
         "Tversky and Focal Tversky losses with the improved Attention U-Net (layout of paper 003 Tables 1–2)",
-        Shape.metric_columns, ("dsc", "precision", "recall"),
-        tuple(Slot((label, params), models, families) for label, params, models, families in _PAPER003_ROWS),
+        Shape.metric_columns,
+        ("dsc", "precision", "recall"),
+        tuple(
+            Slot((label, params), models, families)
+            for label, params, models, families in _PAPER003_ROWS
+        ),
         ("Dataset", "Model", "Parameters"),
         lambda e: not e.pruned and e.model in _PAPER003_MODELS,
-        lambda e: (f"{e.model} + {e.loss}", _loss_arguments(e) or _variant(e)), ("bus", "isic2018"),
+        lambda e: (f"{e.model} + {e.loss}", _loss_arguments(e) or _variant(e)),
+        ("bus", "isic2018"),
         filled_labels=lambda slot, e: (slot.labels[0], _loss_arguments(e) or slot.labels[1]),
         paper="003",
         decimals=3,  # "0.804 ± 0.024"
@@ -194,16 +252,24 @@ LAYOUTS: dict[TableName, Layout] = {
     TableName.focusnet: Layout(
         TableName.focusnet,
         "Architectures compared by precision, recall, DI, JI, parameters and FLOPs (layout of paper 002 Tables 1–3)",
-        Shape.metric_columns, ("params", "gflops", "precision", "recall", "dsc", "jaccard"),
+        Shape.metric_columns,
+        ("params", "gflops", "precision", "recall", "dsc", "jaccard"),
         tuple(Slot((label,), models) for label, models in _PAPER002_ROWS),
-        ("Dataset", "Method"), lambda e: not e.pruned, lambda e: (e.model,), ("isic2018", "dsb2018"),
-        metric_names={"dsc": "DI", "jaccard": "JI"}, paper="002",
+        ("Dataset", "Method"),
+        lambda e: not e.pruned,
+        lambda e: (e.model,),
+        ("isic2018", "dsb2018"),
+        metric_names={"dsc": "DI", "jaccard": "JI"},
+        paper="002",
     ),
     TableName.auto: Layout(
         TableName.auto,
         "Every configuration in the results folder",
-        Shape.metric_columns, ("dsc", "precision", "recall", "jaccard", "params"),
-        (), ("Dataset", "Model", "Loss", "Variant"), lambda e: True,
+        Shape.metric_columns,
+        ("dsc", "precision", "recall", "jaccard", "params"),
+        (),
+        ("Dataset", "Model", "Loss", "Variant"),
+        lambda e: True,
         lambda e: (e.model, e.loss, _variant(e)),
     ),
 }
@@ -288,7 +354,9 @@ def _place_block(layout: Layout, block: tuple[str, str], entries: list[Entry]) -
         else:
             for entry in taken:
                 first, *rest = layout.filled_labels(slot, entry)
-                out.append(Placement(block, (f"{first} [{_difference(entry, taken)}]", *rest), entry))
+                out.append(
+                    Placement(block, (f"{first} [{_difference(entry, taken)}]", *rest), entry)
+                )
     for entry in left:
         out.append(Placement(block, layout.extra_labels(entry), entry))
     return out
@@ -296,7 +364,11 @@ def _place_block(layout: Layout, block: tuple[str, str], entries: list[Entry]) -
 
 def _difference(entry: Entry, others: list[Entry]) -> str:
     """What sets ``entry`` apart from the others in its slot (loss, protocol or parameters)."""
-    fields = [("loss", lambda e: e.loss), ("protocol", lambda e: e.protocol), ("params", lambda e: e.params)]
+    fields = [
+        ("loss", lambda e: e.loss),
+        ("protocol", lambda e: e.protocol),
+        ("params", lambda e: e.params),
+    ]
     shown = [get(entry) for _, get in fields if len({get(o) for o in others}) > 1]
     return ", ".join(s for s in shown if s) or entry.name
 
@@ -304,8 +376,9 @@ def _difference(entry: Entry, others: list[Entry]) -> str:
 def build_table(layout: Layout, entries: list[Entry], dataset: str | None = None) -> Table:
     placements = place(layout, entries, dataset)
     metrics = list(layout.metrics)
-    if layout.name is TableName.auto and not any(np.isfinite(e.values("params")).any()
-                                                 for p in placements if (e := p.entry)):
+    if layout.name is TableName.auto and not any(
+        np.isfinite(e.values("params")).any() for p in placements if (e := p.entry)
+    ):
         metrics.remove("params")  # no run recorded its size; an all-dash column says nothing
     if layout.shape is Shape.metric_rows:
         return _metric_rows(layout, placements, metrics)
@@ -326,8 +399,15 @@ def _metric_rows(layout: Layout, placements: list[Placement], metrics: list[str]
         by_column = {p.labels: p.entry for p in placements if p.block == block}
         for i, metric in enumerate(metrics):
             row = [Cell(block_title(block) if i == 0 else ""), Cell(layout.metric_name(metric))]
-            row += [Cell(entry=by_column.get(c), metric=metric, group=(block, metric), decimals=layout.decimals)
-                    for c in columns]
+            row += [
+                Cell(
+                    entry=by_column.get(c),
+                    metric=metric,
+                    group=(block, metric),
+                    decimals=layout.decimals,
+                )
+                for c in columns
+            ]
             rows.append(row)
     return Table(layout, header, rows, rules, placements)
 
@@ -342,8 +422,14 @@ def _metric_columns(layout: Layout, placements: list[Placement], metrics: list[s
         if p.block != previous:
             rules.append(len(rows))
         labels = (p.labels + ("",) * width)[:width]
-        row = [Cell(block_title(p.block) if p.block != previous else ""), *(Cell(t) for t in labels)]
-        row += [Cell(entry=p.entry, metric=m, group=(p.block, m), decimals=layout.decimals) for m in metrics]
+        row = [
+            Cell(block_title(p.block) if p.block != previous else ""),
+            *(Cell(t) for t in labels),
+        ]
+        row += [
+            Cell(entry=p.entry, metric=m, group=(p.block, m), decimals=layout.decimals)
+            for m in metrics
+        ]
         rows.append(row)
         previous = p.block
     return Table(layout, header, rows, rules, placements)

@@ -180,7 +180,7 @@ def summary_plot(
         len(scored), 1, figsize=(max(4.0, 1.05 * width + 1.2), 3.3 * len(scored)), squeeze=False
     )
     rng = np.random.default_rng(0)  # the points' horizontal jitter only
-    for ax, (block, cells) in zip(axes[:, 0], scored.items()):
+    for ax, (block, cells) in zip(axes[:, 0], scored.items(), strict=False):
         boxes = [s if len(s) else np.array([np.nan]) for _, s in cells]
         ax.boxplot(
             boxes,
@@ -291,7 +291,7 @@ def focal_weights_plot(
         gridspec_kw={"width_ratios": [1.5, 1]},
     )
     colours = plt.get_cmap("tab10")
-    for (line_ax, bar_ax), (row, run, history) in zip(axes, found):
+    for (line_ax, bar_ax), (row, run, history) in zip(axes, found, strict=False):
         columns = _focal_columns(history)
         final = {c.removeprefix("focal_"): float(history[c].iloc[-1]) for c in columns}
         decides = _decides_pruning(row.entry)
@@ -444,7 +444,9 @@ def _show_image(image: np.ndarray) -> np.ndarray:
 def _image_dsc(run: StoredRun) -> dict[str, float]:
     if run.per_image is None or "dsc" not in run.per_image:
         return {}
-    return dict(zip(run.per_image["image_id"].astype(str), run.per_image["dsc"].astype(float)))
+    return dict(
+        zip(run.per_image["image_id"].astype(str), run.per_image["dsc"].astype(float), strict=False)
+    )
 
 
 def predictions_plot(dataset: str, rows: list[PlotRow], path: Path) -> Path | None:
@@ -519,7 +521,7 @@ def fdpt_plot(mask: np.ndarray, path: Path, source: str) -> Path:
     )
     axes[0].imshow(mask, cmap="gray", vmin=0, vmax=1)
     axes[0].set_title(f"mask ({source})", fontsize=8)
-    for ax, eps in zip(axes[1:], FDPT_EPSILONS):
+    for ax, eps in zip(axes[1:], FDPT_EPSILONS, strict=False):
         weights = fdpt_weights(mask, eps)
         shown = ax.imshow(weights, cmap="viridis", vmin=1.0, vmax=2.0**eps)
         ax.set_title(rf"$W = (1 + D)^{{\varepsilon}}$, $\varepsilon$ = {eps:g}", fontsize=8)

@@ -19,13 +19,18 @@ _UNITS = {"params_millions": ("params", 1e6)}
 @functools.cache
 def published() -> dict[str, Any]:
     """Every table of the four papers, as transcribed (see the file's ``about`` and ``missing``)."""
-    return json.loads(resources.files("focalbench.report").joinpath("published.json").read_text(encoding="utf-8"))
+    return json.loads(
+        resources.files("focalbench.report").joinpath("published.json").read_text(encoding="utf-8")
+    )
 
 
 def footnotes(paper: str) -> list[str]:
     """What a paper's printed columns measure, where that is not what the column name says."""
-    return [f"Paper {t['paper']} {t['table']}: {t['footnote']}" for t in published()["tables"]
-            if t["paper"] == paper and t.get("footnote")]
+    return [
+        f"Paper {t['paper']} {t['table']}: {t['footnote']}"
+        for t in published()["tables"]
+        if t["paper"] == paper and t.get("footnote")
+    ]
 
 
 @dataclass(frozen=True)
@@ -81,17 +86,26 @@ def compare(entries: list[Entry]) -> list[Comparison]:
             for entry in entries:
                 if not _matches(row, entry):
                     continue
-                for column, raw in zip(table["columns"], row["values"]):
+                for column, raw in zip(table["columns"], row["values"], strict=False):
                     metric, factor = our_metric(column)
                     theirs, theirs_std = published_value(raw)
                     ours = entry.values(metric)
                     if theirs is None or ours.size == 0:
                         continue
-                    out.append(Comparison(
-                        table["paper"], table["table"], row["label"], entry, metric,
-                        float(ours.mean()), _std(ours), int(ours.size), theirs * factor,
-                        None if theirs_std is None else theirs_std * factor,
-                    ))
+                    out.append(
+                        Comparison(
+                            table["paper"],
+                            table["table"],
+                            row["label"],
+                            entry,
+                            metric,
+                            float(ours.mean()),
+                            _std(ours),
+                            int(ours.size),
+                            theirs * factor,
+                            None if theirs_std is None else theirs_std * factor,
+                        )
+                    )
     return out
 
 

@@ -28,7 +28,16 @@ from focalbench.grammar import parse_loss_spec
 from focalbench.run_state import RunFolder, Status, runs_dir
 
 #: Metrics stored per test image in ``per_image.csv``.
-IMAGE_METRICS = ("dsc", "precision", "recall", "jaccard", "accuracy", "sensitivity", "specificity", "hd95")
+IMAGE_METRICS = (
+    "dsc",
+    "precision",
+    "recall",
+    "jaccard",
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "hd95",
+)
 #: Metrics stored once per run in ``metrics.json``.
 RUN_METRICS = ("params", "gflops")
 
@@ -125,18 +134,28 @@ def read_run(path: Path) -> StoredRun:
     folder = RunFolder(path)
     raw = _read_json(folder.config_json)
     config = raw.get("config") if isinstance(raw, dict) else None
-    if not isinstance(config, dict) or not all(isinstance(config.get(k), str) for k in ("dataset", "model", "loss")):
+    if not isinstance(config, dict) or not all(
+        isinstance(config.get(k), str) for k in ("dataset", "model", "loss")
+    ):
         raise _Corrupt("config.json has no config with dataset, model and loss")
     try:
         record = folder.status()
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _Corrupt(f"{folder.status_json.name} unreadable ({type(exc).__name__})") from None
     except ValueError as exc:
-        raise _Corrupt(f"{folder.status_json.name}: {exc}; expected state running, done or failed") from None
+        raise _Corrupt(
+            f"{folder.status_json.name}: {exc}; expected state running, done or failed"
+        ) from None
     if record is None:
         raise _Corrupt(f"{folder.status_json.name} missing")
-    run = StoredRun(path=path, config=config, state=record.state, error=record.error,
-                    resolved=raw.get("resolved") or {}, version=raw.get("version"))
+    run = StoredRun(
+        path=path,
+        config=config,
+        state=record.state,
+        error=record.error,
+        resolved=raw.get("resolved") or {},
+        version=raw.get("version"),
+    )
     if record.state is Status.done:
         run.per_image = _read_per_image(folder.per_image_csv)
         metrics = folder.metrics_json
@@ -192,7 +211,9 @@ def parse_loss(spec: str) -> list[tuple[str, dict[str, Any]]]:
     return terms
 
 
-def format_loss(terms: list[tuple[str, dict[str, Any]]], keep: tuple[str, ...] | None = None) -> str:
+def format_loss(
+    terms: list[tuple[str, dict[str, Any]]], keep: tuple[str, ...] | None = None
+) -> str:
     """Write terms back as a spec; ``keep`` limits the shown parameters (``None`` = all)."""
     out = []
     for name, params in terms:
@@ -278,15 +299,25 @@ def group_entries(runs: list[StoredRun]) -> list[Entry]:
     for run in runs:
         c = run.config
         pruned = run.pruned
-        model_params = {k: v for k, v in (c.get("model_params") or {}).items() if not (pruned and k == "positions")}
-        rest = {"model": model_params, "loss": c.get("loss_params") or {}, "overrides": c.get("overrides") or {}}
+        model_params = {
+            k: v
+            for k, v in (c.get("model_params") or {}).items()
+            if not (pruned and k == "positions")
+        }
+        rest = {
+            "model": model_params,
+            "loss": c.get("loss_params") or {},
+            "overrides": c.get("overrides") or {},
+        }
         if c.get("epochs") is not None:
             rest["epochs"] = c["epochs"]
         params = _short_params(rest)
         loss = format_loss(parse_loss(c["loss"]))
         key = (c["dataset"], c.get("protocol", ""), c["model"], loss, pruned, params)
         if key not in groups:
-            groups[key] = Entry(c["dataset"], c.get("protocol", ""), c["model"], loss, pruned, params, model_params)
+            groups[key] = Entry(
+                c["dataset"], c.get("protocol", ""), c["model"], loss, pruned, params, model_params
+            )
         groups[key].runs.append(run)
     return [groups[k] for k in sorted(groups, key=lambda k: tuple(str(x) for x in k))]
 
@@ -295,8 +326,9 @@ def _short_params(rest: dict[str, Any]) -> str:
     flat = []
     for scope, values in rest.items():
         if isinstance(values, dict):
-            flat += [f"{scope}.{k}={json.dumps(v, sort_keys=True)}" for k, v in sorted(values.items())]
+            flat += [
+                f"{scope}.{k}={json.dumps(v, sort_keys=True)}" for k, v in sorted(values.items())
+            ]
         else:
             flat.append(f"{scope}={values}")
     return " ".join(flat)
-

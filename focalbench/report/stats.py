@@ -63,8 +63,12 @@ def holm(pvalues: list[float]) -> list[float]:
     return out.tolist()
 
 
-def bootstrap_ci(values: np.ndarray, level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+def bootstrap_ci(
+    values: np.ndarray,
+    level: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean over images (Efron & Tibshirani 1993, §13.3).
 
     Images are resampled with replacement ``resamples`` times from a generator seeded with
