@@ -214,6 +214,7 @@ def prune(
             resume=True,
             progress=progress,
             data_dir=data_dir,
+            check=False,  # checked above, before any folder
         )
         record(decision, results)
     return {**decision.to_dict(), "run": summary}

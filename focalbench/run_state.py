@@ -392,7 +392,7 @@ class CellResult:
 def _default_train(config: Any, **kwargs: Any) -> dict:
     from focalbench.engine import train
 
-    return train(config, **kwargs)
+    return train(config, check=False, **kwargs)  # the driver checked every config before work
 
 
 def run_cell(

@@ -263,3 +263,25 @@ def test_the_se_study_keys_with_seeds_are_those_of_0_1_0():
     grid = plan("drive", attention="se", seeds="0,1", protocol="smoke")
     assert grid.name == "attention-se-drive-smoke-62730a79"
     assert [c.config.key if c.config else None for c in grid.cells] == SE_SMOKE_SEEDS_010
+
+
+@pytest.mark.parametrize("pair,suggestion", TYPOS)
+def test_the_python_train_api_checks_the_config_before_any_folder(tmp_path, pair, suggestion):
+    # a notebook user calls focalbench.train directly: the same check, before runs/<key>/
+    import focalbench
+    from focalbench.config import RunConfig, split_params
+    from focalbench.errors import FocalbenchError
+
+    model_params, loss_params, overrides = split_params([pair])
+    config = RunConfig(
+        dataset="sample",
+        model="unet",
+        loss="ufl(gamma=0.2)",
+        protocol="smoke",
+        model_params=model_params,
+        loss_params=loss_params,
+        overrides=overrides,
+    )
+    with pytest.raises(FocalbenchError, match=f"did you mean --param {suggestion}="):
+        focalbench.train(config, results=tmp_path / "results", device="cpu")
+    assert not (tmp_path / "results" / "runs").exists()

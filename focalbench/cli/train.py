@@ -75,7 +75,6 @@ def train(
 
     Example: focalbench train --dataset sample --model unet --loss dice --protocol smoke
     """
-    from focalbench.checks import check_config
     from focalbench.engine import train as run_train
     from focalbench.options import RunOptions
     from focalbench.tracking import check_trackers
@@ -103,7 +102,6 @@ def train(
         loss_params=loss_params,
         overrides=overrides,
     )
-    check_config(config, None if data_dir is None else str(data_dir))  # before any folder exists
     summary = run_train(
         config,
         results=results,

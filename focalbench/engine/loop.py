@@ -110,6 +110,7 @@ def train(
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
     log: Sequence[str] = (),
     mlflow_uri: str | None = None,
+    check: bool = True,
 ) -> dict[str, Any]:
     """Train and test one cell; return its summary.
 
@@ -125,8 +126,14 @@ def train(
     (default ``$FOCALBENCH_DATA`` or ``./data``); like ``device``, it is not part of the cell's key.
     ``log`` names trackers (``tensorboard``, ``mlflow``; see :mod:`focalbench.tracking`) that
     mirror the trained epochs and the test; ``mlflow_uri`` is MLflow's store (default
-    ``<results>/mlruns``).
+    ``<results>/mlruns``). ``check`` checks every name and ``--param`` of ``config``
+    (:func:`focalbench.checks.check_config`) before any folder exists; a caller that already
+    checked (``ablate``'s driver, ``prune --retrain``) passes ``False``.
     """
+    if check:
+        from focalbench.checks import check_config
+
+        check_config(config, None if data_dir is None else str(data_dir))
     get_protocol(config.protocol)  # an unknown protocol fails before any work
     tracking.check_trackers(log)
     root = ensure_writable_dir(results_root(results))
