@@ -22,7 +22,10 @@ from focalbench.report.claims import claims, pairs, stated_dataset, table_rows, 
 from focalbench.report.published import published
 from focalbench.report.stats import bootstrap_ci, holm
 
-PAPERS = Path(os.environ.get("FOCALBENCH_PAPERS", "/work/shared/papers"))
+# shared/ lies beside the checkout, for developers and CI alike (../shared/papers)
+PAPERS = Path(
+    os.environ.get("FOCALBENCH_PAPERS", Path(__file__).resolve().parents[2] / "shared" / "papers")
+)
 
 
 def _paper_text(paper: str) -> str:
