@@ -177,29 +177,26 @@ def test_claims_without_runs_of_the_claimed_dataset_are_all_not_run(tmp_path):
 
 def test_claims_end_to_end_on_the_sample_with_the_smoke_protocol(tmp_path):
     runner = CliRunner()
-    out = runner.invoke(
-        app,
-        [
-            "ablate",
-            "--dataset",
-            "sample",
-            "--models",
-            "unet",
-            "--losses",
-            "dice,ufl",
-            "--seeds",
-            "0,1",
-            "--protocol",
-            "smoke",
-            "--epochs",
-            "1",
-            "--device",
-            "cpu",
-            "--results",
-            str(tmp_path),
-            "--json",
-        ],
-    )
+    grid = [
+        "ablate",
+        "--dataset",
+        "sample",
+        "--models",
+        "unet",
+        "--losses",
+        "dice,ufl",
+        "--seeds",
+        "0,1",
+        "--protocol",
+        "smoke",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--results",
+        str(tmp_path),
+    ]
+    out = runner.invoke(app, [*grid, "--json"])
     assert out.exit_code == 0, out.output
     shown = runner.invoke(
         app, ["report", "--results", str(tmp_path), "--claims", "--dataset", "sample", "--json"]
@@ -254,6 +251,15 @@ def test_claims_end_to_end_on_the_sample_with_the_smoke_protocol(tmp_path):
             ],
         )
         assert text.exit_code == 0 and "000-T2-DRIVE-ufl-vs-dsc" in text.output
+    # one command per paper: ablate --claims ends with the same verdict table (the cells are done)
+    again = runner.invoke(app, [*grid, "--claims"])
+    assert again.exit_code == 0, again.output
+    table = runner.invoke(
+        app, ["report", "--results", str(tmp_path), "--claims", "--dataset", "sample"]
+    )
+    verdicts = table.output.split("\nwritten: ")[0].strip()  # less the line naming its file
+    assert verdicts.startswith("### Do the papers' claims reproduce?") and verdicts in again.output
+    assert "epoch 1/1" not in again.output  # the skipped cells' old epochs are not progress
 
 
 def test_claims_refuses_the_table_options_it_does_not_use(tmp_path):

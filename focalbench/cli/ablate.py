@@ -107,6 +107,12 @@ def ablate(
         "--dry-run",
         help="Check every input, then print the cells and their run keys; train nothing.",
     ),
+    claims: bool = typer.Option(
+        False,
+        "--claims",
+        help="After the grid, print the verdicts of the papers' claims its runs can judge "
+        "(as report --claims). Example: --study focal-tversky --dataset bus --claims",
+    ),
     json_out: bool = JsonOption,
 ) -> None:
     from focalbench.grid import ablate as run_grid
@@ -163,5 +169,9 @@ def ablate(
         print_json(result.to_dict())
     else:
         print_summary(result)
+    if claims:
+        from focalbench.report.claim_report import grid_verdicts
+
+        typer.echo(grid_verdicts(result.cells, options.results))
     if result.failures():
         raise typer.Exit(1)

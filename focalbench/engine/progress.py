@@ -193,7 +193,13 @@ class PlainGridLog:
         self, grid: Any, results: str, parallel: int = 1, stream: TextIO | None = None
     ) -> None:
         self.grid, self.results, self.stream = grid, Path(results), stream
-        self.printed: dict[str, int] = {}  # run key → epochs already printed
+        # run key → epochs already printed; epochs on disk before the grid started are not new
+        # (a finished cell that is skipped, an interrupted one that resumes)
+        self.printed: dict[str, int] = {
+            cell.config.key: len(self._history(cell.config.key))
+            for cell in grid.cells
+            if cell.config is not None
+        }
         self._last = 0.0
 
     def _print(self, line: str) -> None:
@@ -203,16 +209,20 @@ class PlainGridLog:
         if cell.config is None:
             return
         key = cell.config.key
-        path = self.results / "runs" / key / "history.csv"
-        try:
-            with open(path, newline="", encoding="utf-8") as handle:
-                rows = list(csv.DictReader(handle))
-        except (OSError, csv.Error):
-            return
+        rows = self._history(key)
         epochs = cell.config.epochs or self._resolved_epochs(key)
         for row in rows[self.printed.get(key, 0) :]:
             self._print(f"  {cell_name(cell)}: {epoch_line(row, epochs)}")
         self.printed[key] = max(self.printed.get(key, 0), len(rows))
+
+    def _history(self, key: str) -> list[dict[str, str]]:
+        try:
+            with open(
+                self.results / "runs" / key / "history.csv", newline="", encoding="utf-8"
+            ) as f:
+                return list(csv.DictReader(f))
+        except (OSError, csv.Error):
+            return []
 
     def _resolved_epochs(self, key: str) -> int | None:
         """The protocol's epochs as the run recorded them (``config.json``)."""

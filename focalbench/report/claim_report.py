@@ -10,6 +10,8 @@ of A and B pair by (seed, fold); their per-image scores pair by ``image_id``. Th
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -481,3 +483,22 @@ RULE = (
 
 def _clean(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
+
+
+def grid_verdicts(cells: Sequence[Any], results: str | os.PathLike | None = None) -> str:
+    """``ablate --claims``: the verdict table (Markdown) of the claims a finished grid can judge.
+
+    The grid's protocol keeps other runs of the results folder out. A grid on one dataset that no
+    claim names (the sample, an imported dataset) is judged as ``report --claims --dataset D``
+    judges it, each verdict flagged as not on the paper's data; on the papers' datasets each
+    claim is judged on its own dataset.
+    """
+    from focalbench.report.build import report
+
+    configs = [c.config for c in cells if getattr(c, "config", None) is not None]
+    if not configs:
+        return "no cell of this grid ran: no claim to judge"
+    datasets = {c.dataset for c in configs}
+    papers = {claim.dataset for claim in claims()}
+    dataset = next(iter(datasets)) if len(datasets) == 1 and not datasets & papers else None
+    return report(results, claims=True, protocol=configs[0].protocol, dataset=dataset)
