@@ -91,5 +91,5 @@ def report(
         print_json(built.records)
         return
     if fmt is not Format.html:  # a page of inlined figures is for a browser, not a terminal
-        typer.echo(built.text, nl=False)
+        typer.echo(built.text, nl=not built.text.endswith("\n"))
     typer.echo(f"written: {built.path}" + "".join(f"\nplot: {p}" for p in built.plots), err=True)

@@ -426,6 +426,12 @@ def caption(table: Table) -> str:
     )
 
 
+def _named(entry: Entry) -> str:
+    """The entry's name with the configuration that tells two rows of one network apart
+    (``focal-use-net:ufl(gamma=0.2) [focal_init=0.0]``)."""
+    return f"{entry.name} [{entry.params}]" if entry.params else entry.name
+
+
 def notes(
     table: Table, tests: list[TestResult], skipped: list[Skipped], baseline: str | None
 ) -> list[str]:
@@ -437,7 +443,7 @@ def notes(
             f"({len(tests)} test{'s' if len(tests) != 1 else ''} corrected together)."
         )
         out += [
-            f"{block_title(t.block)}: {t.entry.name} vs {t.baseline.name}: n = {t.test.n}, W = {t.test.statistic:g}, "
+            f"{block_title(t.block)}: {_named(t.entry)} vs {_named(t.baseline)}: n = {t.test.n}, W = {t.test.statistic:g}, "
             f"p = {t.test.p:.4g}, p_Holm = {t.p_holm:.4g}{' ' + DAGGER if t.significant else ''}"
             for t in tests
         ]
