@@ -15,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from focalbench.store import atomic_write_json, read_json, utc_now
 from test_executors import fake_train, read_status, run_dir_of
+
+from focalbench.store import atomic_write_json, read_json, utc_now
 
 # The CLI's path (ablate, print_summary, exit_code) with held_train.
 DRIVER = (
