@@ -416,6 +416,10 @@ def test_two_grids_on_one_results_folder_never_train_a_cell_twice(tmp_path):
     for a, b in zip(*outcomes, strict=False):
         assert Outcome.trained in (a, b)
         assert {a, b} <= {Outcome.trained, Outcome.busy, Outcome.skipped}
+    # the last to write grid.json recorded every cell's run folder as it ended: none busy
+    (grid_dir,) = (tmp_path / "grids").iterdir()
+    recorded = [c["outcome"] for c in read_json(grid_dir / "grid.json")["cells"]]
+    assert set(recorded) <= {"trained", "skipped"} and len(recorded) == 4, recorded
 
 
 def test_killed_driver_takes_its_workers_down_and_a_rerun_resumes(tmp_path):

@@ -170,7 +170,33 @@ def print_summary(result: GridResult) -> None:
         f"(already done {counts['skipped']}, busy {counts['busy']}, blocked {counts['blocked']}), "
         f"failed {counts['failed']} in {result.seconds:.0f}s"
     )
+    idle = idle_line(result)
+    if idle:
+        console.print(idle, highlight=False, markup=False)
     for failure in result.failures():
         console.print(
             f"[red]failed[/red] {failure['row']} · {failure['dataset']} · seed {failure['seed']}: {failure['error']}"
         )
+
+
+def idle_line(result: GridResult) -> str | None:
+    """One plain line when this driver trained nothing: every cell it met was already done or
+    held by another live process (named by its pid), else ``None``."""
+    results = [c.result for c in result.cells]
+    if not results or any(r is None or r.outcome.value not in ("skipped", "busy") for r in results):
+        return None
+    done = sum(1 for r in results if r.outcome.value == "skipped")
+    if done == len(results):
+        return f"nothing to do: {_cells(done)} already done"
+    held = sorted({r.error.removeprefix("being trained by ") for r in results if r.error})
+    busy = len(results) - done
+    by = f" ({', '.join(held)})" if held else ""
+    already = f" ({done} already done)" if done else ""
+    return (
+        f"{_cells(busy)} {'is' if busy == 1 else 'are'} being trained by another process{by}"
+        f"{already}; nothing left for this one"
+    )
+
+
+def _cells(n: int) -> str:
+    return f"{n} cell" if n == 1 else f"{n} cells"

@@ -6,13 +6,20 @@ Finished cells are skipped and interrupted ones resumed (each cell's life is
 (:mod:`focalbench.checks`) before the grid folder or any run folder exists.
 
 ``results/grids/<name>/grid.json`` records the study, its target table, and every cell (row,
-key, config, outcome, error); it is rewritten after each finished cell.
+key, config, outcome, error); it is rewritten after each finished cell. Each cell's outcome there
+is derived from its run folder's state at the time of writing (:func:`_recorded`), so two
+drivers of one grid never leave a stale record: the last to write tells the truth for every cell.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import fcntl
 import os
+import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +38,7 @@ from focalbench.executors import (
 from focalbench.grid.display import GridProgress, eta_seconds
 from focalbench.grid.planner import GridCell, GridPlan, plan
 from focalbench.options import RunOptions
-from focalbench.run_state import CellResult, Outcome, run_folder
+from focalbench.run_state import CellResult, Outcome, Status, run_folder, stored_summary
 from focalbench.store import (
     atomic_write_json,
     ensure_writable_dir,
@@ -47,8 +54,10 @@ Executor = LocalExecutor | RayExecutor
 class GridResult:
     name: str
     grid_dir: Path
-    cells: list[GridCell]
+    cells: list[GridCell]  # with this driver's own outcomes
     seconds: float
+    # what grid.json records for each cell (its run folder's state when this driver ended)
+    recorded: list[CellResult | None] = dataclasses.field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out = {o.value: 0 for o in Outcome}
@@ -71,6 +80,13 @@ class GridResult:
             for c in self.cells
             if c.result and c.result.outcome is Outcome.failed
         ]
+
+    def exit_code(self) -> int:
+        """1 if a cell failed (here or, as recorded, in another driver), 3 if none failed but some
+        cell is not done yet (another driver is still training it), 0 when every cell is done."""
+        if self.failures() or any(r and r.outcome is Outcome.failed for r in self.recorded):
+            return 1
+        return 0 if all(r and r.done for r in self.recorded) else 3
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -182,14 +198,14 @@ def ablate(
     started = time.perf_counter()
     runner.start()
     try:
-        _write_grid(grid_dir, grid, threshold)
+        _write_grid(grid_dir, grid, threshold, str(results_dir))
         _drive(
             grid, runner, str(results_dir), retry_failed, threshold, train_fn, grid_dir, progress
         )
     finally:
         runner.close()
-    _write_grid(grid_dir, grid, threshold)
-    return GridResult(grid.name, grid_dir, grid.cells, time.perf_counter() - started)
+    recorded = _write_grid(grid_dir, grid, threshold, str(results_dir))
+    return GridResult(grid.name, grid_dir, grid.cells, time.perf_counter() - started, recorded)
 
 
 def _on_cpu(device: str) -> bool:
@@ -201,21 +217,103 @@ def _on_cpu(device: str) -> bool:
     return device == "cpu"
 
 
-def _write_grid(grid_dir: Path, grid: GridPlan, threshold: float) -> None:
+def _write_grid(
+    grid_dir: Path,
+    grid: GridPlan,
+    threshold: float,
+    results: str,
+    in_flight: set[int] = frozenset(),
+) -> list[CellResult | None]:
+    """Rewrite grid.json with each cell as its run folder stands now; returns what it recorded.
+
+    The read-modify-write holds ``grid_dir/.lock`` so two drivers of one grid take turns; the
+    previous file is read only for ``created`` and for how a cell that another driver finished
+    was finished (trained or resumed, its seconds), which no run folder records.
+    """
     path = grid_dir / "grid.json"
-    created = read_json(path).get("created") if path.exists() else utc_now()
-    atomic_write_json(
-        path,
-        {
-            "name": grid.name,
-            "study": grid.study,
-            "table": grid.table,
-            "prune_threshold": threshold,
-            "created": created,
-            "updated": utc_now(),
-            "cells": [c.to_dict() for c in grid.cells],
-        },
-    )
+    with _grid_lock(grid_dir):
+        previous = read_json(path) if path.exists() else {}
+        earlier = {c.get("key"): c for c in previous.get("cells", []) if c.get("key")}
+        recorded = [
+            None
+            if i in in_flight  # ours, still training
+            else _recorded(cell, results, earlier.get(cell.config.key if cell.config else None))
+            for i, cell in enumerate(grid.cells)
+        ]
+        atomic_write_json(
+            path,
+            {
+                "name": grid.name,
+                "study": grid.study,
+                "table": grid.table,
+                "prune_threshold": threshold,
+                "created": previous.get("created") or utc_now(),
+                "updated": utc_now(),
+                "cells": [
+                    dataclasses.replace(cell, result=result).to_dict()
+                    for cell, result in zip(grid.cells, recorded, strict=True)
+                ],
+            },
+        )
+    return recorded
+
+
+@contextlib.contextmanager
+def _grid_lock(grid_dir: Path) -> Iterator[None]:
+    """Exclusive ``flock`` on ``grid_dir/.lock`` for one rewrite of grid.json (blocking: the
+    other driver holds it only while it writes)."""
+    grid_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(grid_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+_DONE = {o.value for o in (Outcome.trained, Outcome.resumed, Outcome.skipped)}
+
+
+def _recorded(
+    cell: GridCell, results: str, earlier: dict[str, Any] | None
+) -> CellResult | None:
+    """What grid.json says of a cell not in flight here: its run folder's state now.
+
+    done → this driver's outcome if it settled the cell as done, else the earlier record's
+    (another driver trained it), else ``skipped``; failed → failed with its error; running by a
+    live owner (or one on another host) → ``busy``; running with its owner gone → failed as
+    interrupted (resumed by the next run); no status → not started (``None``). A pruned row not derived yet, and a cell
+    whose record is being rewritten this instant, keep this driver's outcome.
+    """
+    own = cell.result
+    if cell.config is None:
+        return own
+    folder = run_folder(results, cell.config.key)
+    try:
+        status = folder.status()
+    except ValueError:
+        return own
+    key = cell.config.key
+    if status is None:
+        return own if own and own.outcome is Outcome.failed else None
+    if status.state is Status.running:
+        # an owner on another host (a Ray node) cannot be checked from here: taken as alive
+        if status.host != socket.gethostname() or status.owner_alive():
+            holder = f"pid {status.pid} on {status.host}"
+            return CellResult(key, Outcome.busy, error=f"being trained by {holder}")
+        gone = f"interrupted; its owner (pid {status.pid}) is gone"
+        return CellResult(key, Outcome.failed, error=f"{gone}; rerun the same command to resume")
+    if status.state is Status.failed:
+        if own and own.outcome is Outcome.failed:
+            return own
+        return CellResult(key, Outcome.failed, error=status.error)
+    if own and own.done:
+        return own
+    if earlier and earlier.get("outcome") in _DONE:
+        return CellResult(
+            key, Outcome(earlier["outcome"]), earlier.get("seconds") or 0.0, earlier.get("error")
+        )
+    return CellResult(key, Outcome.skipped, summary=stored_summary(folder))
 
 
 def _drive(
@@ -287,7 +385,7 @@ def _drive(
                             Outcome.blocked,
                             error=f"source cell {result.key} is {result.outcome.value}: {result.error}",
                         )
-                _write_grid(grid_dir, grid, threshold)
+                _write_grid(grid_dir, grid, threshold, results, in_flight)
                 if display:
                     display.advance(cells[i])
                     display.update(
