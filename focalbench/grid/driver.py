@@ -274,9 +274,7 @@ def _grid_lock(grid_dir: Path) -> Iterator[None]:
 _DONE = {o.value for o in (Outcome.trained, Outcome.resumed, Outcome.skipped)}
 
 
-def _recorded(
-    cell: GridCell, results: str, earlier: dict[str, Any] | None
-) -> CellResult | None:
+def _recorded(cell: GridCell, results: str, earlier: dict[str, Any] | None) -> CellResult | None:
     """What grid.json says of a cell not in flight here: its run folder's state now.
 
     done → this driver's outcome if it settled the cell as done, else the earlier record's
