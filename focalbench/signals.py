@@ -5,7 +5,8 @@ work asks :func:`raise_if_stopping` at its safe points (a training step's end, a
 the grid driver's poll) and unwinds with :class:`Interrupted`. A second signal while stopping
 exits at once with the same code (every file write is atomic, so nothing is left half
 written). The previous handlers are restored when the block ends; outside the main thread
-(where Python cannot install handlers) the block does nothing.
+(where Python cannot install handlers) the block does nothing. A SIGHUP ignored by ``nohup``
+stays ignored.
 """
 
 from __future__ import annotations
@@ -55,7 +56,12 @@ def stop_on_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, _record) for s in STOP_SIGNALS}
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    for s in STOP_SIGNALS:
+        # nohup's SIGHUP stays ignored; SIGINT is caught even when inherited as ignored (a
+        # script's `cmd &` starts it so), since only an explicit kill can send it there
+        if not (s == signal.SIGHUP and previous[s] == signal.SIG_IGN):
+            signal.signal(s, _record)
     try:
         yield
     finally:

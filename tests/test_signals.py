@@ -86,3 +86,44 @@ def test_train_stops_on_signal_with_128_plus_n_and_resumes(tmp_path: Path, signu
     with (run / "history.csv").open() as f:
         epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
     assert epochs == list(range(1, 31))  # no epoch lost or repeated across the stop
+
+
+def test_ablate_driver_stops_its_workers_and_resumes(tmp_path: Path) -> None:
+    """SIGINT to the driver alone, started as a script's `cmd &` starts it (SIGINT inherited
+    as ignored: why it used to train on for a minute): the workers stop their cells at a step,
+    the grid records them interrupted (not failed), the driver prints its summary and exits
+    130; the same command then finishes every cell."""
+    command = _cli(
+        "ablate",
+        "--models",
+        "unet",
+        "--losses",
+        "dice,ufl",
+        "--jobs",
+        "2",
+        *SMOKE,
+        results=tmp_path,
+    )
+    proc = subprocess.Popen(
+        command,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    _wait_for_epoch(proc, tmp_path)
+    code, seconds = _stop(proc, signal.SIGINT)
+    out = proc.stdout.read().decode()
+    assert code == 130, proc.stderr.read().decode()
+    assert seconds < 15
+    assert "interrupted" in out
+    (grid,) = tmp_path.glob("grids/*/grid.json")
+    outcomes = [c["outcome"] for c in json.loads(grid.read_text())["cells"]]
+    assert "failed" not in outcomes and "interrupted" in outcomes
+    for run in tmp_path.glob("runs/*"):
+        assert _status(run)["error"] is None or _status(run)["error"].startswith("interrupted;")
+
+    again = subprocess.run(command, env=_env(), capture_output=True, timeout=600)
+    assert again.returncode == 0, again.stderr.decode()
+    runs = list(tmp_path.glob("runs/*"))
+    assert len(runs) == 2 and all(_status(r)["state"] == "done" for r in runs)
