@@ -92,6 +92,10 @@ def _watch_parent(parent_pid: int) -> None:
         time.sleep(0.5)
 
 
+def _deaf(signum: int, frame: Any) -> None:
+    """A worker's handler between cells: a stop then has nothing to stop."""
+
+
 def _slot_main(device: str, channel: Any, parent_pid: int, slots: int) -> None:
     _die_with_parent(parent_pid)
     # A terminal's Ctrl-C goes to its foreground process group: out of it, a worker hears a
@@ -99,7 +103,7 @@ def _slot_main(device: str, channel: Any, parent_pid: int, slots: int) -> None:
     # record), and between cells not at all (train installs its handlers for a cell only).
     os.setpgrp()
     for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signum, _deaf)  # not SIG_IGN, which train keeps for SIGHUP (nohup)
     threads.limit_worker_threads(device, slots)  # before any network is built
     while True:
         try:

@@ -88,8 +88,9 @@ def test_train_stops_on_signal_with_128_plus_n_and_resumes(tmp_path: Path, signu
     assert epochs == list(range(1, 31))  # no epoch lost or repeated across the stop
 
 
-def test_ablate_driver_stops_its_workers_and_resumes(tmp_path: Path) -> None:
-    """SIGINT to the driver alone, started as a script's `cmd &` starts it (SIGINT inherited
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP])
+def test_ablate_driver_stops_its_workers_and_resumes(tmp_path: Path, signum: int) -> None:
+    """SIGINT (or SIGHUP, which the driver passes on as it is) to the driver alone, started as a script's `cmd &` starts it (SIGINT inherited
     as ignored: why it used to train on for a minute): the workers stop their cells at a step,
     the grid records them interrupted (not failed), the driver prints its summary and exits
     130; the same command then finishes every cell."""
@@ -112,9 +113,9 @@ def test_ablate_driver_stops_its_workers_and_resumes(tmp_path: Path) -> None:
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     _wait_for_epoch(proc, tmp_path)
-    code, seconds = _stop(proc, signal.SIGINT)
+    code, seconds = _stop(proc, signum)
     out = proc.stdout.read().decode()
-    assert code == 130, proc.stderr.read().decode()
+    assert code == 128 + signum, proc.stderr.read().decode()
     assert seconds < 15
     assert "interrupted" in out
     (grid,) = tmp_path.glob("grids/*/grid.json")
