@@ -128,3 +128,19 @@ def test_ablate_driver_stops_its_workers_and_resumes(tmp_path: Path, signum: int
     assert again.returncode == 0, again.stderr.decode()
     runs = list(tmp_path.glob("runs/*"))
     assert len(runs) == 2 and all(_status(r)["state"] == "done" for r in runs)
+
+
+def test_a_second_signal_exits_at_once_without_a_torn_file(tmp_path: Path) -> None:
+    """Two Ctrl-C in a row: exit 130 at once; status.json still parses and last.pt still loads
+    (every write is atomic), so the same command resumes."""
+    from focalbench.engine import checkpoint
+
+    command = _cli("train", "--model", "unet", "--loss", "dice", *SMOKE, results=tmp_path)
+    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait_for_epoch(proc, tmp_path)
+    proc.send_signal(signal.SIGINT)
+    code, seconds = _stop(proc, signal.SIGINT)
+    assert code == 130 and seconds < 10
+    (run,) = tmp_path.glob("runs/*")
+    assert _status(run)["state"] == "running"
+    assert checkpoint.load(run / "last.pt")["epoch"] >= 1
