@@ -3,7 +3,7 @@
 Every executor runs :func:`focalbench.run_state.run_cell` (one cell's life: lock, resume,
 failure record) on the device of its slot, and speaks one interface to the grid driver:
 ``start()``; ``capacity``; ``free``; ``submit(task)``; ``poll(timeout) -> [(task id,
-CellResult)]``; ``running() -> {task id: device}``; ``close()``.
+CellResult)]``; ``running() -> {task id: device}``; ``interrupt(signum)``; ``close()``.
 
 :class:`LocalExecutor` — a pool of spawned worker processes, one per slot, each bound to one
 device (``--gpus 0,1 --jobs-per-gpu 2`` gives the slots cuda:0, cuda:0, cuda:1, cuda:1;
@@ -32,6 +32,7 @@ from focalbench import threads
 from focalbench.config import RunConfig
 from focalbench.errors import FocalbenchError
 from focalbench.run_state import CellResult, Outcome, run_cell, run_folder, settle_lost_cell
+from focalbench.signals import STOP_SIGNALS
 
 TrainFn = Callable[..., dict]
 
@@ -91,8 +92,18 @@ def _watch_parent(parent_pid: int) -> None:
         time.sleep(0.5)
 
 
+def _deaf(signum: int, frame: Any) -> None:
+    """A worker's handler between cells: a stop then has nothing to stop."""
+
+
 def _slot_main(device: str, channel: Any, parent_pid: int, slots: int) -> None:
     _die_with_parent(parent_pid)
+    # A terminal's Ctrl-C goes to its foreground process group: out of it, a worker hears a
+    # stop only from the driver, once (a second signal would make train exit without its
+    # record), and between cells not at all (train installs its handlers for a cell only).
+    os.setpgrp()
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _deaf)  # not SIG_IGN, which train keeps for SIGHUP (nohup)
     threads.limit_worker_threads(device, slots)  # before any network is built
     while True:
         try:
@@ -155,6 +166,13 @@ class LocalExecutor:
 
     def running(self) -> dict[int, str]:
         return {task_id: self.slots[slot] for slot, (task_id, _) in self._busy.items()}
+
+    def interrupt(self, signum: int) -> None:
+        """Pass ``signum`` to every busy worker: its cell stops at the next step and reports
+        itself interrupted (:mod:`focalbench.signals`)."""
+        for slot in self._busy:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._procs[slot].pid, signum)
 
     def poll(self, timeout: float) -> list[tuple[int, CellResult]]:
         received = []
@@ -265,6 +283,11 @@ class RayExecutor:
 
     def running(self) -> dict[int, str]:
         return {task.task_id: "ray" for task in self._refs.values()}
+
+    def interrupt(self, signum: int) -> None:
+        """Cancel every task in flight (Ray raises KeyboardInterrupt inside each)."""
+        for ref in self._refs:
+            self._ray.cancel(ref)
 
     def poll(self, timeout: float) -> list[tuple[int, CellResult]]:
         if not self._refs:

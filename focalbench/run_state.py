@@ -363,6 +363,7 @@ class Outcome(str, Enum):
     failed = "failed"  # raised (now, or earlier and not retried)
     busy = "busy"  # another live process holds the cell
     blocked = "blocked"  # a pruned cell whose source did not finish
+    interrupted = "interrupted"  # stopped by a signal at a step; the next run resumes it
 
 
 @dataclass
@@ -412,6 +413,7 @@ def run_cell(
     import traceback
 
     from focalbench.config import RunConfig
+    from focalbench.signals import Interrupted
 
     cfg = RunConfig.from_dict(config)
     folder = run_folder(results, cfg.key)
@@ -433,6 +435,9 @@ def run_cell(
             summary = (train_fn or _default_train)(
                 cfg, results=results, device=device, resume=not restart, progress=False
             )
+        except Interrupted:  # train recorded it (status running, "interrupted; …")
+            seconds = time.perf_counter() - start
+            return CellResult(cfg.key, Outcome.interrupted, seconds, INTERRUPTED)
         except Exception as exc:  # one bad cell must not stop the grid: record it and go on
             error = f"{type(exc).__name__}: {exc}"
             folder.record_failure(error, traceback.format_exc(limit=12), device)

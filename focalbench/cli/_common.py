@@ -29,7 +29,8 @@ def command(name: str | None = None, **kwargs: Any) -> Callable[[Callable], Call
     """Register ``fn`` as a subcommand whose user errors print one line and exit 2.
 
     A :class:`FocalbenchError` is the user's mistake: its message is printed as
-    ``error: <message>`` without a traceback. Ctrl-C exits 130 with a hint to resume. Any other
+    ``error: <message>`` without a traceback. Ctrl-C exits 130 (SIGTERM 143, SIGHUP 129;
+    :mod:`focalbench.signals`) with a hint to resume. Any other
     exception is a bug and keeps its traceback.
     """
 
@@ -41,12 +42,12 @@ def command(name: str | None = None, **kwargs: Any) -> Callable[[Callable], Call
             except FocalbenchError as exc:
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(2) from None
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:  # 128 + the signal's number, as a shell reports it
                 typer.echo(
                     "interrupted: finished work is saved; rerun the same command to resume",
                     err=True,
                 )
-                raise typer.Exit(130) from None
+                raise typer.Exit(getattr(exc, "exit_code", 130)) from None
 
         app.command(name, **kwargs)(wrapper)
         return fn

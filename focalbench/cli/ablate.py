@@ -173,5 +173,7 @@ def ablate(
         from focalbench.report.claim_report import grid_verdicts
 
         typer.echo(grid_verdicts(result.cells, options.results))
+    if result.stopped_by is not None:  # 128 + n, as train: its cells resume on the next run
+        raise typer.Exit(128 + result.stopped_by)
     if result.exit_code():  # docs/ablate.md: 1 a cell failed, 3 another driver still trains one
         raise typer.Exit(result.exit_code())

@@ -62,6 +62,7 @@ from focalbench.run_state import (
     Status,
     run_folder,
 )
+from focalbench.signals import Interrupted, raise_if_stopping, stop_on_signals
 from focalbench.store import ensure_writable_dir, read_json, results_root, utc_now
 
 N_SAMPLES = 4  # test images kept in test_samples.npz for figures
@@ -147,7 +148,8 @@ def train(
     tracker = tracking.open_trackers(log, folder.path, root, mlflow_uri, fresh=not resume)
     run = setup(config, resolve_device(device), folder, compile, data_dir)
     try:
-        return fit_test_and_track(run, resume, progress, on_epoch_end, tracker)
+        with stop_on_signals():
+            return fit_test_and_track(run, resume, progress, on_epoch_end, tracker)
     except torch.OutOfMemoryError:
         message = (
             f"out of memory on {describe(run.device)} at batch size {run.recipe.batch_size} and size "
@@ -155,6 +157,9 @@ def train(
         )
         folder.write_status(Status.failed, _epoch_of(folder), error=message)
         raise FocalbenchError(message) from None
+    except Interrupted:  # last.pt holds the last whole epoch; the next run resumes from it
+        folder.write_status(Status.running, _epoch_of(folder), error=INTERRUPTED)
+        raise
     except KeyboardInterrupt:
         folder.write_status(Status.failed, _epoch_of(folder), error=INTERRUPTED)
         raise
@@ -436,6 +441,9 @@ def train_epoch(run: Run, display: Quiet) -> torch.Tensor:
         if run.per_step is not None:
             run.per_step.step()
         display.step()
+        # a stop abandons the partial epoch: the resumed run redoes it from last.pt's RNG state,
+        # so it trains exactly what an uninterrupted run would
+        raise_if_stopping()
     return total / len(run.train)
 
 
@@ -790,6 +798,7 @@ def fit_and_test(
             display.end_epoch(row, state["best_epoch"])
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
+            raise_if_stopping()
     return test(run, state)
 
 

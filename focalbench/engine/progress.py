@@ -164,6 +164,7 @@ _MARKS = {
     "failed": "✗",
     "busy": "…",
     "blocked": "…",
+    "interrupted": "‖",
 }
 
 

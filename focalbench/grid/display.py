@@ -60,6 +60,7 @@ class GridProgress:
             "failed": "✗",
             "busy": "…",
             "blocked": "…",
+            "interrupted": "‖",
         }
         fold = "" if cell.fold is None else f" · fold {cell.fold}"
         extra = f" — {result.error}" if result.error else ""
@@ -168,7 +169,7 @@ def print_summary(result: GridResult) -> None:
     console.print(
         f"done {done} (resumed {counts['resumed']}), skipped {skipped} "
         f"(already done {counts['skipped']}, busy {counts['busy']}, blocked {counts['blocked']}), "
-        f"failed {counts['failed']} in {result.seconds:.0f}s"
+        f"interrupted {counts['interrupted']}, failed {counts['failed']} in {result.seconds:.0f}s"
     )
     idle = idle_line(result)
     if idle:

@@ -20,7 +20,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from focalbench.grid.display import GridProgress, eta_seconds
 from focalbench.grid.planner import GridCell, GridPlan, plan
 from focalbench.options import RunOptions
 from focalbench.run_state import CellResult, Outcome, Status, run_folder, stored_summary
+from focalbench.signals import stop_on_signals, stopping
 from focalbench.store import (
     atomic_write_json,
     ensure_writable_dir,
@@ -58,6 +59,7 @@ class GridResult:
     seconds: float
     # what grid.json records for each cell (its run folder's state when this driver ended)
     recorded: list[CellResult | None] = dataclasses.field(default_factory=list)
+    stopped_by: int | None = None  # the signal that stopped the grid (its cells: interrupted)
 
     def counts(self) -> dict[str, int]:
         out = {o.value: 0 for o in Outcome}
@@ -199,13 +201,23 @@ def ablate(
     runner.start()
     try:
         _write_grid(grid_dir, grid, threshold, str(results_dir))
-        _drive(
-            grid, runner, str(results_dir), retry_failed, threshold, train_fn, grid_dir, progress
-        )
+        with stop_on_signals():
+            _drive(
+                grid,
+                runner,
+                str(results_dir),
+                retry_failed,
+                threshold,
+                train_fn,
+                grid_dir,
+                progress,
+            )
+            stopped_by = stopping()
     finally:
         runner.close()
     recorded = _write_grid(grid_dir, grid, threshold, str(results_dir))
-    return GridResult(grid.name, grid_dir, grid.cells, time.perf_counter() - started, recorded)
+    seconds = time.perf_counter() - started
+    return GridResult(grid.name, grid_dir, grid.cells, seconds, recorded, stopped_by)
 
 
 def _on_cpu(device: str) -> bool:
@@ -299,6 +311,8 @@ def _recorded(cell: GridCell, results: str, earlier: dict[str, Any] | None) -> C
         if status.host != socket.gethostname() or status.owner_alive():
             holder = f"pid {status.pid} on {status.host}"
             return CellResult(key, Outcome.busy, error=f"being trained by {holder}")
+        if own and own.outcome is Outcome.interrupted:  # stopped by a signal in this driver
+            return own
         gone = f"interrupted; its owner (pid {status.pid}) is gone"
         return CellResult(key, Outcome.failed, error=f"{gone}; rerun the same command to resume")
     if status.state is Status.failed:
@@ -314,6 +328,12 @@ def _recorded(cell: GridCell, results: str, earlier: dict[str, Any] | None) -> C
     return CellResult(key, Outcome.skipped, summary=stored_summary(folder))
 
 
+def _lost_to_the_stop(result: CellResult) -> bool:
+    """A worker that died mid-cell while the grid stops (it was signalled twice: by the
+    cluster and by the driver) was interrupted, not failed: its record says so already."""
+    return result.outcome is Outcome.failed and str(result.error).startswith("interrupted;")
+
+
 def _drive(
     grid: GridPlan,
     runner: Executor,
@@ -324,7 +344,9 @@ def _drive(
     grid_dir: Path,
     progress: bool,
 ) -> None:
-    """Feed ready cells to the executor; derive pruned cells as their sources finish."""
+    """Feed ready cells to the executor; derive pruned cells as their sources finish. A stop
+    signal (:mod:`focalbench.signals`) ends the feeding and is passed to the running cells,
+    which stop at their next step; the loop ends when they have reported."""
     from focalbench.engine.progress import PlainGridLog, output_is_terminal
     from focalbench.prune import decide, record
 
@@ -343,9 +365,13 @@ def _drive(
         if progress
         else None
     )
+    forwarded = False
     try:
-        while ready or in_flight:
-            while ready and runner.free > 0:
+        while (ready and stopping() is None) or in_flight:
+            if stopping() is not None and not forwarded:  # SIGINT/TERM/HUP: stop the cells
+                runner.interrupt(stopping())
+                forwarded = True
+            while ready and runner.free > 0 and stopping() is None:
                 i = ready.pop(0)
                 runner.submit(
                     CellTask(i, cells[i].config.to_dict(), results, retry_failed, train_fn)
@@ -359,6 +385,8 @@ def _drive(
                 )
             for i, result in runner.poll(0.25):
                 in_flight.discard(i)
+                if stopping() is not None and _lost_to_the_stop(result):
+                    result = replace(result, outcome=Outcome.interrupted)
                 cells[i].result = result
                 if result.outcome in (Outcome.trained, Outcome.resumed):
                     durations.append(result.seconds)
