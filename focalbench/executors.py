@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -44,6 +44,7 @@ class CellTask:
     results: str
     retry_failed: bool
     train_fn: TrainFn | None = None
+    tracking: dict[str, Any] = field(default_factory=dict)  # train's log / mlflow_uri
 
 
 class ExecutorKind(str, Enum):
@@ -113,7 +114,9 @@ def _slot_main(device: str, channel: Any, parent_pid: int, slots: int) -> None:
         if task is None:
             # Skip the interpreter's teardown (torch's takes seconds); a pipe send is already written.
             os._exit(0)
-        result = run_cell(task.config, task.results, device, task.retry_failed, task.train_fn)
+        result = run_cell(
+            task.config, task.results, device, task.retry_failed, task.train_fn, task.tracking
+        )
         channel.send((task.task_id, result))
 
 
@@ -212,7 +215,7 @@ class LocalExecutor:
 
 def _ray_cell(task: CellTask, device: str) -> tuple[int, CellResult]:
     return task.task_id, run_cell(
-        task.config, task.results, device, task.retry_failed, task.train_fn
+        task.config, task.results, device, task.retry_failed, task.train_fn, task.tracking
     )
 
 

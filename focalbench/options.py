@@ -34,6 +34,8 @@ class RunOptions:
     jobs_per_gpu: int = 1
     jobs: int | None = None  # None: one cell per CPU core on CPU, else 1 (focalbench.threads)
     ray_address: str | None = None
+    log: tuple[str, ...] = ()  # trackers mirroring each run (focalbench.tracking)
+    mlflow_uri: str | None = None  # MLflow's store; None: <results>/mlruns
 
     @classmethod
     def of(cls, options: RunOptions | None = None, **fields: Any) -> RunOptions:
@@ -43,8 +45,9 @@ class RunOptions:
         if unknown:
             raise TypeError(f"unknown option {unknown[0]!r}; options: {', '.join(sorted(names))}")
         base = options or cls()
-        if "params" in fields:
-            fields["params"] = tuple(fields["params"] or ())
+        for name in ("params", "log"):
+            if name in fields:
+                fields[name] = tuple(fields[name] or ())
         return dataclasses.replace(base, **fields)
 
     @property
@@ -52,8 +55,10 @@ class RunOptions:
         return parse_ints(self.gpus, "--gpus")
 
     def check(self) -> None:
-        """Refuse out-of-range counts and a device this machine does not have."""
+        """Refuse out-of-range counts, a device this machine does not have and a tracker whose
+        package is not installed."""
         from focalbench.checks import check_device
+        from focalbench.tracking import check_trackers
 
         if self.epochs is not None and self.epochs < 1:
             raise FocalbenchError(f"--epochs {self.epochs} must be ≥ 1 (or leave it out)")
@@ -64,3 +69,9 @@ class RunOptions:
                 f"--gpus picks the devices; drop --device {self.device} (or drop --gpus)"
             )
         check_device(self.device, self.gpu_list)
+        check_trackers(self.log)
+
+    @property
+    def tracking(self) -> dict[str, Any]:
+        """The keywords of :func:`focalbench.engine.train` that mirror a run into trackers."""
+        return {"log": list(self.log), "mlflow_uri": self.mlflow_uri} if self.log else {}

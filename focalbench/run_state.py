@@ -402,12 +402,13 @@ def run_cell(
     device: str = "auto",
     retry_failed: bool = False,
     train_fn: Any = None,
+    tracking: dict[str, Any] | None = None,
 ) -> CellResult:
     """Run one cell to completion in this process; never raises for a failing cell.
 
     ``config`` is ``RunConfig.to_dict()`` (plain data crosses process and Ray boundaries).
-    ``train_fn(config, results=, device=, resume=, progress=) -> summary`` defaults to
-    :func:`focalbench.engine.train`.
+    ``train_fn(config, results=, device=, resume=, progress=, **tracking) -> summary`` defaults
+    to :func:`focalbench.engine.train`; ``tracking`` is its ``log``/``mlflow_uri`` (empty: none).
     """
     import time
     import traceback
@@ -433,7 +434,12 @@ def run_cell(
         resumed = not restart and folder.last_pt.exists()
         try:
             summary = (train_fn or _default_train)(
-                cfg, results=results, device=device, resume=not restart, progress=False
+                cfg,
+                results=results,
+                device=device,
+                resume=not restart,
+                progress=False,
+                **(tracking or {}),
             )
         except Interrupted:  # train recorded it (status running, "interrupted; …")
             seconds = time.perf_counter() - start

@@ -167,39 +167,34 @@ class TensorBoardTracker(Tracker):
             self.writer.close()
 
 
-class MlflowTracker(Tracker):
-    """One MLflow run per run folder, in experiment ``focalbench``, named by the cell's key.
+class MlflowStore:
+    """An MLflow tracking store and focalbench's experiment in it.
 
-    The tracking store is ``mlflow_uri``, else ``<results>/mlruns/mlflow.db`` (SQLite: MLflow 3
-    refuses its old plain-folder store by default) with the artifacts in
-    ``<results>/mlruns/artifacts/``. The MLflow run id is kept in ``RUN/mlflow.json``, so a
-    resumed run continues the same MLflow run in the same store.
+    The store is ``mlflow_uri``, else ``<results>/mlruns/mlflow.db`` (SQLite: MLflow 3 refuses its
+    old plain-folder store by default) with the artifacts in ``<results>/mlruns/artifacts/``.
+    ``ablate`` opens it once before its workers start (:func:`prepare_trackers`), so parallel
+    cells never race to create the database or the experiment.
     """
 
     EXPERIMENT = "focalbench"
 
-    def __init__(self, run_dir: Path, results: Path, mlflow_uri: str | None, fresh: bool) -> None:
+    def __init__(self, results: Path, mlflow_uri: str | None) -> None:
         from mlflow.tracking import MlflowClient
 
-        if fresh:  # --no-resume: a new MLflow run; the old one stays in the store
-            (run_dir / "mlflow.json").unlink(missing_ok=True)
-        self.run_dir = run_dir
         self.artifacts: str | None = None  # the store's own default where a URI is given
         if mlflow_uri is None:
-            store = (results / "mlruns").resolve()
+            store = (Path(results) / "mlruns").resolve()
             store.mkdir(parents=True, exist_ok=True)
             mlflow_uri, self.artifacts = (
                 f"sqlite:///{store / 'mlflow.db'}",
                 (store / "artifacts").as_uri(),
             )
         self.uri = mlflow_uri
-        with self._store_errors():  # an unknown scheme fails here, before any training
+        with self.errors():  # an unknown scheme fails here, before any training
             self.client = MlflowClient(tracking_uri=self.uri)
-        self.run_id: str | None = None
-        self.tested = False
 
     @contextlib.contextmanager
-    def _store_errors(self) -> Iterator[None]:
+    def errors(self) -> Iterator[None]:
         """A store MLflow cannot use is the user's to fix: one line naming the option."""
         from mlflow.exceptions import MlflowException
 
@@ -210,6 +205,31 @@ class MlflowTracker(Tracker):
             message = f"MLflow store {self.uri}: {reason}; check --mlflow-uri"
             raise FocalbenchError(message) from None
 
+    def experiment_id(self) -> str:
+        """The experiment's id, created on first use."""
+        with self.errors():
+            experiment = self.client.get_experiment_by_name(self.EXPERIMENT)
+            if experiment is not None:
+                return experiment.experiment_id
+            return self.client.create_experiment(self.EXPERIMENT, artifact_location=self.artifacts)
+
+
+class MlflowTracker(Tracker):
+    """One MLflow run per run folder, in experiment ``focalbench`` of the :class:`MlflowStore`,
+    named by the cell's key. The MLflow run id is kept in ``RUN/mlflow.json``, so a
+    resumed run continues the same MLflow run in the same store.
+    """
+
+    def __init__(self, run_dir: Path, results: Path, mlflow_uri: str | None, fresh: bool) -> None:
+        if fresh:  # --no-resume: a new MLflow run; the old one stays in the store
+            (run_dir / "mlflow.json").unlink(missing_ok=True)
+        self.run_dir = run_dir
+        self.store = MlflowStore(results, mlflow_uri)
+        self.uri = self.store.uri
+        self.client = self.store.client
+        self.run_id: str | None = None
+        self.tested = False
+
     def _resumed_run_id(self) -> str | None:
         stored = self.run_dir / "mlflow.json"
         if not stored.exists():
@@ -218,17 +238,11 @@ class MlflowTracker(Tracker):
         return saved["run_id"] if saved.get("tracking_uri") == self.uri else None
 
     def start(self, config, resolved):
-        with self._store_errors():  # the first call that reaches the store
-            experiment = self.client.get_experiment_by_name(self.EXPERIMENT)
+        experiment_id = self.store.experiment_id()  # the first call that reaches the store
         self.run_id = self._resumed_run_id()
         if self.run_id is not None:
             self.client.update_run(self.run_id, status="RUNNING")
             return
-        experiment_id = (
-            experiment.experiment_id
-            if experiment is not None
-            else self.client.create_experiment(self.EXPERIMENT, artifact_location=self.artifacts)
-        )
         tags = {
             f"focalbench.{k}": str(config[k])
             for k in ("dataset", "model", "loss", "protocol", "seed")
@@ -311,3 +325,11 @@ def open_trackers(
             for name in dict.fromkeys(names)
         ]
     )
+
+
+def prepare_trackers(names: Sequence[str], results: Path, mlflow_uri: str | None = None) -> None:
+    """Before a grid's workers start: check the trackers and create what they share (MLflow's
+    database and experiment), so that one bad ``--mlflow-uri`` fails once, before any cell."""
+    check_trackers(names)
+    if "mlflow" in names:
+        MlflowStore(results, mlflow_uri).experiment_id()

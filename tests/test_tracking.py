@@ -278,3 +278,87 @@ def test_an_mlflow_uri_it_cannot_use_is_one_line_naming_the_option(tmp_path):
     one_line = r"^MLflow store nosuchscheme://x: .*; check --mlflow-uri$"
     with pytest.raises(FocalbenchError, match=one_line):
         tracking.open_trackers(["mlflow"], tmp_path, tmp_path, mlflow_uri="nosuchscheme://x")
+
+
+def test_ablate_log_gives_every_cell_its_own_mlflow_run_and_event_files(tmp_path):
+    """Two cells trained at once by two worker processes share one MLflow store: each cell is
+    one FINISHED run (named by its key) whose epoch metrics are its own history.csv, and each
+    run folder has its TensorBoard events."""
+    if not (HAS_TENSORBOARD and HAS_MLFLOW):
+        pytest.skip("needs both extras: pip install 'focalbench[tensorboard,mlflow]'")
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = CliRunner().invoke(
+        app,
+        [
+            "ablate",
+            "--dataset",
+            "sample",
+            "--models",
+            "unet",
+            "--losses",
+            "dice,tversky",
+            "--protocol",
+            "smoke",
+            "--epochs",
+            "2",
+            "--param",
+            "model.width=4",
+            "--param",
+            "batch_size=2",
+            "--jobs",
+            "2",
+            "--results",
+            str(tmp_path),
+            "--log",
+            "mlflow",
+            "--log",
+            "tensorboard",
+            "--json",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    keys = {cell["key"] for cell in json.loads(out.stdout)["cells"]}
+    assert len(keys) == 2
+    client = MlflowClient(tracking_uri=f"sqlite:///{(tmp_path / 'mlruns' / 'mlflow.db').resolve()}")
+    runs = client.search_runs([client.get_experiment_by_name("focalbench").experiment_id])
+    assert {run.info.run_name for run in runs} == keys
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        run_dir = tmp_path / "runs" / run.info.run_name
+        history = pd.read_csv(run_dir / "history.csv")
+        points = sorted(
+            client.get_metric_history(run.info.run_id, "train/loss"), key=lambda m: m.step
+        )
+        np.testing.assert_allclose([m.value for m in points], history["train_loss"], rtol=1e-12)
+        events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+        assert [p.step for p in events.Scalars("val/dsc")] == [1, 2]
+
+
+def test_ablate_with_an_mlflow_store_it_cannot_use_fails_before_any_cell(tmp_path):
+    if not HAS_MLFLOW:
+        pytest.skip("needs the extra: pip install 'focalbench[mlflow]'")
+    out = CliRunner().invoke(
+        app,
+        [
+            "ablate",
+            "--dataset",
+            "sample",
+            "--models",
+            "unet",
+            "--losses",
+            "dice",
+            "--protocol",
+            "smoke",
+            "--results",
+            str(tmp_path),
+            "--log",
+            "mlflow",
+            "--mlflow-uri",
+            "nosuchscheme://x",
+        ],
+    )
+    assert out.exit_code == 2
+    assert out.output.strip().splitlines()[-1].startswith("error: MLflow store nosuchscheme://x")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "grids").exists()

@@ -86,3 +86,14 @@ ParamOption = typer.Option(
     "protocol. Repeatable. Example: --param model.width=16 --param batch_size=4",
 )
 JsonOption = typer.Option(False, "--json", help="Quiet; print the result as JSON on stdout.")
+LogOption = typer.Option(
+    [],
+    "--log",
+    help="Mirror each run into a tracker: tensorboard (RUN/tensorboard/) or mlflow; repeatable.",
+)
+MlflowUriOption = typer.Option(
+    None,
+    "--mlflow-uri",
+    help="MLflow tracking store (default: RESULTS/mlruns).",
+    show_default=False,
+)

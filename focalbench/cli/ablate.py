@@ -10,6 +10,8 @@ from focalbench.cli._common import (
     DataDirOption,
     DeviceOption,
     JsonOption,
+    LogOption,
+    MlflowUriOption,
     ParamOption,
     ResultsOption,
     command,
@@ -113,6 +115,8 @@ def ablate(
         help="After the grid, print the verdicts of the papers' claims its runs can judge "
         "(as report --claims). Example: --study focal-tversky --dataset bus --claims",
     ),
+    log: list[str] = LogOption,
+    mlflow_uri: str | None = MlflowUriOption,
     json_out: bool = JsonOption,
 ) -> None:
     from focalbench.grid import ablate as run_grid
@@ -132,6 +136,8 @@ def ablate(
         jobs_per_gpu=jobs_per_gpu,
         jobs=jobs,
         ray_address=ray_address,
+        log=tuple(log),
+        mlflow_uri=mlflow_uri,
     )
     flags = dict(
         attention=attention,

@@ -10,6 +10,8 @@ from focalbench.cli._common import (
     DataDirOption,
     DeviceOption,
     JsonOption,
+    LogOption,
+    MlflowUriOption,
     ParamOption,
     ResultsOption,
     command,
@@ -59,17 +61,8 @@ def train(
     compile: bool = typer.Option(
         False, "--compile", help="torch.compile the network (CUDA-graph capture on CUDA)."
     ),
-    log: list[str] = typer.Option(
-        [],
-        "--log",
-        help="Mirror the run into a tracker: tensorboard (RUN/tensorboard/) or mlflow; repeatable.",
-    ),
-    mlflow_uri: str | None = typer.Option(
-        None,
-        "--mlflow-uri",
-        help="MLflow tracking store (default: RESULTS/mlruns).",
-        show_default=False,
-    ),
+    log: list[str] = LogOption,
+    mlflow_uri: str | None = MlflowUriOption,
 ) -> None:
     """Train and test one cell; results land in RESULTS/runs/<key>/.
 
@@ -77,7 +70,6 @@ def train(
     """
     from focalbench.engine import train as run_train
     from focalbench.options import RunOptions
-    from focalbench.tracking import check_trackers
 
     options = RunOptions(
         protocol=protocol,
@@ -86,9 +78,10 @@ def train(
         device=device,
         results=results,
         data_dir=data_dir,
+        log=tuple(log),
+        mlflow_uri=mlflow_uri,
     )
     options.check()
-    check_trackers(log)
     model_params, loss_params, overrides = split_params(param)
     config = RunConfig(
         dataset=dataset,
@@ -110,8 +103,7 @@ def train(
         progress=not json_out,
         compile=compile,
         data_dir=data_dir,
-        log=log,
-        mlflow_uri=mlflow_uri,
+        **options.tracking,
     )
     if json_out:
         print_json(summary)

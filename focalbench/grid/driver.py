@@ -47,6 +47,7 @@ from focalbench.store import (
     results_root,
     utc_now,
 )
+from focalbench.tracking import prepare_trackers
 
 Executor = LocalExecutor | RayExecutor
 
@@ -149,7 +150,8 @@ def ablate(
 
     ``options`` (:class:`~focalbench.options.RunOptions`), or its fields as keywords
     (``protocol``, ``epochs``, ``params``, ``device``, ``results``, ``data_dir``, ``executor``,
-    ``gpus``, ``jobs_per_gpu``, ``jobs``, ``ray_address``), are those of ``train``.
+    ``gpus``, ``jobs_per_gpu``, ``jobs``, ``ray_address``, ``log``, ``mlflow_uri``), are those
+    of ``train``; ``log`` mirrors every cell's run into the trackers (one MLflow run per cell).
     ``data_dir`` (the prepared datasets) reaches the cells as ``$FOCALBENCH_DATA``: worker
     processes and a local Ray instance inherit the driver's environment, and the Ray executor
     forwards the variable to the workers of a remote cluster.
@@ -178,6 +180,7 @@ def ablate(
         **option_fields,
     )
     results_dir = ensure_writable_dir(results_root(opts.results))
+    prepare_trackers(opts.log, results_dir, opts.mlflow_uri)
     gpu_list = opts.gpu_list
     jobs = opts.jobs
     if jobs is None:  # on CPU, what the cores allow (focalbench.threads); one GPU cell otherwise
@@ -211,6 +214,7 @@ def ablate(
                 train_fn,
                 grid_dir,
                 progress,
+                opts.tracking,
             )
             stopped_by = stopping()
     finally:
@@ -343,6 +347,7 @@ def _drive(
     train_fn: TrainFn | None,
     grid_dir: Path,
     progress: bool,
+    tracking: dict[str, Any],
 ) -> None:
     """Feed ready cells to the executor; derive pruned cells as their sources finish. A stop
     signal (:mod:`focalbench.signals`) ends the feeding and is passed to the running cells,
@@ -374,7 +379,9 @@ def _drive(
             while ready and runner.free > 0 and stopping() is None:
                 i = ready.pop(0)
                 runner.submit(
-                    CellTask(i, cells[i].config.to_dict(), results, retry_failed, train_fn)
+                    CellTask(
+                        i, cells[i].config.to_dict(), results, retry_failed, train_fn, tracking
+                    )
                 )
                 in_flight.add(i)
             if display:
