@@ -222,3 +222,30 @@ def test_native_scoring_resizes_the_prediction_back_and_scores_the_original_mask
     # percentile interpolates 0.6 of the way from the 8th to the 9th
     _, hd95 = loop.native_counts(pred, [mask], None, rule, with_hd95=True)
     assert hd95.tolist() == pytest.approx([0.6 * math.sqrt(8)])
+
+
+def test_a_checkpoint_without_loss_scaling_resumes_where_fp16_scales(tmp_path):
+    """--param precision=fp16 trains unscaled on the CPU (no autocast there) and scaled on CUDA;
+    a CPU checkpoint resumed on CUDA must start the scaler fresh, not crash on its empty state."""
+    from focalbench.run_state import RunFolder
+
+    config = RunConfig(
+        dataset="sample",
+        model="unet",
+        loss="dice",
+        protocol="smoke",
+        overrides={"precision": "fp16"},
+    )
+    run = loop.setup(config, torch.device("cpu"), RunFolder(tmp_path / "r"), compile=False)
+    assert not run.scaler.is_enabled()
+    state = {"epoch": 1, "best_loss": 0.5, "best_epoch": 1, "bad_epochs": 0, "stopped": False,
+             "history": [], "wall_seconds": 1.0, "best_monitor": 0.5}  # fmt: skip
+    saved = checkpoint.load(_saved(tmp_path / "last.pt", loop.checkpoint_state(run, state)))
+    scaling = dataclasses.replace(run, scaler=torch.amp.GradScaler("cpu", enabled=True))
+    assert loop.restore(scaling, saved)["epoch"] == 1
+    assert scaling.scaler.get_scale() == torch.amp.GradScaler("cpu").get_scale() == 2.0**16
+
+
+def _saved(path, payload):
+    checkpoint.save(path, **payload)
+    return path

@@ -843,7 +843,10 @@ def restore(run: Run, saved: dict[str, Any]) -> dict[str, Any]:
     scheduler = run.plateau or run.per_step
     if scheduler is not None:
         scheduler.load_state_dict(saved["scheduler"])
-    run.scaler.load_state_dict(saved["scaler"])
+    if saved["scaler"]:
+        run.scaler.load_state_dict(saved["scaler"])
+    # else: saved where no loss scaling ran (the CPU, or not fp16); a scaler that is on here
+    # starts from its initial scale, which load_state_dict would refuse to do from {}.
     checkpoint.restore_rng(saved["rng"], run.generator)
     keys = ("epoch", "best_loss", "best_epoch", "bad_epochs", "stopped", "history", "wall_seconds")
     # checkpoints written before the monitor existed watched the validation loss
