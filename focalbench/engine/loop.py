@@ -146,7 +146,11 @@ def train(
     else:
         folder.clear()
     tracker = tracking.open_trackers(log, folder.path, root, mlflow_uri, fresh=not resume)
-    run = setup(config, resolve_device(device), folder, compile, data_dir)
+    try:
+        run = setup(config, resolve_device(device), folder, compile, data_dir)
+    except KeyboardInterrupt:  # Ctrl-C while the data loads: as after an epoch, a rerun resumes
+        folder.write_status(Status.failed, _epoch_of(folder), error=INTERRUPTED)
+        raise
     try:
         with stop_on_signals():
             return fit_test_and_track(run, resume, progress, on_epoch_end, tracker)
