@@ -249,3 +249,15 @@ def test_a_checkpoint_without_loss_scaling_resumes_where_fp16_scales(tmp_path):
 def _saved(path, payload):
     checkpoint.save(path, **payload)
     return path
+
+
+@pytest.mark.gpu
+def test_rng_snapshot_replays_the_runs_cuda_device_not_the_current_one():
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA devices: the run on cuda:1 while cuda:0 is current")
+    device = torch.device("cuda", 1)
+    gen = torch.Generator(device=device).manual_seed(1)
+    state = checkpoint.rng_state(gen)
+    first = torch.rand(4, device=device)  # the device's default stream (dropout's)
+    checkpoint.restore_rng(state, gen)
+    assert torch.equal(torch.rand(4, device=device), first)
