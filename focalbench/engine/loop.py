@@ -6,11 +6,12 @@ build network, loss, optimiser, schedule → epochs of (train, validate, schedul
 :mod:`focalbench.protocols`; nothing here invents a number.
 
 Where the speed comes from: the split is uint8 on the device; batches are index gathers;
-augmentation and DPT distance maps run batched on the device; the forward runs in bfloat16
-autocast on CUDA with ``channels_last``; the optimiser is fused where torch has one; the training
-loss is summed on the device and read once per epoch, together with the validation loss the
-schedule needs — the only host synchronisation of an epoch. With ``compile`` on CUDA the whole
-training step is one CUDA graph, replayed for every batch (:class:`StepGraphs`).
+augmentation and DPT distance maps run batched on the device; on CUDA the forward runs under the
+protocol's autocast (bf16 for the paper protocols) with ``channels_last``; the optimiser is fused
+where torch has one. No training step reads back to the host: the training loss is summed on the
+device and read once, after the epoch's last step; validation then reads its loss and soft Dice
+together, and its counts for the scores. With ``compile`` on CUDA the whole training step is one
+CUDA graph, replayed for every batch (:class:`StepGraphs`).
 """
 
 from __future__ import annotations
@@ -98,6 +99,11 @@ class Run:
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return normalize(images, self.recipe.normalization, self.input_stats)
+
+    @property
+    def scheduler(self) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """The one schedule whose state a checkpoint keeps (a protocol has at most one)."""
+        return self.plateau or self.per_step
 
 
 def train(
@@ -216,8 +222,6 @@ def stored_summary(folder: RunFolder) -> dict[str, Any] | None:
 
 
 def summarize_folder(folder: RunFolder) -> dict[str, Any]:
-    from focalbench.store import read_json
-
     status = folder.status()
     stored = read_json(folder.metrics_json)
     return {
@@ -811,20 +815,20 @@ def checkpoint_improves(
 ) -> tuple[bool, float]:
     """(is this epoch the monitor's best so far, the monitored value): the lowest validation
     loss, or the highest validation soft Dice (Keras ``ModelCheckpoint(save_best_only=True)``:
-    strictly better than every earlier epoch)."""
+    strictly better than every earlier epoch). ``state["best_monitor"]`` is the only record of
+    the best checkpoint; ``best_loss`` is early stopping's, which watches the loss whatever the
+    monitor."""
+    best = state["best_monitor"]
     if recipe.monitor is Monitor.val_soft_dice:
-        best = state["best_monitor"]
         return (best is None or val.soft_dice > best), val.soft_dice
-    return val.loss < state["best_loss"], val.loss
+    return (best is None or val.loss < best), val.loss
 
 
 def checkpoint_state(run: Run, state: dict[str, Any]) -> dict[str, Any]:
     return {
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
-        "scheduler": (run.plateau or run.per_step).state_dict()
-        if (run.plateau or run.per_step)
-        else None,
+        "scheduler": None if run.scheduler is None else run.scheduler.state_dict(),
         "scaler": run.scaler.state_dict(),
         "rng": checkpoint.rng_state(run.generator),
         "config": run.config.to_dict(),
@@ -844,9 +848,8 @@ def save_checkpoints(run: Run, state: dict[str, Any], improved: bool) -> None:
 def restore(run: Run, saved: dict[str, Any]) -> dict[str, Any]:
     run.model.load_state_dict(saved["model"])
     run.optimizer.load_state_dict(saved["optimizer"])
-    scheduler = run.plateau or run.per_step
-    if scheduler is not None:
-        scheduler.load_state_dict(saved["scheduler"])
+    if run.scheduler is not None:
+        run.scheduler.load_state_dict(saved["scheduler"])
     if saved["scaler"]:
         run.scaler.load_state_dict(saved["scaler"])
     # else: saved where no loss scaling ran (the CPU, or not fp16); a scaler that is on here
@@ -899,7 +902,8 @@ def test(run: Run, state: dict[str, Any]) -> dict[str, Any]:
         with_hd95=run.recipe.hd95 and not native,
         keep_predictions=native,
     )
-    scored_counts, scored_hd95 = result.counts.cpu(), result.hd95
+    working = result.counts.cpu()
+    scored_counts, scored_hd95 = working, result.hd95
     if native:
         scored_counts, scored_hd95 = native_counts(
             result.predictions,
@@ -908,7 +912,7 @@ def test(run: Run, state: dict[str, Any]) -> dict[str, Any]:
             with_hd95=run.recipe.hd95,
         )
     rows, extra = per_image_rows(
-        run.test.ids, scored_counts, scored_hd95, result.counts.cpu() if native else None
+        run.test.ids, scored_counts, scored_hd95, working if native else None
     )
     folder.write_per_image(rows, extra=extra)
     summary = metrics.summarize(
