@@ -261,3 +261,24 @@ def test_rng_snapshot_replays_the_runs_cuda_device_not_the_current_one():
     first = torch.rand(4, device=device)  # the device's default stream (dropout's)
     checkpoint.restore_rng(state, gen)
     assert torch.equal(torch.rand(4, device=device), first)
+
+
+def test_history_lr_is_the_rate_the_epoch_started_training_with_under_a_per_step_schedule(
+    tmp_path,
+):
+    """docs/tracking.md: ``lr`` is the rate the epoch trained with; under inverse_time it falls
+    at every step, so the row holds its first step's rate, lr / (1 + decay · steps before)."""
+    config = RunConfig(
+        dataset="sample",
+        model="unet",
+        loss="dice",
+        protocol="smoke",
+        epochs=2,
+        overrides={"schedule": "inverse_time", "lr_decay": 0.5},
+    )
+    focalbench.train(config, results=tmp_path, progress=False)
+    run_dir = tmp_path / "runs" / config.key
+    resolved = read_json(run_dir / "config.json")["resolved"]
+    steps = len(resolved["train_batch_sizes"])
+    expected = [resolved["lr"] / (1 + 0.5 * steps * (epoch - 1)) for epoch in (1, 2)]
+    assert pd.read_csv(run_dir / "history.csv")["lr"].tolist() == pytest.approx(expected)

@@ -767,11 +767,12 @@ def fit_and_test(
             tick = time.perf_counter()
             display.start_epoch(epoch, steps)
             set_epoch_lr(run, epoch)
+            # history's lr: the rate the epoch starts with (a per-step schedule lowers it after)
+            lr = run.optimizer.param_groups[0]["lr"]
             train_loss = train_epoch(run, display).item()
             val = evaluate(run, run.val)
             if not (math.isfinite(train_loss) and math.isfinite(val.loss)):
                 return diverged(run, state, epoch, train_loss, val.loss)
-            lr = run.optimizer.param_groups[0]["lr"]
             if run.plateau is not None:
                 run.plateau.step(val.loss)
             scores = score_means(val.counts)
