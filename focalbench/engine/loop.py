@@ -732,16 +732,7 @@ def fit_and_test(
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
     recipe, folder = run.recipe, run.folder
-    state = {
-        "epoch": 0,
-        "best_loss": math.inf,
-        "best_epoch": 0,
-        "bad_epochs": 0,
-        "stopped": False,
-        "history": [],
-        "wall_seconds": 0.0,
-        "best_monitor": None,
-    }
+    state = fresh_state()
     saved = checkpoint.load_latest(folder.last_pt) if resume else None
     if saved is not None:
         state = restore(run, saved)
@@ -811,6 +802,22 @@ def fit_and_test(
     return test(run, state)
 
 
+def fresh_state() -> dict[str, Any]:
+    """The book-keeping of a run before its first epoch; every checkpoint stores these keys.
+    ``best_loss``/``bad_epochs``: early stopping's; ``best_monitor``/``best_epoch``: the best
+    checkpoint's (:func:`checkpoint_improves`)."""
+    return {
+        "epoch": 0,
+        "best_loss": math.inf,
+        "best_epoch": 0,
+        "bad_epochs": 0,
+        "stopped": False,
+        "history": [],
+        "wall_seconds": 0.0,
+        "best_monitor": None,
+    }
+
+
 def checkpoint_improves(
     recipe: Protocol, val: Evaluation, state: dict[str, Any]
 ) -> tuple[bool, float]:
@@ -856,10 +863,12 @@ def restore(run: Run, saved: dict[str, Any]) -> dict[str, Any]:
     # else: saved where no loss scaling ran (the CPU, or not fp16); a scaler that is on here
     # starts from its initial scale, which load_state_dict would refuse to do from {}.
     checkpoint.restore_rng(saved["rng"], run.generator)
-    keys = ("epoch", "best_loss", "best_epoch", "bad_epochs", "stopped", "history", "wall_seconds")
     # checkpoints written before the monitor existed watched the validation loss
     fallback = saved["best_loss"] if run.recipe.monitor is Monitor.val_loss else None
-    return {**{k: saved[k] for k in keys}, "best_monitor": saved.get("best_monitor", fallback)}
+    return {
+        **{key: saved[key] for key in fresh_state() if key != "best_monitor"},
+        "best_monitor": saved.get("best_monitor", fallback),
+    }
 
 
 def diverged(
