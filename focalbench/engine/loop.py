@@ -845,8 +845,10 @@ def checkpoint_state(run: Run, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def save_checkpoints(run: Run, state: dict[str, Any], improved: bool) -> None:
-    """``best.pt`` first, then ``last.pt``: a crash in between leaves a last.pt that resumes
-    to the same best (the lower-loss epoch is recomputed, never lost)."""
+    """``best.pt`` first, then ``last.pt``: a crash in between resumes from the previous epoch
+    and redoes this one, which (deterministic on the CPU) rewrites the same best.pt. Where the
+    redo differs (CUDA kernels are not bit-exact) and does not improve, best.pt keeps the
+    abandoned epoch's weights."""
     payload = checkpoint_state(run, state)
     if improved:
         checkpoint.save(run.folder.best_pt, **payload)
