@@ -222,3 +222,63 @@ def test_native_scoring_resizes_the_prediction_back_and_scores_the_original_mask
     # percentile interpolates 0.6 of the way from the 8th to the 9th
     _, hd95 = loop.native_counts(pred, [mask], None, rule, with_hd95=True)
     assert hd95.tolist() == pytest.approx([0.6 * math.sqrt(8)])
+
+
+def test_a_checkpoint_without_loss_scaling_resumes_where_fp16_scales(tmp_path):
+    """--param precision=fp16 trains unscaled on the CPU (no autocast there) and scaled on CUDA;
+    a CPU checkpoint resumed on CUDA must start the scaler fresh, not crash on its empty state."""
+    from focalbench.run_state import RunFolder
+
+    config = RunConfig(
+        dataset="sample",
+        model="unet",
+        loss="dice",
+        protocol="smoke",
+        overrides={"precision": "fp16"},
+    )
+    run = loop.setup(config, torch.device("cpu"), RunFolder(tmp_path / "r"), compile=False)
+    assert not run.scaler.is_enabled()
+    state = {"epoch": 1, "best_loss": 0.5, "best_epoch": 1, "bad_epochs": 0, "stopped": False,
+             "history": [], "wall_seconds": 1.0, "best_monitor": 0.5}  # fmt: skip
+    saved = checkpoint.load(_saved(tmp_path / "last.pt", loop.checkpoint_state(run, state)))
+    scaling = dataclasses.replace(run, scaler=torch.amp.GradScaler("cpu", enabled=True))
+    assert loop.restore(scaling, saved)["epoch"] == 1
+    assert scaling.scaler.get_scale() == torch.amp.GradScaler("cpu").get_scale() == 2.0**16
+
+
+def _saved(path, payload):
+    checkpoint.save(path, **payload)
+    return path
+
+
+@pytest.mark.gpu
+def test_rng_snapshot_replays_the_runs_cuda_device_not_the_current_one():
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA devices: the run on cuda:1 while cuda:0 is current")
+    device = torch.device("cuda", 1)
+    gen = torch.Generator(device=device).manual_seed(1)
+    state = checkpoint.rng_state(gen)
+    first = torch.rand(4, device=device)  # the device's default stream (dropout's)
+    checkpoint.restore_rng(state, gen)
+    assert torch.equal(torch.rand(4, device=device), first)
+
+
+def test_history_lr_is_the_rate_the_epoch_started_training_with_under_a_per_step_schedule(
+    tmp_path,
+):
+    """docs/tracking.md: ``lr`` is the rate the epoch trained with; under inverse_time it falls
+    at every step, so the row holds its first step's rate, lr / (1 + decay · steps before)."""
+    config = RunConfig(
+        dataset="sample",
+        model="unet",
+        loss="dice",
+        protocol="smoke",
+        epochs=2,
+        overrides={"schedule": "inverse_time", "lr_decay": 0.5},
+    )
+    focalbench.train(config, results=tmp_path, progress=False)
+    run_dir = tmp_path / "runs" / config.key
+    resolved = read_json(run_dir / "config.json")["resolved"]
+    steps = len(resolved["train_batch_sizes"])
+    expected = [resolved["lr"] / (1 + 0.5 * steps * (epoch - 1)) for epoch in (1, 2)]
+    assert pd.read_csv(run_dir / "history.csv")["lr"].tolist() == pytest.approx(expected)

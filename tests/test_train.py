@@ -336,3 +336,21 @@ def test_paper003_scores_at_native_size_with_the_working_size_and_smoothed_score
         "val_soft_dice",
     )
     assert resolved["n_images"] == {"train": 30, "val": 6, "test": 12}
+
+
+def test_ctrl_c_while_the_data_loads_marks_the_run_interrupted_and_a_rerun_finishes(
+    tmp_path, monkeypatch
+):
+    config = RunConfig(dataset="sample", model="unet", loss="dice", protocol="smoke", epochs=1)
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop.datasets, "load", ctrl_c)
+        with pytest.raises(KeyboardInterrupt):
+            focalbench.train(config, results=tmp_path, progress=False)
+    status = json.loads((tmp_path / "runs" / config.key / "status.json").read_text())
+    assert (status["state"], status["epoch"]) == ("failed", 0)
+    assert status["error"].startswith("interrupted") and "resume" in status["error"]
+    assert focalbench.train(config, results=tmp_path, progress=False)["state"] == "done"

@@ -52,8 +52,11 @@ def rng_state(generator: torch.Generator) -> dict[str, Any]:
         "python": random.getstate(),
         "numpy": np.random.get_state(),
         "torch": torch.get_rng_state(),
-        # only the current device's stream: a resume may land on a node with other GPUs
-        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+        # only the run's device's stream (dropout draws from it; with --device cuda:1 that is
+        # not the current device): a resume may land on a node with other GPUs
+        "cuda": torch.cuda.get_rng_state(generator.device)
+        if generator.device.type == "cuda"
+        else None,
         "generator": generator.get_state(),
     }
 
@@ -62,8 +65,8 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
+    if state["cuda"] is not None and generator.device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], generator.device)
     generator.set_state(state["generator"])
 
 

@@ -6,11 +6,12 @@ build network, loss, optimiser, schedule → epochs of (train, validate, schedul
 :mod:`focalbench.protocols`; nothing here invents a number.
 
 Where the speed comes from: the split is uint8 on the device; batches are index gathers;
-augmentation and DPT distance maps run batched on the device; the forward runs in bfloat16
-autocast on CUDA with ``channels_last``; the optimiser is fused where torch has one; the training
-loss is summed on the device and read once per epoch, together with the validation loss the
-schedule needs — the only host synchronisation of an epoch. With ``compile`` on CUDA the whole
-training step is one CUDA graph, replayed for every batch (:class:`StepGraphs`).
+augmentation and DPT distance maps run batched on the device; on CUDA the forward runs under the
+protocol's autocast (bf16 for the paper protocols) with ``channels_last``; the optimiser is fused
+where torch has one. No training step reads back to the host: the training loss is summed on the
+device and read once, after the epoch's last step; validation then reads its loss and soft Dice
+together, and its counts for the scores. With ``compile`` on CUDA the whole training step is one
+CUDA graph, replayed for every batch (:class:`StepGraphs`).
 """
 
 from __future__ import annotations
@@ -99,6 +100,11 @@ class Run:
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return normalize(images, self.recipe.normalization, self.input_stats)
 
+    @property
+    def scheduler(self) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """The one schedule whose state a checkpoint keeps (a protocol has at most one)."""
+        return self.plateau or self.per_step
+
 
 def train(
     config: RunConfig,
@@ -146,7 +152,11 @@ def train(
     else:
         folder.clear()
     tracker = tracking.open_trackers(log, folder.path, root, mlflow_uri, fresh=not resume)
-    run = setup(config, resolve_device(device), folder, compile, data_dir)
+    try:
+        run = setup(config, resolve_device(device), folder, compile, data_dir)
+    except KeyboardInterrupt:  # Ctrl-C while the data loads: as after an epoch, a rerun resumes
+        folder.write_status(Status.failed, _epoch_of(folder), error=INTERRUPTED)
+        raise
     try:
         with stop_on_signals():
             return fit_test_and_track(run, resume, progress, on_epoch_end, tracker)
@@ -212,8 +222,6 @@ def stored_summary(folder: RunFolder) -> dict[str, Any] | None:
 
 
 def summarize_folder(folder: RunFolder) -> dict[str, Any]:
-    from focalbench.store import read_json
-
     status = folder.status()
     stored = read_json(folder.metrics_json)
     return {
@@ -724,16 +732,7 @@ def fit_and_test(
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
     recipe, folder = run.recipe, run.folder
-    state = {
-        "epoch": 0,
-        "best_loss": math.inf,
-        "best_epoch": 0,
-        "bad_epochs": 0,
-        "stopped": False,
-        "history": [],
-        "wall_seconds": 0.0,
-        "best_monitor": None,
-    }
+    state = fresh_state()
     saved = checkpoint.load_latest(folder.last_pt) if resume else None
     if saved is not None:
         state = restore(run, saved)
@@ -759,11 +758,12 @@ def fit_and_test(
             tick = time.perf_counter()
             display.start_epoch(epoch, steps)
             set_epoch_lr(run, epoch)
+            # history's lr: the rate the epoch starts with (a per-step schedule lowers it after)
+            lr = run.optimizer.param_groups[0]["lr"]
             train_loss = train_epoch(run, display).item()
             val = evaluate(run, run.val)
             if not (math.isfinite(train_loss) and math.isfinite(val.loss)):
                 return diverged(run, state, epoch, train_loss, val.loss)
-            lr = run.optimizer.param_groups[0]["lr"]
             if run.plateau is not None:
                 run.plateau.step(val.loss)
             scores = score_means(val.counts)
@@ -802,25 +802,41 @@ def fit_and_test(
     return test(run, state)
 
 
+def fresh_state() -> dict[str, Any]:
+    """The book-keeping of a run before its first epoch; every checkpoint stores these keys.
+    ``best_loss``/``bad_epochs``: early stopping's; ``best_monitor``/``best_epoch``: the best
+    checkpoint's (:func:`checkpoint_improves`)."""
+    return {
+        "epoch": 0,
+        "best_loss": math.inf,
+        "best_epoch": 0,
+        "bad_epochs": 0,
+        "stopped": False,
+        "history": [],
+        "wall_seconds": 0.0,
+        "best_monitor": None,
+    }
+
+
 def checkpoint_improves(
     recipe: Protocol, val: Evaluation, state: dict[str, Any]
 ) -> tuple[bool, float]:
     """(is this epoch the monitor's best so far, the monitored value): the lowest validation
     loss, or the highest validation soft Dice (Keras ``ModelCheckpoint(save_best_only=True)``:
-    strictly better than every earlier epoch)."""
+    strictly better than every earlier epoch). ``state["best_monitor"]`` is the only record of
+    the best checkpoint; ``best_loss`` is early stopping's, which watches the loss whatever the
+    monitor."""
+    best = state["best_monitor"]
     if recipe.monitor is Monitor.val_soft_dice:
-        best = state["best_monitor"]
         return (best is None or val.soft_dice > best), val.soft_dice
-    return val.loss < state["best_loss"], val.loss
+    return (best is None or val.loss < best), val.loss
 
 
 def checkpoint_state(run: Run, state: dict[str, Any]) -> dict[str, Any]:
     return {
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
-        "scheduler": (run.plateau or run.per_step).state_dict()
-        if (run.plateau or run.per_step)
-        else None,
+        "scheduler": None if run.scheduler is None else run.scheduler.state_dict(),
         "scaler": run.scaler.state_dict(),
         "rng": checkpoint.rng_state(run.generator),
         "config": run.config.to_dict(),
@@ -829,8 +845,10 @@ def checkpoint_state(run: Run, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def save_checkpoints(run: Run, state: dict[str, Any], improved: bool) -> None:
-    """``best.pt`` first, then ``last.pt``: a crash in between leaves a last.pt that resumes
-    to the same best (the lower-loss epoch is recomputed, never lost)."""
+    """``best.pt`` first, then ``last.pt``: a crash in between resumes from the previous epoch
+    and redoes this one, which (deterministic on the CPU) rewrites the same best.pt. Where the
+    redo differs (CUDA kernels are not bit-exact) and does not improve, best.pt keeps the
+    abandoned epoch's weights."""
     payload = checkpoint_state(run, state)
     if improved:
         checkpoint.save(run.folder.best_pt, **payload)
@@ -840,15 +858,19 @@ def save_checkpoints(run: Run, state: dict[str, Any], improved: bool) -> None:
 def restore(run: Run, saved: dict[str, Any]) -> dict[str, Any]:
     run.model.load_state_dict(saved["model"])
     run.optimizer.load_state_dict(saved["optimizer"])
-    scheduler = run.plateau or run.per_step
-    if scheduler is not None:
-        scheduler.load_state_dict(saved["scheduler"])
-    run.scaler.load_state_dict(saved["scaler"])
+    if run.scheduler is not None:
+        run.scheduler.load_state_dict(saved["scheduler"])
+    if saved["scaler"]:
+        run.scaler.load_state_dict(saved["scaler"])
+    # else: saved where no loss scaling ran (the CPU, or not fp16); a scaler that is on here
+    # starts from its initial scale, which load_state_dict would refuse to do from {}.
     checkpoint.restore_rng(saved["rng"], run.generator)
-    keys = ("epoch", "best_loss", "best_epoch", "bad_epochs", "stopped", "history", "wall_seconds")
     # checkpoints written before the monitor existed watched the validation loss
     fallback = saved["best_loss"] if run.recipe.monitor is Monitor.val_loss else None
-    return {**{k: saved[k] for k in keys}, "best_monitor": saved.get("best_monitor", fallback)}
+    return {
+        **{key: saved[key] for key in fresh_state() if key != "best_monitor"},
+        "best_monitor": saved.get("best_monitor", fallback),
+    }
 
 
 def diverged(
@@ -892,7 +914,8 @@ def test(run: Run, state: dict[str, Any]) -> dict[str, Any]:
         with_hd95=run.recipe.hd95 and not native,
         keep_predictions=native,
     )
-    scored_counts, scored_hd95 = result.counts.cpu(), result.hd95
+    working = result.counts.cpu()
+    scored_counts, scored_hd95 = working, result.hd95
     if native:
         scored_counts, scored_hd95 = native_counts(
             result.predictions,
@@ -901,7 +924,7 @@ def test(run: Run, state: dict[str, Any]) -> dict[str, Any]:
             with_hd95=run.recipe.hd95,
         )
     rows, extra = per_image_rows(
-        run.test.ids, scored_counts, scored_hd95, result.counts.cpu() if native else None
+        run.test.ids, scored_counts, scored_hd95, working if native else None
     )
     folder.write_per_image(rows, extra=extra)
     summary = metrics.summarize(
