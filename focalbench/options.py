@@ -34,6 +34,17 @@ class RunOptions:
     jobs_per_gpu: int = 1
     jobs: int | None = None  # None: one cell per CPU core on CPU, else 1 (focalbench.threads)
     ray_address: str | None = None
+    # --executor slurm (focalbench.slurm): sbatch's --partition, --time, --gpus-per-node,
+    # --cpus-per-task, --mem, --account, --qos, any other as KEY=VALUE; detach: submit and exit
+    slurm_partition: str | None = None
+    slurm_time: str | None = None
+    slurm_gpus_per_job: int | None = None
+    slurm_cpus_per_task: int | None = None
+    slurm_mem: str | None = None
+    slurm_account: str | None = None
+    slurm_qos: str | None = None
+    slurm_extra: tuple[str, ...] = ()
+    detach: bool = False
 
     @classmethod
     def of(cls, options: RunOptions | None = None, **fields: Any) -> RunOptions:
@@ -43,8 +54,9 @@ class RunOptions:
         if unknown:
             raise TypeError(f"unknown option {unknown[0]!r}; options: {', '.join(sorted(names))}")
         base = options or cls()
-        if "params" in fields:
-            fields["params"] = tuple(fields["params"] or ())
+        for name in ("params", "slurm_extra"):
+            if name in fields:
+                fields[name] = tuple(fields[name] or ())
         return dataclasses.replace(base, **fields)
 
     @property
@@ -54,7 +66,9 @@ class RunOptions:
     def check(self) -> None:
         """Refuse out-of-range counts and a device this machine does not have."""
         from focalbench.checks import check_device
+        from focalbench.slurm import check_options
 
+        check_options(self)
         if self.epochs is not None and self.epochs < 1:
             raise FocalbenchError(f"--epochs {self.epochs} must be ≥ 1 (or leave it out)")
         if (self.jobs is not None and self.jobs < 1) or self.jobs_per_gpu < 1:
@@ -63,4 +77,5 @@ class RunOptions:
             raise FocalbenchError(
                 f"--gpus picks the devices; drop --device {self.device} (or drop --gpus)"
             )
-        check_device(self.device, self.gpu_list)
+        if self.executor != "slurm":  # a Slurm job's node has its own devices
+            check_device(self.device, self.gpu_list)

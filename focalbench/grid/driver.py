@@ -48,7 +48,7 @@ from focalbench.store import (
     utc_now,
 )
 
-Executor = LocalExecutor | RayExecutor
+Executor = Any  # LocalExecutor, RayExecutor or focalbench.slurm.SlurmExecutor
 
 
 @dataclass
@@ -186,9 +186,14 @@ def ablate(
             if _on_cpu(opts.device)
             else 1
         )
+    grid_dir = results_dir / "grids" / grid.name
     runner: Executor
     if ExecutorKind(opts.executor) is ExecutorKind.local:
         runner = LocalExecutor(local_slots(opts.device, gpu_list, opts.jobs_per_gpu, jobs))
+    elif ExecutorKind(opts.executor) is ExecutorKind.slurm:
+        from focalbench.slurm import SlurmExecutor
+
+        runner = SlurmExecutor(opts, grid_dir)
     else:
         runner = RayExecutor(
             opts.ray_address,
@@ -196,7 +201,6 @@ def ablate(
             jobs_per_gpu=opts.jobs_per_gpu,
             device=opts.device,
         )
-    grid_dir = results_dir / "grids" / grid.name
     started = time.perf_counter()
     runner.start()
     try:
