@@ -13,8 +13,8 @@ Liveness across nodes is the job's, not a pid's: a run trained in a Slurm job re
 id (``RunStatus.slurm_job``) and counts as owned while ``squeue`` lists that job (a requeued
 job is pending, hence still the owner). A preempted or requeued job gets SIGTERM, train stops
 at a step keeping ``last.pt`` (:mod:`focalbench.signals`), and Slurm starts the job again,
-which resumes from ``last.pt``; near ``--slurm-time`` submitit's USR2 handler requeues it the
-same way (:meth:`SlurmCell.checkpoint`).
+which resumes from ``last.pt``; near ``--slurm-time`` the job requeues itself the same way
+(:class:`SlurmCell`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -207,13 +208,18 @@ def _settled(task: Any, key: str) -> CellResult | None:
 
 
 class SlurmCell:
-    """The function a job runs: one cell, resumable. submitit calls :meth:`checkpoint` on the
-    USR2 it asks Slurm to send before ``--slurm-time`` ends; the job is then requeued with the
-    same cell, which resumes from ``last.pt``."""
+    """The function a job runs: one cell, resumable.
+
+    submitit asks Slurm for a USR2 90 s before ``--slurm-time`` ends; the cell then requeues its
+    own job (``scontrol requeue``), whose SIGTERM stops training at the next step with its
+    ``last.pt``, exactly as a preemption does, and the requeued job resumes the cell. (submitit's
+    own USR2 handler would exit mid-step, which train records as a failure.)
+    """
 
     def __call__(self, task: Any, device: str) -> tuple[int, CellResult]:
         from focalbench import threads
 
+        signal.signal(signal.SIGUSR2, _requeue_this_job)
         cpus = os.environ.get("SLURM_CPUS_PER_TASK")  # the job's budget, as a local slot's
         if cpus:
             threads.limit_threads(int(cpus))
@@ -223,10 +229,11 @@ class SlurmCell:
             task.config, task.results, device, task.retry_failed, task.train_fn
         )
 
-    def checkpoint(self, task: Any, device: str) -> Any:
-        import submitit
 
-        return submitit.helpers.DelayedSubmission(self, task, device)
+def _requeue_this_job(signum: int, frame: Any) -> None:
+    job = current_job()
+    if job:  # not waited for: its SIGTERM reaches this very process
+        subprocess.Popen(["scontrol", "requeue", job], stdout=subprocess.DEVNULL)
 
 
 class SlurmExecutor:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol")
 GRID = [
     "--dataset", "sample", "--models", "unet", "--losses", "dice", "--seeds", "0,1",
-    "--protocol", "smoke", "--epochs", "3", "--param", "model.width=4", "--name", "g",
+    "--protocol", "smoke", "--epochs", "4", "--param", "model.width=4", "--name", "g",
 ]  # fmt: skip
 
 
@@ -149,9 +149,10 @@ def _status(run: Path) -> dict:
 def test_a_grid_detached_requeued_and_reattached_on_slurm_equals_the_local_run(
     slurm_cluster, tmp_path
 ):
-    """Submitted as one job array and detached (exit 3, job ids printed); one job requeued
-    after its first epoch resumes from last.pt; the reattached driver waits for the jobs
-    without submitting any again; the test metrics equal those of a local run bit for bit."""
+    """Submitted as one job array and detached (exit 3, job ids printed); after their first
+    epoch one job is requeued (as a preemption) and one gets the USR2 of a time limit, and
+    both resume from last.pt; the reattached driver waits for the jobs without submitting any
+    again; the test metrics equal those of a local run bit for bit."""
     env = {**slurm_cluster, "FOCALBENCH_DATA": os.environ["FOCALBENCH_DATA"]}
     results = tmp_path / "slurm-results"
     slurm = [*GRID, "--results", str(results), "--executor", "slurm"]
@@ -163,32 +164,35 @@ def test_a_grid_detached_requeued_and_reattached_on_slurm_equals_the_local_run(
     assert len(jobs) == 2 and len({j.split("_")[0] for j in jobs.values()}) == 1  # one array
     assert all(j in detached.stdout for j in jobs.values())
 
-    key, job = sorted(jobs.items())[0]
-    run = results / "runs" / key
+    runs = {job: results / "runs" / key for key, job in jobs.items()}
     deadline = time.monotonic() + 60
-    while not ((run / "last.pt").exists() and (_status(run).get("epoch") or 0) >= 1):
-        assert time.monotonic() < deadline, f"job {job} wrote no checkpoint in 60 s"
-        time.sleep(0.2)
-    assert _status(run)["slurm_job"] == job
-    subprocess.run(["scontrol", "requeue", job], env=env, check=True, timeout=30)
-    # Slurm holds a requeued job for 120 s (its BeginTime); let it start again at once
-    deadline = time.monotonic() + 60
-    while "PENDING" not in _job_state(env, job):
-        assert time.monotonic() < deadline, f"job {job} not requeued: {_job_state(env, job)}"
-        time.sleep(0.2)
-    subprocess.run(
-        ["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True, timeout=30
-    )
+    for job, run in runs.items():
+        while not ((run / "last.pt").exists() and (_status(run).get("epoch") or 0) >= 1):
+            assert time.monotonic() < deadline, f"job {job} wrote no checkpoint in 60 s"
+            time.sleep(0.2)
+        assert _status(run)["slurm_job"] == job
+    requeued, timed_out = sorted(runs)
+    subprocess.run(["scontrol", "requeue", requeued], env=env, check=True, timeout=30)
+    # the USR2 Slurm sends before --slurm-time ends (submitit's --signal=USR2@90)
+    subprocess.run(["scancel", "--signal=USR2", timed_out], env=env, check=True, timeout=30)
+    for job in runs:  # Slurm holds a requeued job for 120 s (its BeginTime): start it now
+        while "PENDING" not in _job_state(env, job):
+            assert time.monotonic() < deadline, f"job {job} not requeued: {_job_state(env, job)}"
+            time.sleep(0.2)
+        subprocess.run(
+            ["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True, timeout=30
+        )
 
     attached = _ablate(env, *slurm)
     assert attached.returncode == 0, attached.stdout + attached.stderr
     assert json.loads(jobs_json.read_text()) == jobs  # nothing submitted again
     grid = json.loads((results / "grids" / "g" / "grid.json").read_text())
     outcomes = {c["key"]: c["outcome"] for c in grid["cells"]}
-    assert outcomes[key] == "resumed", outcomes
-    history = (run / "history.csv").read_text().splitlines()
-    assert [line.split(",")[0] for line in history[1:]] == ["1", "2", "3"]
-    assert list((results / "grids" / "g" / "slurm" / job).glob("*_log.err"))  # logs kept
+    assert set(outcomes.values()) == {"resumed"}, outcomes  # both from last.pt
+    for job, run in runs.items():
+        history = (run / "history.csv").read_text().splitlines()
+        assert [line.split(",")[0] for line in history[1:]] == ["1", "2", "3", "4"]
+        assert list((results / "grids" / "g" / "slurm" / job).glob("*_log.err"))  # logs kept
 
     local = tmp_path / "local-results"
     done = _ablate(env, *GRID, "--results", str(local), "--jobs", "2")
