@@ -62,6 +62,7 @@ _MEM = re.compile(r"^\d+[KMGT]?$", re.IGNORECASE)
 _NAME = re.compile(r"^[A-Za-z0-9_.,:+-]+$")
 _KEY = re.compile(r"^[a-z][a-z0-9-]*$")
 SQUEUE_EVERY = 1.0  # seconds between two squeue calls of one driver
+_last_answer: list[Any] = [-SQUEUE_EVERY, None]  # (monotonic time, alive_jobs()) of the last call
 
 
 def time_minutes(value: str) -> int:
@@ -162,9 +163,13 @@ def current_job() -> str | None:
     return os.environ.get("SLURM_JOB_ID")
 
 
-def alive_jobs() -> dict[str, str] | None:
+def alive_jobs(max_age: float = SQUEUE_EVERY) -> dict[str, str] | None:
     """Our jobs that have not ended, ``{job id: state}``; ``None`` when squeue cannot answer
-    (no Slurm here, or its controller is down)."""
+    (no Slurm here, or its controller is down). An answer up to ``max_age`` seconds old is
+    reused: rewriting grid.json asks about every running cell."""
+    asked, answer = _last_answer
+    if time.monotonic() - asked < max_age:
+        return answer
     if shutil.which("squeue") is None:
         return None
     try:
@@ -178,7 +183,8 @@ def alive_jobs() -> dict[str, str] | None:
     except (subprocess.SubprocessError, OSError):
         return None
     jobs = dict(line.split(maxsplit=1) for line in out.splitlines() if " " in line)
-    return {job: state for job, state in jobs.items() if state not in _ENDED}
+    _last_answer[:] = [time.monotonic(), {j: st for j, st in jobs.items() if st not in _ENDED}]
+    return _last_answer[1]
 
 
 def job_alive(job: str) -> bool:
@@ -275,7 +281,7 @@ class SlurmExecutor:
         executor = self._submitit.SlurmExecutor(folder=self.folder / "%j", max_num_timeout=3)
         executor.update_parameters(**{k: v for k, v in self._parameters.items() if v is not None})
         self._executor = executor
-        self._alive = alive_jobs() or {}
+        self._alive = alive_jobs(max_age=0) or {}
         self._asked = time.monotonic()
 
     @property
@@ -349,7 +355,7 @@ class SlurmExecutor:
             time.sleep(min(wait, max(timeout, 0.05)))
             if time.monotonic() - self._asked < SQUEUE_EVERY:
                 return []
-        alive = alive_jobs()
+        alive = alive_jobs(max_age=0)  # fresh: it must list the jobs submitted just now
         self._asked = time.monotonic()
         if alive is None:  # squeue did not answer: ask again later
             return []

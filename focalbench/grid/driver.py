@@ -311,9 +311,12 @@ def _recorded(cell: GridCell, results: str, earlier: dict[str, Any] | None) -> C
     if status is None:
         return own if own and own.outcome is Outcome.failed else None
     if status.state is Status.running:
-        # an owner on another host (a Ray node) cannot be checked from here: taken as alive
-        if status.host != socket.gethostname() or status.owner_alive():
-            holder = f"pid {status.pid} on {status.host}"
+        # an owner on another host (a Ray node) cannot be checked from here: taken as alive;
+        # a Slurm job can, wherever it runs (squeue)
+        remote = status.host != socket.gethostname() and not status.slurm_job
+        if remote or status.owner_alive():
+            holder = f"Slurm job {status.slurm_job}" if status.slurm_job else None
+            holder = holder or f"pid {status.pid} on {status.host}"
             return CellResult(key, Outcome.busy, error=f"being trained by {holder}")
         if own and own.outcome is Outcome.interrupted:  # stopped by a signal in this driver
             return own
