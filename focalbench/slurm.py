@@ -261,7 +261,7 @@ class SlurmExecutor:
         self._parameters: dict[str, Any] = {
             "job_name": f"focalbench-{Path(grid_dir).name}"[:64],
             "partition": opts.slurm_partition,
-            "time": time_minutes(opts.slurm_time) if opts.slurm_time else None,
+            "time": time_minutes(opts.slurm_time) if opts.slurm_time else None,  # minutes
             "gpus_per_node": gpus or None,
             "cpus_per_task": opts.slurm_cpus_per_task,
             "mem": opts.slurm_mem,
@@ -279,7 +279,9 @@ class SlurmExecutor:
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         executor = self._submitit.SlurmExecutor(folder=self.folder / "%j", max_num_timeout=3)
-        executor.update_parameters(**{k: v for k, v in self._parameters.items() if v is not None})
+        given = {k: v for k, v in self._parameters.items() if v is not None and k != "time"}
+        # no --slurm-time: the partition's limit, not submitit's default of 5 minutes
+        executor.update_parameters(**given, time=self._parameters["time"])
         self._executor = executor
         self._alive = alive_jobs(max_age=0) or {}
         self._asked = time.monotonic()

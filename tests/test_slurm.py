@@ -156,7 +156,7 @@ def test_a_grid_detached_requeued_and_reattached_on_slurm_equals_the_local_run(
     env = {**slurm_cluster, "FOCALBENCH_DATA": os.environ["FOCALBENCH_DATA"]}
     results = tmp_path / "slurm-results"
     slurm = [*GRID, "--results", str(results), "--executor", "slurm"]
-    slurm += ["--slurm-cpus-per-task", "1", "--slurm-time", "10"]
+    slurm += ["--slurm-cpus-per-task", "1"]  # no --slurm-time: the partition's (none)
     detached = _ablate(env, *slurm, "--detach")
     assert detached.returncode == 3, detached.stdout + detached.stderr
     jobs_json = results / "grids" / "g" / "slurm" / "jobs.json"
@@ -175,16 +175,31 @@ def test_a_grid_detached_requeued_and_reattached_on_slurm_equals_the_local_run(
     subprocess.run(["scontrol", "requeue", requeued], env=env, check=True, timeout=30)
     # the USR2 Slurm sends before --slurm-time ends (submitit's --signal=USR2@90)
     subprocess.run(["scancel", "--signal=USR2", timed_out], env=env, check=True, timeout=30)
-    for job in runs:  # Slurm holds a requeued job for 120 s (its BeginTime): start it now
+    for job in runs:
         while "PENDING" not in _job_state(env, job):
             assert time.monotonic() < deadline, f"job {job} not requeued: {_job_state(env, job)}"
             time.sleep(0.2)
+
+    # Reattach while Slurm holds the requeued jobs (120 s, their BeginTime): once the driver
+    # has looked at the queue (it rewrites grid.json then), let them start at once.
+    grid_json = results / "grids" / "g" / "grid.json"
+    before = grid_json.stat().st_mtime_ns
+    attach = subprocess.Popen(
+        [sys.executable, "-m", "focalbench", "ablate", *slurm],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    while grid_json.stat().st_mtime_ns == before:
+        assert attach.poll() is None and time.monotonic() < deadline, attach.stdout.read()
+        time.sleep(0.1)
+    for job in runs:
         subprocess.run(
             ["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True, timeout=30
         )
-
-    attached = _ablate(env, *slurm)
-    assert attached.returncode == 0, attached.stdout + attached.stderr
+    output, _ = attach.communicate(timeout=120)
+    assert attach.returncode == 0, output
     assert json.loads(jobs_json.read_text()) == jobs  # nothing submitted again
     grid = json.loads((results / "grids" / "g" / "grid.json").read_text())
     outcomes = {c["key"]: c["outcome"] for c in grid["cells"]}
