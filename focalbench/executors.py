@@ -9,8 +9,8 @@ CellResult)]``; ``running() -> {task id: device}``; ``interrupt(signum)``; ``clo
 device (``--gpus 0,1 --jobs-per-gpu 2`` gives the slots cuda:0, cuda:0, cuda:1, cuda:1;
 ``--jobs N`` gives N CPU slots); :class:`RayExecutor` — one Ray task per cell asking for
 ``1/jobs_per_gpu`` of a GPU. Both share the results layout of :mod:`focalbench.run_state`.
-A new executor (e.g. Slurm) is one more class with this interface and a member of
-:class:`ExecutorKind`.
+A new executor is one more class with this interface and a member of :class:`ExecutorKind`,
+like :class:`focalbench.slurm.SlurmExecutor` (one Slurm job per cell, in its own module).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class CellTask:
 class ExecutorKind(str, Enum):
     local = "local"
     ray = "ray"
+    slurm = "slurm"  # focalbench.slurm.SlurmExecutor
 
 
 def local_slots(

@@ -36,6 +36,17 @@ class RunOptions:
     ray_address: str | None = None
     log: tuple[str, ...] = ()  # trackers mirroring each run (focalbench.tracking)
     mlflow_uri: str | None = None  # MLflow's store; None: <results>/mlruns
+    # --executor slurm (focalbench.slurm): sbatch's --partition, --time, --gpus-per-node,
+    # --cpus-per-task, --mem, --account, --qos, any other as KEY=VALUE; detach: submit and exit
+    slurm_partition: str | None = None
+    slurm_time: str | None = None
+    slurm_gpus_per_job: int | None = None
+    slurm_cpus_per_task: int | None = None
+    slurm_mem: str | None = None
+    slurm_account: str | None = None
+    slurm_qos: str | None = None
+    slurm_extra: tuple[str, ...] = ()
+    detach: bool = False
 
     @classmethod
     def of(cls, options: RunOptions | None = None, **fields: Any) -> RunOptions:
@@ -45,7 +56,7 @@ class RunOptions:
         if unknown:
             raise TypeError(f"unknown option {unknown[0]!r}; options: {', '.join(sorted(names))}")
         base = options or cls()
-        for name in ("params", "log"):
+        for name in ("params", "log", "slurm_extra"):
             if name in fields:
                 fields[name] = tuple(fields[name] or ())
         return dataclasses.replace(base, **fields)
@@ -58,8 +69,10 @@ class RunOptions:
         """Refuse out-of-range counts, a device this machine does not have and a tracker whose
         package is not installed."""
         from focalbench.checks import check_device
+        from focalbench.slurm import check_options
         from focalbench.tracking import check_trackers
 
+        check_options(self)
         if self.epochs is not None and self.epochs < 1:
             raise FocalbenchError(f"--epochs {self.epochs} must be ≥ 1 (or leave it out)")
         if (self.jobs is not None and self.jobs < 1) or self.jobs_per_gpu < 1:
@@ -68,7 +81,8 @@ class RunOptions:
             raise FocalbenchError(
                 f"--gpus picks the devices; drop --device {self.device} (or drop --gpus)"
             )
-        check_device(self.device, self.gpu_list)
+        if self.executor != "slurm":  # a Slurm job's node has its own devices
+            check_device(self.device, self.gpu_list)
         check_trackers(self.log)
 
     @property

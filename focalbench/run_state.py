@@ -91,6 +91,7 @@ class RunStatus:
     finished: str | None = None
     device: str | None = None  # where the last writer ran (None in 0.1.0 folders)
     traceback: str | None = None  # the last frames of an exception ablate caught
+    slurm_job: str | None = None  # the Slurm job training it (focalbench.slurm), if any
     extra: dict[str, Any] = field(default_factory=dict)  # fields of a newer version, kept
 
     @property
@@ -109,7 +110,13 @@ class RunStatus:
 
         A live process that started after the record was last written cannot be its writer:
         the owner died and its pid was reused (after a reboot, or a wrap of the pid counter).
+        A run trained in a Slurm job is owned while Slurm queues or runs that job: a pid says
+        nothing on another node, and a requeued job is the owner while it waits to resume.
         """
+        if self.slurm_job:
+            from focalbench.slurm import job_alive
+
+            return job_alive(self.slurm_job)
         pid, host = self.pid, self.host
         if not isinstance(pid, int) or host != socket.gethostname() or pid == os.getpid():
             return False
@@ -122,7 +129,11 @@ class RunStatus:
     def to_dict(self) -> dict[str, Any]:
         out = {**self.extra, **{f.name: getattr(self, f.name) for f in _FIELDS}}
         out["state"] = out["state"].value
-        for optional in ("device", "traceback"):  # absent, as 0.1.0 wrote them, unless known
+        for optional in (
+            "device",
+            "traceback",
+            "slurm_job",
+        ):  # absent, as 0.1.0 wrote them, unless known
             if out[optional] is None:
                 del out[optional]
         return out
@@ -212,6 +223,8 @@ class RunFolder:
         device: str | None = None,
     ) -> None:
         """Record that this process (``pid``/``host``) has the run at ``epoch`` in ``status``."""
+        from focalbench.slurm import current_job
+
         status, now = Status(status), utc_now()
         previous = self._status_or_none()
         self.save_status(
@@ -225,6 +238,7 @@ class RunFolder:
                 updated=now,
                 finished=now if status is not Status.running else None,
                 device=device or (previous.device if previous else None),
+                slurm_job=current_job(),
             )
         )
 

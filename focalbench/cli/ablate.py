@@ -25,7 +25,7 @@ _HELP = (
     "keyed by its config: finished cells are skipped, interrupted ones resumed from last.pt, "
     "failed ones retried with --retry-failed. Cells train in parallel worker processes "
     "(--jobs N on CPU; --gpus 0,1 --jobs-per-gpu N to pack cells on GPUs) or on a Ray cluster "
-    "(--executor ray).\n\n"
+    "(--executor ray), or as Slurm jobs (--executor slurm).\n\n"
     + studies_help()
     + "\n\nGeneral form: --models a,b --losses x,y [--seeds 0,1,2] [--folds 5] [--protocol P].\n\n"
     "Example: focalbench ablate --dataset drive --attention se --protocol smoke --jobs 2"
@@ -75,12 +75,48 @@ def ablate(
     results: Path | None = ResultsOption,
     data_dir: Path | None = DataDirOption,
     executor: ExecutorKind = typer.Option(
-        ExecutorKind.local, "--executor", help="local worker processes or a Ray cluster."
+        ExecutorKind.local,
+        "--executor",
+        help="local worker processes, a Ray cluster, or Slurm jobs (one per cell, "
+        "a job array per grid; --slurm-* flags).",
     ),
     ray_address: str | None = typer.Option(
         None,
         "--ray-address",
         help="Ray cluster address (default: RAY_ADDRESS or a local instance).",
+    ),
+    slurm_partition: str | None = typer.Option(
+        None, "--slurm-partition", help="Slurm: the partition of every job (sbatch --partition)."
+    ),
+    slurm_time: str | None = typer.Option(
+        None,
+        "--slurm-time",
+        help="Slurm: time limit of one job (sbatch --time), e.g. 2:00:00; near it the job "
+        "checkpoints and is requeued.",
+    ),
+    slurm_gpus_per_job: int | None = typer.Option(
+        None, "--slurm-gpus-per-job", help="Slurm: GPUs of one job (sbatch --gpus-per-node)."
+    ),
+    slurm_cpus_per_task: int | None = typer.Option(
+        None, "--slurm-cpus-per-task", help="Slurm: CPUs of one job (sbatch --cpus-per-task)."
+    ),
+    slurm_mem: str | None = typer.Option(
+        None, "--slurm-mem", help="Slurm: memory of one job (sbatch --mem), e.g. 16G."
+    ),
+    slurm_account: str | None = typer.Option(
+        None, "--slurm-account", help="Slurm: account charged (sbatch --account)."
+    ),
+    slurm_qos: str | None = typer.Option(None, "--slurm-qos", help="Slurm: sbatch --qos."),
+    slurm_extra: list[str] = typer.Option(
+        [],
+        "--slurm-extra",
+        help="Slurm: any other sbatch option as KEY=VALUE, repeatable. "
+        "Example: --slurm-extra constraint=a100",
+    ),
+    detach: bool = typer.Option(
+        False,
+        "--detach",
+        help="Slurm: exit once the jobs are submitted; the same ablate later reattaches.",
     ),
     gpus: str | None = typer.Option(
         None, "--gpus", help="GPU indices to use, comma-separated. Example: --gpus 0,1"
@@ -138,6 +174,15 @@ def ablate(
         ray_address=ray_address,
         log=tuple(log),
         mlflow_uri=mlflow_uri,
+        slurm_partition=slurm_partition,
+        slurm_time=slurm_time,
+        slurm_gpus_per_job=slurm_gpus_per_job,
+        slurm_cpus_per_task=slurm_cpus_per_task,
+        slurm_mem=slurm_mem,
+        slurm_account=slurm_account,
+        slurm_qos=slurm_qos,
+        slurm_extra=tuple(slurm_extra),
+        detach=detach,
     )
     flags = dict(
         attention=attention,

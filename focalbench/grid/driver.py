@@ -49,7 +49,7 @@ from focalbench.store import (
 )
 from focalbench.tracking import prepare_trackers
 
-Executor = LocalExecutor | RayExecutor
+Executor = Any  # LocalExecutor, RayExecutor or focalbench.slurm.SlurmExecutor
 
 
 @dataclass
@@ -189,9 +189,14 @@ def ablate(
             if _on_cpu(opts.device)
             else 1
         )
+    grid_dir = results_dir / "grids" / grid.name
     runner: Executor
     if ExecutorKind(opts.executor) is ExecutorKind.local:
         runner = LocalExecutor(local_slots(opts.device, gpu_list, opts.jobs_per_gpu, jobs))
+    elif ExecutorKind(opts.executor) is ExecutorKind.slurm:
+        from focalbench.slurm import SlurmExecutor
+
+        runner = SlurmExecutor(opts, grid_dir)
     else:
         runner = RayExecutor(
             opts.ray_address,
@@ -199,7 +204,6 @@ def ablate(
             jobs_per_gpu=opts.jobs_per_gpu,
             device=opts.device,
         )
-    grid_dir = results_dir / "grids" / grid.name
     started = time.perf_counter()
     runner.start()
     try:
@@ -311,9 +315,12 @@ def _recorded(cell: GridCell, results: str, earlier: dict[str, Any] | None) -> C
     if status is None:
         return own if own and own.outcome is Outcome.failed else None
     if status.state is Status.running:
-        # an owner on another host (a Ray node) cannot be checked from here: taken as alive
-        if status.host != socket.gethostname() or status.owner_alive():
-            holder = f"pid {status.pid} on {status.host}"
+        # an owner on another host (a Ray node) cannot be checked from here: taken as alive;
+        # a Slurm job can, wherever it runs (squeue)
+        remote = status.host != socket.gethostname() and not status.slurm_job
+        if remote or status.owner_alive():
+            holder = f"Slurm job {status.slurm_job}" if status.slurm_job else None
+            holder = holder or f"pid {status.pid} on {status.host}"
             return CellResult(key, Outcome.busy, error=f"being trained by {holder}")
         if own and own.outcome is Outcome.interrupted:  # stopped by a signal in this driver
             return own
