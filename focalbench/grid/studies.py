@@ -73,10 +73,6 @@ class Study:
     datasets: str = ""  # the paper's datasets, for --help
     seeds: tuple[int, ...] = ()  # a study file's default --seeds
     default_datasets: tuple[str, ...] = ()  # a study file's default --dataset
-    # a study file's [table]: the report layout, the baseline row's label, the metrics shown
-    layout: str = "auto"
-    baseline: str | None = None
-    metrics: tuple[str, ...] = ()
 
 
 def ufl_gamma(dataset: str) -> float:

@@ -9,11 +9,8 @@ The schema (docs/ablate.md § Study files)::
     folds = 5                        # optional: k-fold
     datasets = ["drive"]             # optional: default --dataset
 
-    [table]                          # what the report lays out
+    [table]                          # the grid's table (report --table lays it out)
     title = "UFL γ search"
-    layout = "auto"                  # a report --table name
-    baseline = "UFL"                 # a row label
-    metrics = ["dsc", "precision"]
 
     [sweep]                          # a grid axis: every value × every row
     "loss.gamma" = [0.1, 0.2, 0.3]
@@ -49,7 +46,7 @@ from focalbench.grid.studies import Row, Study
 from focalbench.registry import did_you_mean
 
 _TOP = ("name", "protocol", "seeds", "folds", "datasets", "table", "sweep", "rows", "per_dataset")
-_TABLE = ("title", "layout", "baseline", "metrics")
+_TABLE = ("title",)
 _ROW = ("label", "network", "loss", "params", "pruned_from")
 _PER_DATASET = ("values", "rows")
 _HEADER = re.compile(r"^\s*(\[\[?)\s*(.+?)\s*\]\]?\s*(#.*)?$")
@@ -197,13 +194,6 @@ def parse_study(data: dict[str, Any], r: _Reader) -> Study:
             _check_row(row, where, r)
         return _swept([row for row, _ in filled], sweep)
 
-    baseline = table["baseline"]
-    if baseline is not None:
-        labels = {row.label for row, _ in shared} | {
-            row.label for rows, _ in per_dataset.values() for row, _ in rows
-        }
-        if baseline not in labels:
-            raise r.fail(("table", "baseline"), _unknown("row label", baseline, sorted(labels)))
     return Study(
         name,
         table["title"],
@@ -213,9 +203,6 @@ def parse_study(data: dict[str, Any], r: _Reader) -> Study:
         datasets=", ".join(datasets or sorted(per_dataset)),
         seeds=tuple(seeds),
         default_datasets=tuple(datasets),
-        layout=table["layout"],
-        baseline=baseline,
-        metrics=tuple(table["metrics"]),
     )
 
 
@@ -229,25 +216,8 @@ def _unknown(what: str, name: str, options: list[str]) -> str:
 
 
 def _table(spec: dict[str, Any], r: _Reader, name: str) -> dict[str, Any]:
-    from focalbench.report.layouts import METRIC_NAMES, TableName
-
     r.keys(spec, _TABLE, ("table",))
-    layout = r.typed(spec.get("layout", "auto"), str, ("table", "layout"), "a string")
-    if layout not in {t.value for t in TableName}:
-        raise r.fail(("table", "layout"), _unknown("layout", layout, [t.value for t in TableName]))
-    metrics = r.names(spec.get("metrics", []), ("table", "metrics"))
-    for i, metric in enumerate(metrics, 1):
-        if metric not in METRIC_NAMES:
-            raise r.fail(("table", "metrics", i), _unknown("metric", metric, list(METRIC_NAMES)))
-    baseline = spec.get("baseline")
-    if baseline is not None:
-        r.typed(baseline, str, ("table", "baseline"), "a row label")
-    return {
-        "title": r.typed(spec.get("title", name), str, ("table", "title"), "a string"),
-        "layout": layout,
-        "baseline": baseline,
-        "metrics": metrics,
-    }
+    return {"title": r.typed(spec.get("title", name), str, ("table", "title"), "a string")}
 
 
 def _sweep(spec: dict[str, Any], r: _Reader) -> list[tuple[str, list[Any]]]:
