@@ -106,18 +106,26 @@ def _check_model(config: RunConfig, recipe: object, in_channels: int) -> None:
 
 
 def _check_loss(config: RunConfig, settings: dict) -> None:
+    from focalbench.losses import build_loss, loss_preset
+
+    valid = loss_param_names(config.loss)
+    for key in config.loss_params:
+        _known_key(key, valid, "loss", f"a parameter of loss {config.loss!r}")
+    build_loss(config.loss, preset=loss_preset(config.protocol, settings), **config.loss_params)
+
+
+def loss_param_names(spec: str) -> set[str]:
+    """The ``loss.KEY`` names a loss spec's terms take (study files check rows with it too)."""
     from focalbench.grammar import parse_loss_spec
-    from focalbench.losses import LOSSES, build_loss, loss_preset
+    from focalbench.losses import LOSSES
     from focalbench.losses.build import BOUNDARY_TERMS
 
     valid = {"fdpt", "fdpt_mode"}
-    for name, own in parse_loss_spec(config.loss):
+    for name, own in parse_loss_spec(spec):
         if name in BOUNDARY_TERMS:
             continue
         entry = LOSSES.get(name)
         valid |= set(entry.defaults())
         if entry.wraps == "adaptive_log":
             valid |= set(LOSSES.get(str(own.get("loss", "hybrid"))).defaults())
-    for key in config.loss_params:
-        _known_key(key, valid, "loss", f"a parameter of loss {config.loss!r}")
-    build_loss(config.loss, preset=loss_preset(config.protocol, settings), **config.loss_params)
+    return valid

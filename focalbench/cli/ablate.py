@@ -34,8 +34,10 @@ _HELP = (
 
 @command(help=_HELP)
 def ablate(
-    dataset: str = typer.Option(
-        ..., "--dataset", help="Dataset(s), comma-separated. Example: --dataset drive,dsb2018"
+    dataset: str | None = typer.Option(
+        None,
+        "--dataset",
+        help="Dataset(s), comma-separated (a study file may name its own). Example: --dataset drive,dsb2018",
     ),
     attention: AttentionStudy | None = typer.Option(
         None, "--attention", help="Paper 000 Table 3 (se) or 4 (ag), with pruning."
@@ -43,14 +45,24 @@ def ablate(
     study: StudyName | None = typer.Option(
         None, "--study", help="A paper's loss/architecture grid."
     ),
+    study_file: Path | None = typer.Option(
+        None,
+        "--study-file",
+        help="A study written as TOML (rows, sweeps, table; docs/ablate.md § Study files).",
+    ),
+    print_study_file: bool = typer.Option(
+        False,
+        "--print-study-file",
+        help="Print the chosen study for --dataset as a study file; train nothing.",
+    ),
     models: str | None = typer.Option(
         None, "--models", help="General form: networks, comma-separated."
     ),
     losses: str | None = typer.Option(
         None, "--losses", help="General form: loss specs, comma-separated (quote them)."
     ),
-    seeds: str = typer.Option(
-        "0", "--seeds", help="Seeds, comma-separated. Example: --seeds 0,1,2"
+    seeds: str | None = typer.Option(
+        None, "--seeds", help="Seeds, comma-separated (default 0). Example: --seeds 0,1,2"
     ),
     folds: int | None = typer.Option(
         None,
@@ -189,11 +201,19 @@ def ablate(
         study=study,
         models=models,
         losses=losses,
+        study_file=study_file,
         seeds=seeds,
         folds=folds,
         fold=fold,
         name=name,
     )
+    if print_study_file:
+        from focalbench.grid.planner import choose_study
+        from focalbench.grid.study_file import dump_study
+
+        chosen = choose_study(attention, study, models, losses, study_file)
+        typer.echo(dump_study(chosen, dataset), nl=False)
+        return
     if dry_run:
         grid, _ = prepare(dataset, study_flags=flags, threshold=threshold, options=options)
         if json_out:

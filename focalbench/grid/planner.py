@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,13 +75,16 @@ def choose_study(
     study: StudyName | str | None = None,
     models: str | Sequence[str] | None = None,
     losses: str | Sequence[str] | None = None,
+    study_file: str | os.PathLike | None = None,
 ) -> Study:
-    """The one study the flags name: ``--attention``, ``--study`` or ``--models × --losses``."""
+    """The one study the flags name: ``--attention``, ``--study``, ``--study-file`` or
+    ``--models × --losses``."""
     chosen = [
         flag
         for flag, value in (
             ("--attention", attention),
             ("--study", study),
+            ("--study-file", study_file),
             ("--models/--losses", models or losses),
         )
         if value
@@ -88,8 +92,13 @@ def choose_study(
     if len(chosen) != 1:
         raise FocalbenchError(
             "pick one grid: --attention se|ag, --study losses|focal-tversky|focusnet, "
-            "or --models a,b --losses x,y" + (f" (got {' and '.join(chosen)})" if chosen else "")
+            "--study-file FILE.toml, or --models a,b --losses x,y"
+            + (f" (got {' and '.join(chosen)})" if chosen else "")
         )
+    if study_file:
+        from focalbench.grid.study_file import load_study
+
+        return load_study(study_file)
     if attention:
         return STUDIES.get(f"attention-{AttentionStudy(attention).value}")
     if study:
@@ -101,13 +110,14 @@ def choose_study(
 
 
 def plan(
-    dataset: str | Sequence[str],
+    dataset: str | Sequence[str] | None,
     *,
     attention: AttentionStudy | str | None = None,
     study: StudyName | str | None = None,
     models: str | Sequence[str] | None = None,
     losses: str | Sequence[str] | None = None,
-    seeds: str | Sequence[int] = (0,),
+    study_file: str | os.PathLike | None = None,
+    seeds: str | Sequence[int] | None = None,
     folds: int | None = None,
     fold: str | int | Sequence[int] | None = None,
     name: str | None = None,
@@ -122,13 +132,13 @@ def plan(
     cell.
     """
     opts = RunOptions.of(options, **option_fields)
-    datasets = split_names(dataset)
+    chosen = choose_study(attention, study, models, losses, study_file)
+    datasets = split_names(dataset) or list(chosen.default_datasets)
     if not datasets:
         raise FocalbenchError("name the dataset(s): --dataset drive (or --dataset drive,dsb2018)")
-    chosen = choose_study(attention, study, models, losses)
     protocol = opts.protocol or chosen.protocol
     fold_list = _folds(folds if folds is not None else chosen.folds, fold, folds is not None)
-    seed_list = parse_ints(seeds, "--seeds") or [0]
+    seed_list = parse_ints(seeds, "--seeds") or list(chosen.seeds) or [0]
     model_params, loss_params, overrides = split_params(list(opts.params))
 
     cells: list[GridCell] = []
@@ -160,8 +170,8 @@ def plan(
                         fold=fold_index,
                         epochs=opts.epochs,
                         model_params={**row.model_params, **model_params},
-                        loss_params=dict(loss_params),
-                        overrides=dict(overrides),
+                        loss_params={**row.loss_params, **loss_params},
+                        overrides={**row.overrides, **overrides},
                     )
                     cells.append(GridCell(row.label, ds, seed, fold_index, config))
     if name is None:

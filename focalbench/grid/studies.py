@@ -57,6 +57,8 @@ class Row:
     loss: str = ""
     model_params: dict[str, Any] = field(default_factory=dict)
     pruned_from: str | None = None  # label of the zero-initialised row whose run is pruned
+    loss_params: dict[str, Any] = field(default_factory=dict)  # a study file's loss.KEY
+    overrides: dict[str, Any] = field(default_factory=dict)  # a study file's protocol fields
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class Study:
     rows: Callable[[str | None], list[Row]]  # dataset -> rows (UFL's γ is the dataset's)
     folds: int | None = None
     datasets: str = ""  # the paper's datasets, for --help
+    seeds: tuple[int, ...] = ()  # a study file's default --seeds
+    default_datasets: tuple[str, ...] = ()  # a study file's default --dataset
 
 
 def ufl_gamma(dataset: str) -> float:
