@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -39,12 +39,30 @@ TrainFn = Callable[..., dict]
 
 @dataclass(frozen=True)
 class CellTask:
+    """One cell as an executor carries it: plain data, so it crosses process, Ray and Slurm
+    boundaries. ``attempt`` counts submissions (a cell lost with its Ray node is resubmitted);
+    ``lock_wait`` is how long its :func:`run_cell` waits for a lost attempt's lock."""
+
     task_id: int
     config: dict[str, Any]
     results: str
     retry_failed: bool
     train_fn: TrainFn | None = None
     tracking: dict[str, Any] = field(default_factory=dict)  # train's log / mlflow_uri
+    attempt: int = 1
+    lock_wait: float = 0.0
+
+    def run(self, device: str) -> CellResult:
+        """The cell's life (:func:`run_cell`) in this process, on ``device``."""
+        return run_cell(
+            self.config,
+            self.results,
+            device,
+            self.retry_failed,
+            self.train_fn,
+            self.tracking,
+            self.lock_wait,
+        )
 
 
 class ExecutorKind(str, Enum):
@@ -115,10 +133,7 @@ def _slot_main(device: str, channel: Any, parent_pid: int, slots: int) -> None:
         if task is None:
             # Skip the interpreter's teardown (torch's takes seconds); a pipe send is already written.
             os._exit(0)
-        result = run_cell(
-            task.config, task.results, device, task.retry_failed, task.train_fn, task.tracking
-        )
-        channel.send((task.task_id, result))
+        channel.send((task.task_id, task.run(device)))
 
 
 class LocalExecutor:
@@ -215,9 +230,33 @@ class LocalExecutor:
 
 
 def _ray_cell(task: CellTask, device: str) -> tuple[int, CellResult]:
-    return task.task_id, run_cell(
-        task.config, task.results, device, task.retry_failed, task.train_fn, task.tracking
-    )
+    return task.task_id, task.run(device)
+
+
+# Ray's errors for a task lost with its node or worker process (resubmitted); any other error
+# of a task is its cell's failure. Names, as Ray is imported only when it is used.
+_LOST_TO_CLUSTER = ("NodeDiedError", "WorkerCrashedError", "ObjectLostError")
+RAY_ATTEMPTS = 4  # the first submission and up to 3 resubmissions after a lost node or worker
+# How long a resubmitted cell waits for its lost attempt's lock: the dead node's worker lets
+# go within seconds of its raylet's death; an NFS lock lease runs about 90 s.
+LOST_LOCK_WAIT = 120.0
+
+
+def probe_ray_address(address: str) -> None:
+    """Refuse an address nothing listens at before any work: Ray itself retries its GCS for
+    ten minutes (20 tries of 30 s) before it gives up on a wrong ``--ray-address``."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto", or a form Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise FocalbenchError(
+            f"cannot reach the Ray cluster at {address!r} ({exc.strerror or exc}); check"
+            " --ray-address (the head node's HOST:PORT, by default port 6379)"
+        ) from None
 
 
 class RayExecutor:
@@ -225,8 +264,14 @@ class RayExecutor:
 
     Ray sets ``CUDA_VISIBLE_DEVICES`` for a task holding a GPU share, so the task trains on
     ``cuda`` (its visible GPU 0). The results folder must be a path every node sees (a shared
-    filesystem); cells lock and resume there exactly as locally. Tasks are not retried by Ray:
-    a crashed task is reported failed, like a dead local worker.
+    filesystem); cells lock and resume there exactly as locally.
+
+    A task lost with its node or its worker process (``NodeDiedError``, ``WorkerCrashedError``)
+    is resubmitted by this executor, not by Ray (``max_retries=0``), so that it is said on
+    stderr and the new attempt waits for the lost one's lock (:data:`LOST_LOCK_WAIT`) before it
+    resumes the cell from ``last.pt`` wherever Ray places it: no epoch is lost or trained
+    twice. After :data:`RAY_ATTEMPTS` submissions the cell is settled as interrupted, and the
+    next run of the grid resumes it. A task cancelled by a stop signal is interrupted.
     """
 
     def __init__(
@@ -249,6 +294,7 @@ class RayExecutor:
         self.device = "cuda" if use_gpus else device
         self._refs: dict[Any, CellTask] = {}
         self._owns_ray = False
+        self._cancelled = False
         self.capacity = 0
 
     def start(self) -> None:
@@ -264,19 +310,25 @@ class RayExecutor:
                 )
             except ConnectionError as exc:
                 raise FocalbenchError(
-                    f"cannot reach the Ray cluster at {self.address!r} ({exc}); check --ray-address"
+                    f"cannot reach the Ray cluster at {self.address!r} ({exc}); check"
+                    " --ray-address, and for a cluster with token authentication set"
+                    " RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN or ~/.ray/auth_token)"
                 ) from None
             self._owns_ray = True
-        # Keep only as many tasks in flight as the cluster can run, so the progress display's
-        # "running" lines are true and a rerun's order follows the plan.
-        resources = ray.cluster_resources()
-        per_cell = 1 / self.jobs_per_gpu if self.use_gpus else 1.0
-        pool = resources.get("GPU", 0) if self.use_gpus else resources.get("CPU", 1)
-        self.capacity = max(1, int(pool / per_cell))
         options: dict[str, Any] = {"max_retries": 0, "num_cpus": 1}
         if self.use_gpus:
             options["num_gpus"] = 1 / self.jobs_per_gpu
         self._remote = ray.remote(**options)(_ray_cell)
+        self._measure_capacity()
+
+    def _measure_capacity(self) -> None:
+        """Keep only as many tasks in flight as the cluster can run now, so the progress
+        display's "running" lines are true and a rerun's order follows the plan; measured again
+        when a node is lost."""
+        resources = self._ray.cluster_resources()
+        per_cell = 1 / self.jobs_per_gpu if self.use_gpus else 1.0
+        pool = resources.get("GPU", 0) if self.use_gpus else resources.get("CPU", 1)
+        self.capacity = max(1, int(pool / per_cell))
 
     @property
     def free(self) -> int:
@@ -289,7 +341,9 @@ class RayExecutor:
         return {task.task_id: "ray" for task in self._refs.values()}
 
     def interrupt(self, signum: int) -> None:
-        """Cancel every task in flight (Ray raises KeyboardInterrupt inside each)."""
+        """Cancel every task in flight (Ray raises KeyboardInterrupt inside each, which train
+        takes as a stop at its next step)."""
+        self._cancelled = True
         for ref in self._refs:
             self._ray.cancel(ref)
 
@@ -303,12 +357,35 @@ class RayExecutor:
             task = self._refs.pop(ref)
             try:
                 out.append(self._ray.get(ref))
-            except Exception as exc:  # the task's worker died; run_cell itself never raises
-                key = RunConfig.from_dict(task.config).key
-                error = f"Ray task died: {type(exc).__name__}: {exc}".splitlines()[0]
-                run_folder(task.results, key).record_failure(error)
-                out.append((task.task_id, CellResult(key, Outcome.failed, error=error)))
+            except Exception as exc:  # run_cell itself never raises: the task did not finish
+                if result := self._settle(task, exc):
+                    out.append((task.task_id, result))
         return out
+
+    def _settle(self, task: CellTask, exc: Exception) -> CellResult | None:
+        """The result of a task that raised ``exc``, or ``None`` when it was resubmitted."""
+        key = RunConfig.from_dict(task.config).key
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        if isinstance(exc, self._ray.exceptions.TaskCancelledError) or self._cancelled:
+            return settle_lost_cell(task.results, key, "its Ray task was cancelled")
+        if not isinstance(exc, tuple(getattr(self._ray.exceptions, n) for n in _LOST_TO_CLUSTER)):
+            error = f"Ray task died: {reason}"
+            run_folder(task.results, key).record_failure(error)
+            return CellResult(key, Outcome.failed, error=error)
+        if task.attempt >= RAY_ATTEMPTS:
+            return settle_lost_cell(
+                task.results, key, f"lost to the Ray cluster {task.attempt} times ({reason})"
+            )
+        self._measure_capacity()
+        again = replace(task, attempt=task.attempt + 1, lock_wait=LOST_LOCK_WAIT)
+        print(
+            f"focalbench: cell {key} lost with its Ray node or worker ({type(exc).__name__});"
+            f" resubmitted (attempt {again.attempt} of {RAY_ATTEMPTS}), it resumes from last.pt",
+            file=sys.stderr,
+            flush=True,
+        )
+        self.submit(again)
+        return None
 
     def close(self) -> None:
         if self._owns_ray:

@@ -269,22 +269,31 @@ class RunFolder:
     # -- lock -----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[bool]:
+    def lock(self, wait: float = 0.0) -> Iterator[bool]:
         """Hold the run's exclusive lock for the ``with`` block; yields ``False`` if another
-        process holds it.
+        process still holds it after ``wait`` seconds.
 
         An ``fcntl.flock`` on ``.lock``: flock locks belong to the open file, so two processes,
         and two opens in one process, exclude each other; the kernel releases the lock when the
-        holder exits for any reason, even ``kill -9``, so a lock never outlives its owner.
+        holder exits for any reason, even ``kill -9``, so a lock never outlives its owner. A
+        holder on a lost node lets go only when its process is gone (seconds after its Ray node
+        dies) or, on NFS, when its lease expires: what ``wait`` is for.
         """
+        import time
+
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        yield False
+                        return
+                    time.sleep(0.2)
             # Who holds it, for a human looking at a stuck grid; the lock itself is the flock.
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
@@ -417,12 +426,15 @@ def run_cell(
     retry_failed: bool = False,
     train_fn: Any = None,
     tracking: dict[str, Any] | None = None,
+    lock_wait: float = 0.0,
 ) -> CellResult:
     """Run one cell to completion in this process; never raises for a failing cell.
 
     ``config`` is ``RunConfig.to_dict()`` (plain data crosses process and Ray boundaries).
     ``train_fn(config, results=, device=, resume=, progress=, **tracking) -> summary`` defaults
     to :func:`focalbench.engine.train`; ``tracking`` is its ``log``/``mlflow_uri`` (empty: none).
+    ``lock_wait``: seconds to wait for a held lock before calling the cell ``busy`` (a cell
+    resubmitted after its node died waits for the lost attempt to let go).
     """
     import time
     import traceback
@@ -433,7 +445,7 @@ def run_cell(
     cfg = RunConfig.from_dict(config)
     folder = run_folder(results, cfg.key)
     start = time.perf_counter()
-    with folder.lock() as locked:
+    with folder.lock(lock_wait) as locked:
         status = folder.status()
         if not locked or (status and status.state is Status.running and status.owner_alive()):
             holder = status and f"pid {status.pid} on {status.host}"

@@ -37,7 +37,6 @@ from focalbench.run_state import (
     CellResult,
     Outcome,
     Status,
-    run_cell,
     run_folder,
     settle_lost_cell,
     stored_summary,
@@ -231,9 +230,7 @@ class SlurmCell:
             threads.limit_threads(int(cpus))
         else:
             threads.limit_worker_threads(device, 1)
-        return task.task_id, run_cell(
-            task.config, task.results, device, task.retry_failed, task.train_fn, task.tracking
-        )
+        return task.task_id, task.run(device)
 
 
 def _requeue_this_job(signum: int, frame: Any) -> None:

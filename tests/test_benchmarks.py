@@ -58,8 +58,10 @@ def test_step_speed_quick_times_the_reference_and_the_engine():
 def test_grid_overhead_quick_runs_a_grid_and_its_all_skipped_rerun():
     out = run_script("grid_overhead.py", "--quick", "--jobs", "2")
     rows = [line.split("|") for line in out.splitlines() if line.startswith("| one cell")]
-    assert [(row[2].strip(), row[3].strip()) for row in rows] == [("2", "1")]
-    assert float(rows[0][8]) == pytest.approx(1.0)  # wall / wall at the first worker count
+    assert [(row[2].strip(), row[3].strip(), row[4].strip()) for row in rows] == [
+        ("local", "2", "1")
+    ]
+    assert float(rows[0][9]) == pytest.approx(1.0)  # wall / wall at the first worker count
 
 
 def test_gpu_check_quick_on_cpu_runs_every_part(tmp_path):

@@ -151,3 +151,32 @@ def test_integer_lists():
     assert parse_ints("0, 2", "--fold") == [0, 2] and parse_ints(3, "--fold") == [3]
     with pytest.raises(FocalbenchError, match="--fold takes integers"):
         parse_ints("a", "--fold")
+
+
+def test_a_lock_wait_outlasts_a_holder_that_lets_go_and_not_one_that_keeps_it(tmp_path):
+    """``lock(wait)``: a holder (another process's flock) that exits within the wait is waited
+    for; one that keeps the lock past the wait leaves the caller without it (``busy``)."""
+    import sys
+    import time
+
+    folder = run_folder(tmp_path, "cell")
+    folder.path.mkdir(parents=True)
+    hold = (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(folder.lock_file)!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('held', flush=True)\n"
+        "time.sleep(float(sys.argv[1]))\n"
+    )
+    for holds, wait, expected in ((1.0, 10.0, True), (10.0, 1.0, False)):
+        holder = subprocess.Popen([sys.executable, "-c", hold, str(holds)], stdout=subprocess.PIPE)
+        try:
+            assert holder.stdout.readline() == b"held\n"
+            tick = time.monotonic()
+            with folder.lock(wait) as locked:
+                waited = time.monotonic() - tick
+            assert locked is expected
+            assert (holds - 0.5 < waited < holds + 1.0) if expected else (wait <= waited < holds)
+        finally:
+            holder.kill()
+            holder.wait()

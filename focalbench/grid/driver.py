@@ -34,6 +34,7 @@ from focalbench.executors import (
     RayExecutor,
     TrainFn,
     local_slots,
+    probe_ray_address,
 )
 from focalbench.grid.display import GridProgress, eta_seconds
 from focalbench.grid.planner import GridCell, GridPlan, plan
@@ -118,8 +119,9 @@ def prepare(
     grid = plan(dataset, options=opts, **(study_flags or {}))
     if not threshold >= 0.0:  # found now, not when the first source run has finished
         raise FocalbenchError(f"--threshold {threshold} must be ≥ 0 (the paper uses 0.2)")
-    ExecutorKind(opts.executor)
     opts.check()
+    if ExecutorKind(opts.executor) is ExecutorKind.ray and opts.ray_address:
+        probe_ray_address(opts.ray_address)
     if check_names:
         check_configs(
             (c.config for c in grid.cells if c.config is not None),
