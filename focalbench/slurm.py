@@ -1,9 +1,13 @@
-"""The Slurm executor: each grid cell is one Slurm job, a grid's cells one job array (submitit).
+"""The Slurm executor: each grid cell, or each pack of ``--jobs-per-gpu`` cells, is one Slurm
+job; a grid's jobs are one job array (submitit).
 
 It speaks the executor interface of :mod:`focalbench.executors`. ``submit`` buffers cells and
 the next ``poll`` sends the buffer to Slurm as one job array; ``poll`` then asks ``squeue``
 which of its jobs are still queued or running and reads the result of each job that left the
-queue (the submitit result pickle, else the run folder's record). Every job runs
+queue (the submitit result pickle, else the run folder's record). A pack of N cells is one job
+of N Slurm tasks (``--ntasks-per-node=N``): ``srun`` starts one process per cell, each with
+its own ``--slurm-cpus-per-task`` and Slurm's signals, all sharing the job's GPUs, so several
+batch-size-1 cells fill one GPU as ``--gpus 0 --jobs-per-gpu N`` does locally. Every job runs
 :func:`focalbench.run_state.run_cell` on its node, so the results folder must be a path every
 node sees. Jobs, logs and pickles live in ``<results>/grids/<name>/slurm/``; ``jobs.json``
 there maps each cell key to its job id, so a later ``ablate`` of the grid (after ``--detach``
@@ -145,11 +149,6 @@ def check_options(opts: Any) -> None:
         if value is not None and not _NAME.match(value):
             raise FocalbenchError(f"{flag} {value!r} must be a Slurm name (no spaces or quotes)")
     parse_extra(opts.slurm_extra)
-    if opts.jobs_per_gpu != 1:
-        raise FocalbenchError(
-            "--executor slurm runs one cell per job; drop --jobs-per-gpu (ask Slurm for a GPU "
-            "share with --slurm-extra gres=..., or run the cells locally with --gpus)"
-        )
     if opts.gpus:
         raise FocalbenchError("--gpus picks local GPUs; with Slurm use --slurm-gpus-per-job")
 
@@ -213,34 +212,41 @@ def _settled(task: Any, key: str) -> CellResult | None:
 
 
 class SlurmCell:
-    """The function a job runs: one cell, resumable.
+    """The function a job's Slurm task runs: the pack's cell of this task's rank, resumable.
 
     submitit asks Slurm for a USR2 90 s before ``--slurm-time`` ends; the cell then requeues its
     own job (``scontrol requeue``), whose SIGTERM stops training at the next step with its
     ``last.pt``, exactly as a preemption does, and the requeued job resumes the cell. (submitit's
-    own USR2 handler would exit mid-step, which train records as a failure.)
+    own USR2 handler would exit mid-step, which train records as a failure.) Every task of a
+    pack gets the signals and stops its own cell.
     """
 
-    def __call__(self, task: Any, device: str) -> tuple[int, CellResult]:
+    def __call__(self, pack: list[Any], device: str) -> tuple[int, CellResult]:
+        import submitit
+
         from focalbench import threads
 
         signal.signal(signal.SIGUSR2, _requeue_this_job)
-        cpus = os.environ.get("SLURM_CPUS_PER_TASK")  # the job's budget, as a local slot's
+        cpus = os.environ.get("SLURM_CPUS_PER_TASK")  # the task's budget, as a local slot's
         if cpus:
             threads.limit_threads(int(cpus))
         else:
-            threads.limit_worker_threads(device, 1)
+            threads.limit_worker_threads(device, len(pack))
+        task = pack[submitit.JobEnvironment().global_rank]
         return task.task_id, task.run(device)
 
 
 def _requeue_this_job(signum: int, frame: Any) -> None:
     job = current_job()
-    if job:  # not waited for: its SIGTERM reaches this very process
-        subprocess.Popen(["scontrol", "requeue", job], stdout=subprocess.DEVNULL)
+    if job:  # not waited for: its SIGTERM reaches this very process (each task of a pack asks)
+        subprocess.Popen(
+            ["scontrol", "requeue", job], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
 
 class SlurmExecutor:
-    """Each cell one Slurm job; a grid's cells one job array; see the module docstring."""
+    """Each cell (or pack of ``--jobs-per-gpu`` cells) one Slurm job; a grid's jobs one job
+    array; see the module docstring."""
 
     capacity = 100_000  # Slurm queues them all; the cluster decides what runs
 
@@ -253,6 +259,7 @@ class SlurmExecutor:
         self.folder = Path(grid_dir) / "slurm"
         self.jobs_json = self.folder / "jobs.json"
         self.detach = opts.detach
+        self.pack = opts.jobs_per_gpu  # cells per job
         gpus = opts.slurm_gpus_per_job or 0
         self.device = "cuda" if gpus else opts.device
         self._parameters: dict[str, Any] = {
@@ -268,7 +275,7 @@ class SlurmExecutor:
         }
         self._buffer: list[Any] = []
         self._settled: list[tuple[int, CellResult]] = []
-        self._jobs: dict[str, Any] = {}  # job id -> task
+        self._jobs: dict[str, list[Any]] = {}  # job id -> its cells, in rank order
         self._alive: dict[str, str] = {}
         self._asked = 0.0
         self.submitted: list[str] = []  # job ids submitted by this driver
@@ -285,7 +292,8 @@ class SlurmExecutor:
 
     @property
     def free(self) -> int:
-        return self.capacity - len(self._jobs) - len(self._buffer) - len(self._settled)
+        held = sum(len(pack) for pack in self._jobs.values())
+        return self.capacity - held - len(self._buffer) - len(self._settled)
 
     def _recorded(self) -> dict[str, str]:
         try:
@@ -297,31 +305,39 @@ class SlurmExecutor:
         key = RunConfig.from_dict(task.config).key
         job = self._recorded().get(key)
         if job and job in self._alive:  # reattach: the job of an earlier driver still has it
-            self._jobs[job] = task
+            self._jobs.setdefault(job, []).append(task)
         elif settled := _settled(task, key):  # no job for a cell run_cell would not train
             self._settled.append((task.task_id, settled))
         else:
             self._buffer.append(task)
 
     def _flush(self) -> None:
+        """Submit the buffered cells: the full packs as one job array, a last shorter pack as
+        one more job (an array's jobs share their size)."""
         if not self._buffer:
             return
         tasks, self._buffer = self._buffer, []
-        cell = SlurmCell()
-        with self._executor.batch():
-            jobs = [self._executor.submit(cell, task, self.device) for task in tasks]
+        packs = [tasks[i : i + self.pack] for i in range(0, len(tasks), self.pack)]
+        full = [p for p in packs if len(p) == self.pack]
+        cell, jobs = SlurmCell(), []
+        for group in (full, [p for p in packs if len(p) < self.pack]):
+            if group:
+                self._executor.update_parameters(ntasks_per_node=len(group[0]))
+                with self._executor.batch():
+                    jobs += [self._executor.submit(cell, pack, self.device) for pack in group]
         recorded = self._recorded()
-        for job, task in zip(jobs, tasks, strict=True):
-            self._jobs[job.job_id] = task
+        for job, pack in zip(jobs, full + packs[len(full) :], strict=True):
+            self._jobs[job.job_id] = pack
             self._alive[job.job_id] = "PENDING"
-            recorded[RunConfig.from_dict(task.config).key] = job.job_id
+            recorded.update({RunConfig.from_dict(t.config).key: job.job_id for t in pack})
             self.submitted.append(job.job_id)
         atomic_write_json(self.jobs_json, recorded)
 
     def running(self) -> dict[int, str]:
         return {
             task.task_id: f"slurm {job} {self._alive.get(job, '?').lower()}"
-            for job, task in self._jobs.items()
+            for job, pack in self._jobs.items()
+            for task in pack
         }
 
     def interrupt(self, signum: int) -> None:
@@ -345,7 +361,8 @@ class SlurmExecutor:
                         error=f"in Slurm job {job}; rerun the same ablate to wait for it",
                     ),
                 )
-                for job, task in self._jobs.items()
+                for job, pack in self._jobs.items()
+                for task in pack
             ]
             self._jobs = {}
             return out
@@ -361,25 +378,40 @@ class SlurmExecutor:
         self._alive = alive
         out = []
         for job in [j for j in self._jobs if j not in alive]:
-            task = self._jobs.pop(job)
-            out.append((task.task_id, self._outcome(job, task)))
+            out += self._outcomes(job, self._jobs.pop(job))
         return out
 
-    def _outcome(self, job_id: str, task: Any) -> CellResult:
-        key = RunConfig.from_dict(task.config).key
+    def _outcomes(self, job_id: str, pack: list[Any]) -> list[tuple[int, CellResult]]:
+        """The results of an ended job's cells: each Slurm task's result pickle, the cell of a
+        rank read from the job's submission (a reattached driver numbers the cells anew)."""
         job = self._submitit.SlurmJob(folder=self.folder / "%j", job_id=job_id)
-        log = job.paths.stderr
-        if job.paths.result_pickle.exists():
-            try:
-                return job.result()[1]
-            except Exception as exc:  # the job raised outside run_cell (e.g. an import)
-                why = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
-                error = f"Slurm job {job_id} failed: {why} (log: {log})"
-                run_folder(task.results, key).record_failure(error)
-                return CellResult(key, Outcome.failed, error=error)
-        return settle_lost_cell(
-            task.results, key, f"Slurm job {job_id} ended without a result (log: {log})"
-        )
+        try:
+            submitted = job.submission().args[0]
+        except (OSError, AssertionError, EOFError, AttributeError):  # lost with its folder
+            submitted = []
+        if len(submitted) > 1:
+            job = self._submitit.SlurmJob(
+                folder=self.folder / "%j", job_id=job_id, tasks=tuple(range(len(submitted)))
+            )
+        ranks = {RunConfig.from_dict(t.config).key: rank for rank, t in enumerate(submitted)}
+        out = []
+        for task in pack:
+            key = RunConfig.from_dict(task.config).key
+            sub = job.task(ranks.get(key, 0))
+            log = sub.paths.stderr
+            if key in ranks and sub.paths.result_pickle.exists():
+                try:
+                    out.append((task.task_id, sub.result()[1]))
+                    continue
+                except Exception as exc:  # the task raised outside run_cell (e.g. an import)
+                    why = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+                    error = f"Slurm job {job_id} failed: {why} (log: {log})"
+                    run_folder(task.results, key).record_failure(error)
+                    out.append((task.task_id, CellResult(key, Outcome.failed, error=error)))
+                    continue
+            why = f"Slurm job {job_id} ended without a result (log: {log})"
+            out.append((task.task_id, settle_lost_cell(task.results, key, why)))
+        return out
 
     def close(self) -> None:
         if self.submitted and self.detach:

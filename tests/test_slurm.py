@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol")
 GRID = [
-    "--dataset", "sample", "--models", "unet", "--losses", "dice", "--seeds", "0,1",
+    "--dataset", "sample", "--models", "unet", "--losses", "dice",
     "--protocol", "smoke", "--epochs", "4", "--param", "model.width=4", "--name", "g",
 ]  # fmt: skip
 
@@ -146,8 +146,22 @@ def _status(run: Path) -> dict:
         return {}
 
 
+@pytest.fixture(scope="module")
+def local_metrics(tmp_path_factory) -> dict[str, dict]:
+    """The test metrics of seeds 0–2 of GRID trained by the local pool: what Slurm must equal."""
+    local = tmp_path_factory.mktemp("local")
+    done = _ablate(
+        dict(os.environ), *GRID, "--seeds", "0,1,2", "--results", str(local), "--jobs", "2"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {
+        run.name: json.loads((run / "metrics.json").read_text())["test"]
+        for run in (local / "runs").iterdir()
+    }
+
+
 def test_a_grid_detached_requeued_and_reattached_on_slurm_equals_the_local_run(
-    slurm_cluster, tmp_path
+    slurm_cluster, local_metrics, tmp_path
 ):
     """Submitted as one job array and detached (exit 3, job ids printed); after their first
     epoch one job is requeued (as a preemption) and one gets the USR2 of a time limit, and
@@ -155,7 +169,7 @@ def test_a_grid_detached_requeued_and_reattached_on_slurm_equals_the_local_run(
     again; the test metrics equal those of a local run bit for bit."""
     env = {**slurm_cluster, "FOCALBENCH_DATA": os.environ["FOCALBENCH_DATA"]}
     results = tmp_path / "slurm-results"
-    slurm = [*GRID, "--results", str(results), "--executor", "slurm"]
+    slurm = [*GRID, "--seeds", "0,1", "--results", str(results), "--executor", "slurm"]
     slurm += ["--slurm-cpus-per-task", "1"]  # no --slurm-time: the partition's (none)
     detached = _ablate(env, *slurm, "--detach")
     assert detached.returncode == 3, detached.stdout + detached.stderr
@@ -209,13 +223,71 @@ def test_a_grid_detached_requeued_and_reattached_on_slurm_equals_the_local_run(
         assert [line.split(",")[0] for line in history[1:]] == ["1", "2", "3", "4"]
         assert list((results / "grids" / "g" / "slurm" / job).glob("*_log.err"))  # logs kept
 
-    local = tmp_path / "local-results"
-    done = _ablate(env, *GRID, "--results", str(local), "--jobs", "2")
-    assert done.returncode == 0, done.stdout + done.stderr
     for key in jobs:
         ours = json.loads((results / "runs" / key / "metrics.json").read_text())["test"]
-        theirs = json.loads((local / "runs" / key / "metrics.json").read_text())["test"]
-        assert ours == theirs, key
+        assert ours == local_metrics[key], key
+
+
+def test_jobs_per_gpu_packs_cells_into_one_job_of_several_slurm_tasks(
+    slurm_cluster, local_metrics, tmp_path
+):
+    """--jobs-per-gpu 2 with three cells: one job of two Slurm tasks (one cell each, training
+    side by side) and one job of one; the two-cell job requeued after an epoch resumes both
+    cells, every epoch once, and all test metrics equal the local run's."""
+    env = {**slurm_cluster, "FOCALBENCH_DATA": os.environ["FOCALBENCH_DATA"]}
+    results = tmp_path / "slurm-results"
+    command = [*GRID, "--seeds", "0,1,2", "--results", str(results), "--executor", "slurm"]
+    command += ["--slurm-cpus-per-task", "1", "--jobs-per-gpu", "2"]
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "focalbench", "ablate", *command],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        jobs_json = results / "grids" / "g" / "slurm" / "jobs.json"
+        deadline = time.monotonic() + 90
+        while not jobs_json.exists():
+            assert driver.poll() is None and time.monotonic() < deadline, driver.stdout.read()
+            time.sleep(0.1)
+        jobs = json.loads(jobs_json.read_text())
+        by_job: dict[str, list[str]] = {}
+        for key, job in jobs.items():
+            by_job.setdefault(job, []).append(key)
+        assert sorted(len(keys) for keys in by_job.values()) == [1, 2], jobs
+        (pair_job,) = [job for job, keys in by_job.items() if len(keys) == 2]
+        pair = [results / "runs" / key for key in by_job[pair_job]]
+        while not all(
+            (run / "last.pt").exists() and (_status(run).get("epoch") or 0) >= 1 for run in pair
+        ):  # both cells of the pack train at once, in one job
+            assert driver.poll() is None and time.monotonic() < deadline, driver.stdout.read()
+            time.sleep(0.2)
+        assert {_status(run)["slurm_job"] for run in pair} == {pair_job}
+        assert len({_status(run)["pid"] for run in pair}) == 2  # a process per cell
+        subprocess.run(["scontrol", "requeue", pair_job], env=env, check=True, timeout=30)
+        while "PENDING" not in _job_state(env, pair_job):
+            assert time.monotonic() < deadline, _job_state(env, pair_job)
+            time.sleep(0.2)
+        subprocess.run(
+            ["scontrol", "update", f"JobId={pair_job}", "StartTime=now"],
+            env=env,
+            check=True,
+            timeout=30,
+        )
+        output, _ = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 0, output
+    grid = json.loads((results / "grids" / "g" / "grid.json").read_text())
+    outcomes = {c["key"]: c["outcome"] for c in grid["cells"]}
+    assert outcomes == {key: "resumed" if jobs[key] == pair_job else "trained" for key in jobs}
+    for key in jobs:
+        history = (results / "runs" / key / "history.csv").read_text().splitlines()
+        assert [line.split(",")[0] for line in history[1:]] == ["1", "2", "3", "4"]
+        ours = json.loads((results / "runs" / key / "metrics.json").read_text())["test"]
+        assert ours == local_metrics[key], key
 
 
 def test_bad_slurm_values_are_refused_before_any_work(tmp_path):

@@ -133,7 +133,11 @@ def ablate(
     gpus: str | None = typer.Option(
         None, "--gpus", help="GPU indices to use, comma-separated. Example: --gpus 0,1"
     ),
-    jobs_per_gpu: int = typer.Option(1, "--jobs-per-gpu", help="Cells sharing one GPU at a time."),
+    jobs_per_gpu: int = typer.Option(
+        1,
+        "--jobs-per-gpu",
+        help="Cells sharing one GPU at a time; with --executor slurm, cells per job.",
+    ),
     jobs: int | None = typer.Option(
         None,
         "--jobs",
