@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SMOKE = ["--dataset", "sample", "--protocol", "smoke", "--epochs", "30", "--device", "cpu"]
+EPOCHS = 12  # ≈ 0.2 s each at width 4: a signal after epoch 1 always lands mid-run
+SMOKE = [
+    "--dataset", "sample", "--protocol", "smoke", "--epochs", str(EPOCHS), "--device", "cpu",
+    "--param", "model.width=4",
+]  # fmt: skip
 
 
 def _cli(*args: str, results: Path) -> list[str]:
@@ -67,7 +71,7 @@ def _status(run: Path) -> dict:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_train_stops_on_signal_with_128_plus_n_and_resumes(tmp_path: Path, signum: int) -> None:
     """Signal n mid-training: exit 128 + n within seconds, status running + 'interrupted; …',
-    then the same command continues from last.pt's epoch and ends done with all 30 epochs."""
+    then the same command continues from last.pt's epoch and ends done with all its epochs."""
     command = _cli("train", "--model", "unet", "--loss", "dice", *SMOKE, results=tmp_path)
     proc = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _wait_for_epoch(proc, tmp_path)
@@ -85,7 +89,7 @@ def test_train_stops_on_signal_with_128_plus_n_and_resumes(tmp_path: Path, signu
     assert _status(run)["state"] == "done"
     with (run / "history.csv").open() as f:
         epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
-    assert epochs == list(range(1, 31))  # no epoch lost or repeated across the stop
+    assert epochs == list(range(1, EPOCHS + 1))  # no epoch lost or repeated across the stop
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP])
