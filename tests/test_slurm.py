@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -308,3 +309,61 @@ def test_bad_slurm_values_are_refused_before_any_work(tmp_path):
     assert not results.exists()
     helped = _ablate(dict(os.environ), "--help")
     assert "slurm" in helped.stdout and "--slurm-partition" in helped.stdout
+
+
+def test_a_job_killed_without_a_result_and_ctrl_c_of_the_driver_both_resume(
+    slurm_cluster, tmp_path
+):
+    """After an epoch, one job's training process is killed outright (SIGKILL, as by the OOM
+    killer: no result pickle): its cell is recorded interrupted, naming the job and its log,
+    and the grid goes on; then Ctrl-C of the
+    attached driver cancels the other job, whose cell stops at a step. Exit 130, no cell failed
+    for good, and the same command resumes both, every epoch once."""
+    env = {**slurm_cluster, "FOCALBENCH_DATA": os.environ["FOCALBENCH_DATA"]}
+    results = tmp_path / "slurm-results"
+    command = [*GRID, "--seeds", "0,1", "--results", str(results), "--executor", "slurm"]
+    command += ["--slurm-cpus-per-task", "1", "--epochs", "30"]  # long enough to signal mid-way
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "focalbench", "ablate", *command],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        jobs_json = results / "grids" / "g" / "slurm" / "jobs.json"
+        deadline = time.monotonic() + 90
+        while not (jobs_json.exists() and len(json.loads(jobs_json.read_text())) == 2):
+            assert driver.poll() is None and time.monotonic() < deadline, driver.stdout.read()
+            time.sleep(0.1)
+        jobs = json.loads(jobs_json.read_text())
+        runs = {job: results / "runs" / key for key, job in jobs.items()}
+        while not all(
+            (run / "last.pt").exists() and (_status(run).get("epoch") or 0) >= 1
+            for run in runs.values()
+        ):
+            assert driver.poll() is None and time.monotonic() < deadline, driver.stdout.read()
+            time.sleep(0.2)
+        killed, cancelled = sorted(runs)
+        os.kill(_status(runs[killed])["pid"], signal.SIGKILL)  # as the OOM killer would
+        grid_json = results / "grids" / "g" / "grid.json"
+        while "ended without a result" not in grid_json.read_text():
+            assert driver.poll() is None and time.monotonic() < deadline, driver.stdout.read()
+            time.sleep(0.2)
+        driver.send_signal(signal.SIGINT)
+        output, _ = driver.communicate(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, output
+    error = _status(runs[killed])["error"]
+    assert error.startswith(f"interrupted; Slurm job {killed} ended without a result (log: ")
+    assert _status(runs[cancelled])["error"].startswith("interrupted;")
+
+    again = _ablate(env, *command)
+    assert again.returncode == 0, again.stdout + again.stderr
+    outcomes = {c["outcome"] for c in json.loads(grid_json.read_text())["cells"]}
+    assert outcomes == {"resumed"}
+    for run in runs.values():
+        history = (run / "history.csv").read_text().splitlines()
+        assert [line.split(",")[0] for line in history[1:]] == [str(e) for e in range(1, 31)]
