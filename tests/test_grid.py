@@ -15,7 +15,7 @@ from focalbench.grid.display import eta_seconds
 
 def test_attention_se_study_is_paper000_table3_with_the_datasets_gamma():
     grid = plan("sample,drive", attention="se", protocol="smoke")
-    assert grid.table == "paper 000 Table 3 (Focal SE)"
+    assert grid.table.title == "paper 000 Table 3 (Focal SE)" and grid.table.layout == "se"
     rows = [
         (c.dataset, c.row, c.config and (c.config.model, c.config.loss, c.config.model_params))
         for c in grid.cells

@@ -694,6 +694,121 @@ def test_cli_out_and_format_and_user_errors(results, tmp_path):
     assert nodata.exit_code == 2 and "datasets with runs: drive" in nodata.output
 
 
+def test_metrics_option_shows_those_metrics_in_that_order_any_layout_any_metric(results):
+    make_run(results, "drive", "unet", "dice", [0.80, 0.70, 0.90], recall=[0.5, 0.6, 0.7])
+    rows = table_rows(report(results, table="losses", dataset="drive", metrics="recall,dsc"))
+    # paper 000 Table 2 lays out DSC, Precision, Recall; now only Recall, then DSC
+    assert [r[:3] for r in rows[1:]] == [["DRIVE", "Recall", "0.6000"], ["", "DSC", "0.8000"]]
+    # a metric the layout does not show becomes one more row (here no run recorded it: a dash)
+    shown = table_rows(report(results, table="losses", dataset="drive", metrics=["hd95", "dsc"]))
+    assert [r[1:3] for r in shown[1:]] == [["HD95", "—"], ["DSC", "0.8000"]]
+
+
+def test_metrics_option_errors_are_one_line_naming_the_choices(results):
+    make_run(results, "drive", "unet", "dice", [0.5, 0.7])
+    runner = CliRunner()
+    typo = runner.invoke(app, ["report", "--results", str(results), "--metrics", "dsc,recal"])
+    assert typo.exit_code == 2
+    assert typo.output.strip().splitlines() == [
+        "error: --metrics names an unknown metric 'recal' (did you mean 'recall'?); choose "
+        "from: dsc, precision, recall, jaccard, accuracy, sensitivity, specificity, hd95, "
+        "params, gflops, modules"
+    ]
+    nope = runner.invoke(app, ["report", "--results", str(results), "--metrics", "nope"])
+    assert nope.exit_code == 2 and len(nope.output.strip().splitlines()) == 1
+    assert "--metrics names an unknown metric 'nope'" in nope.output
+    with pytest.raises(FocalbenchError, match="^--metrics names 'dsc' twice; name each metric"):
+        build_report(results, metrics="dsc,recall,dsc")
+    with pytest.raises(FocalbenchError, match="^--metrics names no metric; choose from: dsc,"):
+        build_report(results, metrics=",")
+
+
+def test_a_study_file_feeds_its_table_from_ablate_to_report(results, tmp_path):
+    """The file's [table] is recorded in grid.json and laid out by report --study-file exactly as
+    the same layout, baseline and metrics given as flags (only the title is the file's)."""
+    study = tmp_path / "two-losses.toml"
+    study.write_text(
+        "\n".join(
+            [
+                'name = "two-losses"',
+                'datasets = ["sample"]',
+                "[table]",
+                'title = "Dice against UFL"',
+                'layout = "auto"',
+                'baseline = "dice"',
+                'metrics = ["recall", "dsc"]',
+                "[[rows]]",
+                'label = "Dice"',
+                'network = "unet"',
+                'loss = "dice"',
+                "[[rows]]",
+                'label = "UFL"',
+                'network = "unet"',
+                'loss = "ufl"',
+            ]
+        )
+    )
+    runner = CliRunner()
+    where = ["--results", str(results)]
+    trained = runner.invoke(
+        app,
+        [
+            "ablate",
+            "--study-file",
+            str(study),
+            "--protocol",
+            "smoke",
+            "--epochs",
+            "1",
+            "--param",
+            "model.width=4",
+            "--device",
+            "cpu",
+            *where,
+            "--json",
+        ],
+    )
+    assert trained.exit_code == 0, trained.output
+    grid = json.loads(trained.stdout)
+    stored = json.loads((results / "grids" / grid["name"] / "grid.json").read_text())
+    assert stored["table"] == {
+        "title": "Dice against UFL",
+        "layout": "auto",
+        "baseline": "dice",
+        "metrics": ["recall", "dsc"],
+    }
+    from_file = runner.invoke(app, ["report", "--study-file", str(study), *where])
+    assert from_file.exit_code == 0, from_file.output
+    rows = table_rows(from_file.stdout)
+    assert rows[0] == ["Dataset", "Model", "Loss", "Variant", "Recall", "DSC"]
+    assert [r[1:3] for r in rows[1:]] == [["unet", "dice"], ["unet", "ufl"]]
+    for row in rows[1:]:
+        key = next(c["key"] for c in grid["cells"] if c["config"]["loss"] == row[2])
+        engine = json.loads((results / "runs" / key / "metrics.json").read_text())
+        assert row[5].strip("*†") == f"{engine['test']['dsc']:.4f}"  # bold: best; †: significant
+    assert "against the baseline (dice)" in from_file.stdout
+    assert re.search(
+        r"^- sample: unet:ufl .* vs unet:dice .*: n = \d+, W = ", from_file.stdout, re.M
+    )
+    flags = ["--table", "auto", "--baseline", "dice", "--metrics", "recall,dsc"]
+    explicit = runner.invoke(app, ["report", *flags, *where])
+    assert explicit.exit_code == 0, explicit.output
+    auto_title = "### Every configuration in the results folder"
+    assert from_file.stdout == explicit.stdout.replace(auto_title, "### Dice against UFL")
+    records = json.loads(
+        runner.invoke(app, ["report", "--study-file", str(study), *where, "--json"]).stdout
+    )
+    tested = [r for r in records if "p" in r]
+    assert [(r["loss"], r["metric"], r["baseline"]) for r in tested] == [
+        ("ufl", "dsc", "unet:dice")
+    ]
+    # a flag given on the command line wins over the file's
+    only_dsc = runner.invoke(
+        app, ["report", "--study-file", str(study), "--metrics", "dsc", *where]
+    )
+    assert table_rows(only_dsc.stdout)[0][-2:] == ["Variant", "DSC"]
+
+
 # ---------------------------------------------------------------------------------------------- plots
 
 

@@ -225,7 +225,7 @@ def ablate(
                 {
                     "name": grid.name,
                     "study": grid.study,
-                    "table": grid.table,
+                    "table": grid.table.to_dict(),
                     "cells": [c.to_dict() for c in grid.cells],
                 }
             )

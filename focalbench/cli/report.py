@@ -8,18 +8,34 @@ import typer
 
 from focalbench.cli._common import JsonOption, ResultsOption, command, print_json
 from focalbench.report.formats import Format
-from focalbench.report.layouts import TableName
+from focalbench.report.layouts import METRIC_NAMES, TableName
 from focalbench.store import results_root
 
 
 @command()
 def report(
     results: Path | None = ResultsOption,
-    table: TableName = typer.Option(
-        TableName.auto,
+    table: TableName | None = typer.Option(
+        None,
         "--table",
         help="Layout: losses (paper 000 Table 2), se / ag (000 Tables 3-4), focal-tversky (003 Tables 1-2), "
-        "focusnet (002 Tables 1-3), auto (every configuration found).",
+        "focusnet (002 Tables 1-3), auto (every configuration found). Default: the --study-file's "
+        "layout, else auto.",
+        show_default=False,
+    ),
+    study_file: Path | None = typer.Option(
+        None,
+        "--study-file",
+        help="Lay out the table this study file describes: its table section's title, layout, "
+        "baseline and metrics; --table, --baseline and --metrics given here win.",
+        show_default=False,
+    ),
+    metrics: str | None = typer.Option(
+        None,
+        "--metrics",
+        help="Show these metrics, in this order, instead of the layout's, e.g. --metrics dsc,recall "
+        f"(any of {', '.join(METRIC_NAMES)}).",
+        show_default=False,
     ),
     dataset: str | None = typer.Option(
         None, "--dataset", help="Only this dataset, e.g. drive.", show_default=False
@@ -70,7 +86,7 @@ def report(
     """Tables laid out like the papers', with mean ± std, bold best, statistics and plots.
 
     Example: focalbench report --table losses --baseline dice --vs-paper --plots results/plots;
-    focalbench report --claims --dataset sample
+    focalbench report --study-file gamma.toml; focalbench report --claims --dataset sample
     """
     from focalbench.report import build_report
 
@@ -86,6 +102,8 @@ def report(
         ci,
         protocol,
         claims,
+        metrics,
+        study_file,
     )
     if json_out:
         print_json(built.records)

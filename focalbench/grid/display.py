@@ -127,7 +127,7 @@ def _fmt_seconds(seconds: float) -> str:
 
 def print_plan(grid: GridPlan) -> None:
     """A dry run's cells, one line each, with the run key each trains into."""
-    typer.echo(f"{grid.name}: {grid.table}, {len(grid.cells)} cells")
+    typer.echo(f"{grid.name}: {grid.table.title}, {len(grid.cells)} cells")
     for c in grid.cells:
         fold = "" if c.fold is None else f" fold {c.fold}"
         key = c.config.key if c.config else "(after pruning)"

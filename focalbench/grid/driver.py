@@ -269,7 +269,7 @@ def _write_grid(
             {
                 "name": grid.name,
                 "study": grid.study,
-                "table": grid.table,
+                "table": grid.table.to_dict(),
                 "prune_threshold": threshold,
                 "created": previous.get("created") or utc_now(),
                 "updated": utc_now(),

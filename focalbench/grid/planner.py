@@ -23,7 +23,14 @@ from typing import Any
 from focalbench.config import RunConfig, split_params
 from focalbench.errors import FocalbenchError
 from focalbench.grammar import parse_ints, split_loss_list, split_names
-from focalbench.grid.studies import STUDIES, AttentionStudy, Study, StudyName, custom_study
+from focalbench.grid.studies import (
+    STUDIES,
+    AttentionStudy,
+    Study,
+    StudyName,
+    TableSpec,
+    custom_study,
+)
 from focalbench.options import RunOptions
 from focalbench.run_state import CellResult
 
@@ -66,7 +73,7 @@ class GridCell:
 class GridPlan:
     name: str
     study: str
-    table: str
+    table: TableSpec
     cells: list[GridCell]
 
 

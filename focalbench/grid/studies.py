@@ -31,6 +31,7 @@ from typing import Any
 
 from focalbench.errors import FocalbenchError
 from focalbench.registry import Registry
+from focalbench.report.layouts import TableName
 
 
 class StudyName(str, Enum):
@@ -62,11 +63,33 @@ class Row:
 
 
 @dataclass(frozen=True)
+class TableSpec:
+    """The table a study feeds, as ``focalbench report`` lays it out: its title, the layout
+    (a ``report --table`` name), the row each other row is tested against (``--baseline``: a
+    model, a loss or MODEL:LOSS; ``None``: no tests) and the metrics shown, in order
+    (``--metrics``; ``None``: the layout's own)."""
+
+    title: str
+    layout: TableName = TableName.auto
+    baseline: str | None = None
+    metrics: tuple[str, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As grid.json and ``ablate --dry-run --json`` record it."""
+        return {
+            "title": self.title,
+            "layout": self.layout.value,
+            "baseline": self.baseline,
+            "metrics": None if self.metrics is None else list(self.metrics),
+        }
+
+
+@dataclass(frozen=True)
 class Study:
     """A named study: the rows of a paper table, its protocol and its default folds."""
 
     name: str
-    table: str
+    table: TableSpec
     protocol: str
     rows: Callable[[str | None], list[Row]]  # dataset -> rows (UFL's γ is the dataset's)
     folds: int | None = None
@@ -168,35 +191,39 @@ STUDIES: Registry[Study] = Registry("study")
 for _study in (
     Study(
         "attention-se",
-        "paper 000 Table 3 (Focal SE)",
+        TableSpec("paper 000 Table 3 (Focal SE)", TableName.se),
         "paper000",
         _attention_rows(AttentionStudy.se),
         datasets="drive, dsb2018, cvc-clinicdb",
     ),
     Study(
         "attention-ag",
-        "paper 000 Table 4 (Focal AG)",
+        TableSpec("paper 000 Table 4 (Focal AG)", TableName.ag),
         "paper000",
         _attention_rows(AttentionStudy.ag),
         datasets="drive, dsb2018, cvc-clinicdb",
     ),
     Study(
         "losses",
-        "paper 000 Table 2 (losses)",
+        TableSpec("paper 000 Table 2 (losses)", TableName.losses),
         "paper000",
         _loss_rows,
         datasets="drive, dsb2018, cvc-clinicdb",
     ),
     Study(
         "focal-tversky",
-        "paper 003 Tables 1-2 (5-fold)",
+        TableSpec("paper 003 Tables 1-2 (5-fold)", TableName.focal_tversky),
         "paper003",
         _focal_tversky_rows,
         folds=5,
         datasets="bus, isic2018",
     ),
     Study(
-        "focusnet", "paper 002 Tables 1-3", "paper002", _focusnet_rows, datasets="isic2018, dsb2018"
+        "focusnet",
+        TableSpec("paper 002 Tables 1-3", TableName.focusnet),
+        "paper002",
+        _focusnet_rows,
+        datasets="isic2018, dsb2018",
     ),
 ):
     STUDIES.add(_study.name, _study)
@@ -206,7 +233,7 @@ def custom_study(models: Sequence[str], losses: Sequence[str]) -> Study:
     """The general form: every network × every loss, under paper 000's protocol by default."""
     return Study(
         "custom",
-        "models × losses",
+        TableSpec("models × losses"),
         "paper000",
         lambda _dataset: [Row(f"{m} + {lo}", m, lo) for m in models for lo in losses],
     )
@@ -226,7 +253,7 @@ def studies_help() -> str:
         )
         folds = f", {study.folds} folds" if study.folds else ""
         lines.append(
-            f"{flag} → {study.table}{folds}; datasets {study.datasets}; protocol "
+            f"{flag} → {study.table.title}{folds}; datasets {study.datasets}; protocol "
             f"{study.protocol}. Rows: {rows}."
         )
     return "\n\n".join(lines)

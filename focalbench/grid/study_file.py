@@ -9,8 +9,11 @@ The schema (docs/ablate.md § Study files)::
     folds = 5                        # optional: k-fold
     datasets = ["drive"]             # optional: default --dataset
 
-    [table]                          # the grid's table (report --table lays it out)
+    [table]                          # the table it feeds (report --study-file reads it)
     title = "UFL γ search"
+    layout = "auto"                  # a report --table name
+    # baseline = "dice"              # optional: report --baseline
+    metrics = ["dsc", "recall"]      # optional: report --metrics (default: the layout's)
 
     [sweep]                          # a grid axis: every value × every row
     "loss.gamma" = [0.1, 0.2, 0.3]
@@ -42,11 +45,12 @@ import tomllib
 
 from focalbench.errors import FocalbenchError
 from focalbench.grammar import parse_loss_spec, split_names
-from focalbench.grid.studies import Row, Study
+from focalbench.grid.studies import Row, Study, TableSpec
 from focalbench.registry import did_you_mean
+from focalbench.report.layouts import TableName, metrics_problem
 
 _TOP = ("name", "protocol", "seeds", "folds", "datasets", "table", "sweep", "rows", "per_dataset")
-_TABLE = ("title",)
+_TABLE = ("title", "layout", "baseline", "metrics")
 _ROW = ("label", "network", "loss", "params", "pruned_from")
 _PER_DATASET = ("values", "rows")
 _HEADER = re.compile(r"^\s*(\[\[?)\s*(.+?)\s*\]\]?\s*(#.*)?$")
@@ -196,7 +200,7 @@ def parse_study(data: dict[str, Any], r: _Reader) -> Study:
 
     return Study(
         name,
-        table["title"],
+        table,
         protocol,
         rows_for,
         folds=folds,
@@ -215,9 +219,24 @@ def _unknown(what: str, name: str, options: list[str]) -> str:
     )
 
 
-def _table(spec: dict[str, Any], r: _Reader, name: str) -> dict[str, Any]:
+def _table(spec: dict[str, Any], r: _Reader, name: str) -> TableSpec:
     r.keys(spec, _TABLE, ("table",))
-    return {"title": r.typed(spec.get("title", name), str, ("table", "title"), "a string")}
+    title = r.typed(spec.get("title", name), str, ("table", "title"), "a string")
+    layout = r.typed(spec.get("layout", "auto"), str, ("table", "layout"), "a string")
+    layouts = [t.value for t in TableName]
+    if layout not in layouts:
+        raise r.fail(("table", "layout"), _unknown("layout", layout, layouts))
+    baseline = spec.get("baseline")
+    if baseline is not None and not r.typed(
+        baseline, str, ("table", "baseline"), "a string (a model, a loss or MODEL:LOSS)"
+    ):
+        raise r.fail(("table", "baseline"), "is empty; name a model, a loss or MODEL:LOSS")
+    metrics = spec.get("metrics")
+    if metrics is not None:
+        metrics = tuple(r.names(metrics, ("table", "metrics")))
+        if problem := metrics_problem(metrics):
+            raise r.fail(("table", "metrics"), problem)
+    return TableSpec(title, TableName(layout), baseline, metrics)
 
 
 def _sweep(spec: dict[str, Any], r: _Reader) -> list[tuple[str, list[Any]]]:
@@ -396,7 +415,13 @@ def dump_study(study: Study, dataset: str | None) -> str:
         lines.append(f"seeds = {_value(list(study.seeds))}")
     if study.folds:
         lines.append(f"folds = {study.folds}")
-    lines += [f"datasets = {_value(datasets)}", "", "[table]", f"title = {_value(study.table)}"]
+    lines += [f"datasets = {_value(datasets)}", "", "[table]"]
+    table = study.table
+    lines += [f"title = {_value(table.title)}", f"layout = {_value(table.layout.value)}"]
+    if table.baseline is not None:
+        lines.append(f"baseline = {_value(table.baseline)}")
+    if table.metrics is not None:
+        lines.append(f"metrics = {_value(list(table.metrics))}")
     by_dataset = {ds: study.rows(ds) for ds in datasets}
     if all(rows == by_dataset[datasets[0]] for rows in by_dataset.values()):
         lines += _row_tables("rows", by_dataset[datasets[0]])

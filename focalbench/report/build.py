@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tempfile
@@ -13,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from focalbench.errors import FocalbenchError
+from focalbench.grammar import split_names
+from focalbench.grid.studies import TableSpec
 from focalbench.report import formats, stats
 from focalbench.report.claim_report import document, evaluate
 from focalbench.report.formats import DAGGER, DASH, Document, Format, Text
@@ -26,6 +29,7 @@ from focalbench.report.layouts import (
     TableName,
     block_title,
     build_table,
+    metrics_problem,
 )
 from focalbench.report.published import Comparison, compare, footnotes
 from focalbench.report.runs import IMAGE_METRICS, Entry, Skipped, Status, group_entries, load_runs
@@ -58,7 +62,7 @@ class Report:
 
 def report(
     results: str | os.PathLike | None = None,
-    table: TableName | str = "auto",
+    table: TableName | str | None = None,
     dataset: str | None = None,
     fmt: Format | str = "markdown",
     out: str | os.PathLike | None = None,
@@ -68,19 +72,33 @@ def report(
     ci: bool = False,
     protocol: str | None = None,
     claims: bool = False,
+    metrics: str | Sequence[str] | None = None,
+    study_file: str | os.PathLike | None = None,
 ) -> str:
     """The table as text (Markdown, CSV or LaTeX); also written to ``out`` or ``results/reports/``.
 
     See :func:`build_report` for the records (``--json``) and the written paths.
     """
     return build_report(
-        results, table, dataset, fmt, out, plots, vs_paper, baseline, ci, protocol, claims
+        results,
+        table,
+        dataset,
+        fmt,
+        out,
+        plots,
+        vs_paper,
+        baseline,
+        ci,
+        protocol,
+        claims,
+        metrics,
+        study_file,
     ).text
 
 
 def build_report(
     results: str | os.PathLike | None = None,
-    table: TableName | str = "auto",
+    table: TableName | str | None = None,
     dataset: str | None = None,
     fmt: Format | str = "markdown",
     out: str | os.PathLike | None = None,
@@ -90,11 +108,21 @@ def build_report(
     ci: bool = False,
     protocol: str | None = None,
     claims: bool = False,
+    metrics: str | Sequence[str] | None = None,
+    study_file: str | os.PathLike | None = None,
 ) -> Report:
     """Build the table; ``protocol`` keeps only the runs trained with that protocol. ``claims``
     builds the verdict table of the papers' claims instead (:mod:`~focalbench.report.claim_report`);
-    ``dataset`` then names the dataset whose runs every claim is judged on."""
-    table_name = _enum(TableName, table, "--table")
+    ``dataset`` then names the dataset whose runs every claim is judged on.
+
+    ``metrics`` (``"dsc,recall"`` or a list) are the metrics shown, in that order, in place of
+    the layout's own. ``study_file`` (docs/ablate.md § Study files) gives its ``[table]``: the
+    title, and the layout, baseline and metrics wherever ``table``, ``baseline`` and ``metrics``
+    are ``None``; ``table`` is otherwise ``auto``."""
+    spec = _study_table(study_file)
+    table_name = _enum(TableName, table if table is not None else spec.layout, "--table")
+    baseline = baseline if baseline is not None else spec.baseline
+    shown = _metrics(metrics) if metrics is not None else spec.metrics
     fmt = _enum(Format, fmt, "--format")
     if claims:
         given = {
@@ -103,6 +131,8 @@ def build_report(
             "--baseline": baseline,
             "--ci": ci,
             "--plots": plots,
+            "--metrics": metrics,
+            "--study-file": study_file,
         }
         if extra := [flag for flag, value in given.items() if value]:
             raise FocalbenchError(
@@ -134,6 +164,8 @@ def build_report(
     if claims:
         return _claims_report(results, entries, dataset, fmt, out, skipped)
     layout = LAYOUTS[table_name]
+    if shown is not None:
+        layout = dataclasses.replace(layout, metrics=shown)
     if dataset is not None and dataset not in {e.dataset for e in entries} | set(layout.datasets):
         known = sorted({e.dataset for e in entries}) or ["none"]
         raise FocalbenchError(
@@ -147,7 +179,7 @@ def build_report(
     comparisons = compare(tab.entries) if vs_paper else []
     records = make_records(tab, tests, comparisons, ci)
     doc = Document(
-        title=layout.title,
+        title=spec.title or layout.title,
         caption=caption(tab),
         header=tab.header,
         rows=[[_text(c) for c in row] for row in tab.rows],
@@ -229,6 +261,22 @@ def _html(doc: Document, table: Table, tests: list[TestResult], made: list[Path]
         return html_document(doc, made, table.entries)
     with tempfile.TemporaryDirectory() as folder:
         return html_document(doc, _plots(table, Path(folder), tests), table.entries)
+
+
+def _study_table(study_file: str | os.PathLike | None) -> TableSpec:
+    """The ``[table]`` of the study file; without one, no title and the ``auto`` layout."""
+    if study_file is None:
+        return TableSpec("")
+    from focalbench.grid.study_file import load_study
+
+    return load_study(study_file).table
+
+
+def _metrics(metrics: str | Sequence[str]) -> tuple[str, ...]:
+    names = split_names(metrics)
+    if problem := metrics_problem(names):
+        raise FocalbenchError(f"--metrics {problem}")
+    return tuple(names)
 
 
 def _tally(runs: list, skipped: list[Skipped]) -> str:

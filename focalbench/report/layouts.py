@@ -14,12 +14,13 @@ two entries that fall in one slot (e.g. two protocols) each get a slot labelled 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
 
+from focalbench.registry import did_you_mean
 from focalbench.report.runs import Entry, parse_loss
 
 #: Higher is better for every score except these (paper 002 bolds the smallest Params/FLOPs).
@@ -42,6 +43,25 @@ METRIC_NAMES = {
     "gflops": "GFLOPs",
     "modules": "#modules",
 }
+
+
+def metrics_problem(names: Sequence[str]) -> str | None:
+    """What is wrong with a list of metric names to show (``--metrics``, a study file's
+    ``[table] metrics``): none given, an unknown name, a name given twice; ``None`` if nothing.
+    Any of :data:`METRIC_NAMES` may be shown in any layout: a cell is the entry's score for it."""
+    if not names:
+        return f"names no metric; choose from: {', '.join(METRIC_NAMES)}"
+    for name in names:
+        if name not in METRIC_NAMES:
+            hint = did_you_mean(name, METRIC_NAMES)
+            guess = f" (did you mean {hint!r}?)" if hint else ""
+            return (
+                f"names an unknown metric {name!r}{guess}; choose from: {', '.join(METRIC_NAMES)}"
+            )
+    if twice := [n for n in dict.fromkeys(names) if names.count(n) > 1]:
+        return f"names {twice[0]!r} twice; name each metric once"
+    return None
+
 
 DATASET_NAMES = {
     "drive": "DRIVE",
@@ -376,8 +396,10 @@ def _difference(entry: Entry, others: list[Entry]) -> str:
 def build_table(layout: Layout, entries: list[Entry], dataset: str | None = None) -> Table:
     placements = place(layout, entries, dataset)
     metrics = list(layout.metrics)
-    if layout.name is TableName.auto and not any(
-        np.isfinite(e.values("params")).any() for p in placements if (e := p.entry)
+    if (
+        layout.name is TableName.auto
+        and "params" in metrics
+        and not any(np.isfinite(e.values("params")).any() for p in placements if (e := p.entry))
     ):
         metrics.remove("params")  # no run recorded its size; an all-dash column says nothing
     if layout.shape is Shape.metric_rows:
