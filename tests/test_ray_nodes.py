@@ -222,3 +222,29 @@ def test_a_ray_address_nothing_listens_at_is_one_line_before_any_work(tmp_path):
         " --ray-address (the head node's HOST:PORT, by default port 6379)"
     ]
     assert not results.exists()
+
+
+def test_the_grid_overhead_benchmark_runs_its_quick_grid_on_the_ray_cluster(two_nodes):
+    """benchmarks/grid_overhead.py --executor ray (its quick mode): the Ray path of the
+    benchmark behind RESULTS.md's Ray table, on a real cluster, cannot rot unnoticed."""
+    cluster, _ = two_nodes
+    script = ROOT / "benchmarks" / "grid_overhead.py"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--quick",
+            "--executor",
+            "ray",
+            "--ray-address",
+            cluster.address,
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (row,) = [line.split("|") for line in done.stdout.splitlines() if line.startswith("| one cell")]
+    assert [c.strip() for c in row[2:5]] == ["ray", "Ray's", "1"]
+    assert float(row[5]) > 0 and float(row[6]) > 0  # wall and seconds inside the cell
