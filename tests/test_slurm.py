@@ -147,6 +147,38 @@ def _status(run: Path) -> dict:
         return {}
 
 
+def _attached(env: dict, command: list[str]) -> subprocess.Popen:
+    """An attached ``ablate`` driver, its output in one pipe."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "focalbench", "ablate", *command],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait(done, deadline: float, what: str, driver: subprocess.Popen | None = None) -> None:
+    """Until ``done()``; fails naming ``what`` at ``deadline``, or when ``driver`` exits first."""
+    while not done():
+        if driver is not None:
+            assert driver.poll() is None, f"the driver exited before {what}: {driver.stdout.read()}"
+        assert time.monotonic() < deadline, f"no {what} in time"
+        time.sleep(0.1)
+
+
+def _past_epoch_one(*runs: Path) -> bool:
+    return all((r / "last.pt").exists() and (_status(r).get("epoch") or 0) >= 1 for r in runs)
+
+
+def _jobs(results: Path) -> dict[str, str]:
+    """grids/g/slurm/jobs.json: cell key → Slurm job id ({} before the driver wrote it)."""
+    try:
+        return json.loads((results / "grids" / "g" / "slurm" / "jobs.json").read_text())
+    except FileNotFoundError:
+        return {}
+
+
 @pytest.fixture(scope="module")
 def local_metrics(tmp_path_factory) -> dict[str, dict]:
     """The test metrics of seeds 0–2 of GRID trained by the local pool: what Slurm must equal."""
@@ -174,48 +206,34 @@ def test_a_grid_detached_requeued_and_reattached_on_slurm_equals_the_local_run(
     slurm += ["--slurm-cpus-per-task", "1"]  # no --slurm-time: the partition's (none)
     detached = _ablate(env, *slurm, "--detach")
     assert detached.returncode == 3, detached.stdout + detached.stderr
-    jobs_json = results / "grids" / "g" / "slurm" / "jobs.json"
-    jobs = json.loads(jobs_json.read_text())
+    jobs = _jobs(results)
     assert len(jobs) == 2 and len({j.split("_")[0] for j in jobs.values()}) == 1  # one array
     assert all(j in detached.stdout for j in jobs.values())
 
     runs = {job: results / "runs" / key for key, job in jobs.items()}
     deadline = time.monotonic() + 60
-    for job, run in runs.items():
-        while not ((run / "last.pt").exists() and (_status(run).get("epoch") or 0) >= 1):
-            assert time.monotonic() < deadline, f"job {job} wrote no checkpoint in 60 s"
-            time.sleep(0.2)
-        assert _status(run)["slurm_job"] == job
+    _wait(lambda: _past_epoch_one(*runs.values()), deadline, "checkpoint of both jobs")
+    assert all(_status(run)["slurm_job"] == job for job, run in runs.items())
     requeued, timed_out = sorted(runs)
     subprocess.run(["scontrol", "requeue", requeued], env=env, check=True, timeout=30)
     # the USR2 Slurm sends before --slurm-time ends (submitit's --signal=USR2@90)
     subprocess.run(["scancel", "--signal=USR2", timed_out], env=env, check=True, timeout=30)
     for job in runs:
-        while "PENDING" not in _job_state(env, job):
-            assert time.monotonic() < deadline, f"job {job} not requeued: {_job_state(env, job)}"
-            time.sleep(0.2)
+        _wait(lambda job=job: "PENDING" in _job_state(env, job), deadline, f"requeue of {job}")
 
     # Reattach while Slurm holds the requeued jobs (120 s, their BeginTime): once the driver
     # has looked at the queue (it rewrites grid.json then), let them start at once.
     grid_json = results / "grids" / "g" / "grid.json"
     before = grid_json.stat().st_mtime_ns
-    attach = subprocess.Popen(
-        [sys.executable, "-m", "focalbench", "ablate", *slurm],
-        env={**env, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    while grid_json.stat().st_mtime_ns == before:
-        assert attach.poll() is None and time.monotonic() < deadline, attach.stdout.read()
-        time.sleep(0.1)
+    attach = _attached(env, slurm)
+    _wait(lambda: grid_json.stat().st_mtime_ns != before, deadline, "look at the queue", attach)
     for job in runs:
         subprocess.run(
             ["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True, timeout=30
         )
     output, _ = attach.communicate(timeout=120)
     assert attach.returncode == 0, output
-    assert json.loads(jobs_json.read_text()) == jobs  # nothing submitted again
+    assert _jobs(results) == jobs  # nothing submitted again
     grid = json.loads((results / "grids" / "g" / "grid.json").read_text())
     outcomes = {c["key"]: c["outcome"] for c in grid["cells"]}
     assert set(outcomes.values()) == {"resumed"}, outcomes  # both from last.pt
@@ -239,37 +257,23 @@ def test_jobs_per_gpu_packs_cells_into_one_job_of_several_slurm_tasks(
     results = tmp_path / "slurm-results"
     command = [*GRID, "--seeds", "0,1,2", "--results", str(results), "--executor", "slurm"]
     command += ["--slurm-cpus-per-task", "1", "--jobs-per-gpu", "2"]
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "focalbench", "ablate", *command],
-        env={**env, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    driver = _attached(env, command)
     try:
-        jobs_json = results / "grids" / "g" / "slurm" / "jobs.json"
         deadline = time.monotonic() + 90
-        while not jobs_json.exists():
-            assert driver.poll() is None and time.monotonic() < deadline, driver.stdout.read()
-            time.sleep(0.1)
-        jobs = json.loads(jobs_json.read_text())
+        _wait(lambda: _jobs(results), deadline, "jobs.json", driver)
+        jobs = _jobs(results)
         by_job: dict[str, list[str]] = {}
         for key, job in jobs.items():
             by_job.setdefault(job, []).append(key)
         assert sorted(len(keys) for keys in by_job.values()) == [1, 2], jobs
         (pair_job,) = [job for job, keys in by_job.items() if len(keys) == 2]
         pair = [results / "runs" / key for key in by_job[pair_job]]
-        while not all(
-            (run / "last.pt").exists() and (_status(run).get("epoch") or 0) >= 1 for run in pair
-        ):  # both cells of the pack train at once, in one job
-            assert driver.poll() is None and time.monotonic() < deadline, driver.stdout.read()
-            time.sleep(0.2)
+        # both cells of the pack train at once, in one job
+        _wait(lambda: _past_epoch_one(*pair), deadline, "epoch of the pack", driver)
         assert {_status(run)["slurm_job"] for run in pair} == {pair_job}
         assert len({_status(run)["pid"] for run in pair}) == 2  # a process per cell
         subprocess.run(["scontrol", "requeue", pair_job], env=env, check=True, timeout=30)
-        while "PENDING" not in _job_state(env, pair_job):
-            assert time.monotonic() < deadline, _job_state(env, pair_job)
-            time.sleep(0.2)
+        _wait(lambda: "PENDING" in _job_state(env, pair_job), deadline, "requeue of the pack")
         subprocess.run(
             ["scontrol", "update", f"JobId={pair_job}", "StartTime=now"],
             env=env,
@@ -316,40 +320,24 @@ def test_a_job_killed_without_a_result_and_ctrl_c_of_the_driver_both_resume(
 ):
     """After an epoch, one job's training process is killed outright (SIGKILL, as by the OOM
     killer: no result pickle): its cell is recorded interrupted, naming the job and its log,
-    and the grid goes on; then Ctrl-C of the
-    attached driver cancels the other job, whose cell stops at a step. Exit 130, no cell failed
+    and the grid goes on; then Ctrl-C of the attached driver cancels the other job, whose cell
+    stops at a step. Exit 130, no cell failed
     for good, and the same command resumes both, every epoch once."""
     env = {**slurm_cluster, "FOCALBENCH_DATA": os.environ["FOCALBENCH_DATA"]}
     results = tmp_path / "slurm-results"
     command = [*GRID, "--seeds", "0,1", "--results", str(results), "--executor", "slurm"]
     command += ["--slurm-cpus-per-task", "1", "--epochs", "30"]  # long enough to signal mid-way
-    driver = subprocess.Popen(
-        [sys.executable, "-m", "focalbench", "ablate", *command],
-        env={**env, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    driver = _attached(env, command)
+    grid_json = results / "grids" / "g" / "grid.json"
     try:
-        jobs_json = results / "grids" / "g" / "slurm" / "jobs.json"
         deadline = time.monotonic() + 90
-        while not (jobs_json.exists() and len(json.loads(jobs_json.read_text())) == 2):
-            assert driver.poll() is None and time.monotonic() < deadline, driver.stdout.read()
-            time.sleep(0.1)
-        jobs = json.loads(jobs_json.read_text())
-        runs = {job: results / "runs" / key for key, job in jobs.items()}
-        while not all(
-            (run / "last.pt").exists() and (_status(run).get("epoch") or 0) >= 1
-            for run in runs.values()
-        ):
-            assert driver.poll() is None and time.monotonic() < deadline, driver.stdout.read()
-            time.sleep(0.2)
+        _wait(lambda: len(_jobs(results)) == 2, deadline, "jobs.json", driver)
+        runs = {job: results / "runs" / key for key, job in _jobs(results).items()}
+        _wait(lambda: _past_epoch_one(*runs.values()), deadline, "epoch of both jobs", driver)
         killed, cancelled = sorted(runs)
         os.kill(_status(runs[killed])["pid"], signal.SIGKILL)  # as the OOM killer would
-        grid_json = results / "grids" / "g" / "grid.json"
-        while "ended without a result" not in grid_json.read_text():
-            assert driver.poll() is None and time.monotonic() < deadline, driver.stdout.read()
-            time.sleep(0.2)
+        lost = "ended without a result"
+        _wait(lambda: lost in grid_json.read_text(), deadline, "record of the lost job", driver)
         driver.send_signal(signal.SIGINT)
         output, _ = driver.communicate(timeout=60)
     finally:

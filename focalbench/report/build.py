@@ -60,40 +60,11 @@ class Report:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def report(
-    results: str | os.PathLike | None = None,
-    table: TableName | str | None = None,
-    dataset: str | None = None,
-    fmt: Format | str = "markdown",
-    out: str | os.PathLike | None = None,
-    plots: str | os.PathLike | None = None,
-    vs_paper: bool = False,
-    baseline: str | None = None,
-    ci: bool = False,
-    protocol: str | None = None,
-    claims: bool = False,
-    metrics: str | Sequence[str] | None = None,
-    study_file: str | os.PathLike | None = None,
-) -> str:
-    """The table as text (Markdown, CSV or LaTeX); also written to ``out`` or ``results/reports/``.
-
-    See :func:`build_report` for the records (``--json``) and the written paths.
-    """
-    return build_report(
-        results,
-        table,
-        dataset,
-        fmt,
-        out,
-        plots,
-        vs_paper,
-        baseline,
-        ci,
-        protocol,
-        claims,
-        metrics,
-        study_file,
-    ).text
+def report(*args: Any, **kwargs: Any) -> str:
+    """The table as text (Markdown, CSV or LaTeX): :func:`build_report`'s ``.text``, with its
+    parameters; the table is also written to ``out`` or ``results/reports/``. See
+    :func:`build_report` for the records (``--json``) and the written paths."""
+    return build_report(*args, **kwargs).text
 
 
 def build_report(
