@@ -47,6 +47,31 @@ def test_compiled_and_eager_steps_agree_on_cpu(tmp_path):
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-6)
 
 
+def test_a_compile_that_fails_on_this_machine_trains_eager_and_says_so(
+    tmp_path, monkeypatch, capsys
+):
+    """Inductor with no C++ compiler (a real failure of a CPU machine without one; its caches
+    off, so nothing compiled earlier is reused): the step runs eager, bit for bit the eager
+    run's, and stderr says once why."""
+    import torch._inductor.config as inductor
+
+    monkeypatch.setattr(inductor.cpp, "cxx", (None, "/nonexistent/g++"))
+    monkeypatch.setattr(inductor, "fx_graph_cache", False)
+    torch._dynamo.reset()  # forget graphs compiled by earlier tests
+    eager, compiled = _run(tmp_path, "eager", "cpu", False), _run(tmp_path, "compiled", "cpu", True)
+    for index in (torch.arange(4), torch.arange(4, 8)):
+        a, b = loop.train_step(eager, index), loop.train_step(compiled, index)
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+    for p, q in zip(_params(eager), _params(compiled), strict=True):
+        torch.testing.assert_close(q, p, rtol=0, atol=0)
+    assert "No working C++ compiler" in compiled.forward.eager_because
+    lines = [
+        line for line in capsys.readouterr().err.splitlines() if "torch.compile failed" in line
+    ]
+    assert len(lines) == 1 and lines[0].endswith("this run trains eager")
+    torch._dynamo.reset()
+
+
 def test_capture_blocker_names_why_a_step_cannot_be_one_graph(tmp_path):
     run = _run(tmp_path, "r", "cpu", False)
     assert loop.capture_blocker(run) == "CUDA graphs need a CUDA device"

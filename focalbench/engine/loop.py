@@ -35,6 +35,7 @@ from focalbench.config import RunConfig
 from focalbench.datasets.prepared import load_native_masks, resize_mask
 from focalbench.engine import checkpoint
 from focalbench.engine.augment import augment, channel_stats, normalize
+from focalbench.engine.compiling import CompiledOrEager
 from focalbench.engine.data import DeviceSplit, batch_sizes
 from focalbench.engine.device import describe, resolve_device
 from focalbench.engine.progress import Quiet, train_display
@@ -82,7 +83,7 @@ class Run:
     val: DeviceSplit
     test: DeviceSplit
     model: nn.Module  # the module whose state is saved
-    forward: Callable[[torch.Tensor], Any]  # the module, or its torch.compile'd version
+    forward: Callable[[torch.Tensor], Any]  # the module, or its CompiledOrEager
     loss: nn.Module
     optimizer: torch.optim.Optimizer
     plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None
@@ -284,7 +285,7 @@ def setup(
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype is torch.float16)
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed)
-    forward = torch.compile(model) if compile else model  # inductor; CUDA graphs: StepGraphs
+    forward = CompiledOrEager(model) if compile else model  # inductor; CUDA graphs: StepGraphs
 
     parts = {
         name: DeviceSplit.from_prepared(data, split[name], device)
