@@ -184,8 +184,11 @@ def prune(
     device: str = "auto",
     progress: bool = True,
     data_dir: str | os.PathLike | None = None,
+    log: tuple[str, ...] | list[str] = (),
+    mlflow_uri: str | None = None,
 ) -> dict[str, Any]:
-    """Prune a finished zero-initialised Focal run at ``threshold``; optionally retrain the result.
+    """Prune a finished zero-initialised Focal run at ``threshold``; optionally retrain the result
+    (mirrored into the trackers ``log``, as ``train``'s).
 
     Returns :meth:`Decision.to_dict` (``pruned_from``, ``threshold``, ``weights``: position,
     type, name, weight, kept; ``kept``, ``note``, ``config``, ``key``) plus ``run``: train's
@@ -194,13 +197,17 @@ def prune(
     once the retraining returns. Without ``retrain`` nothing is written: a folder holding only
     ``pruned.json`` would be a half-made run that ``report`` skips as unreadable.
     """
+    from focalbench.options import RunOptions
+
     run_dir = Path(run_dir)
+    options = RunOptions.of(device=device, log=log, mlflow_uri=mlflow_uri)
+    if options.log and not retrain:
+        raise FocalbenchError("--log mirrors the retraining; add --retrain or drop --log")
     decision = decide(run_dir, threshold)
     if retrain:  # every input checked before the pruned run's folder exists
         from focalbench.checks import check_config
-        from focalbench.options import RunOptions
 
-        RunOptions.of(device=device).check()
+        options.check()
         check_config(decision.config, None if data_dir is None else str(data_dir))
     results = Path(results) if results is not None else run_dir.parent.parent
     summary = None
@@ -215,6 +222,7 @@ def prune(
             progress=progress,
             data_dir=data_dir,
             check=False,  # checked above, before any folder
+            **options.tracking,
         )
         record(decision, results)
     return {**decision.to_dict(), "run": summary}

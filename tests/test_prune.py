@@ -143,3 +143,32 @@ def test_retrain_checks_every_input_before_the_pruned_run_folder_exists(tmp_path
         out = CliRunner().invoke(app, ["prune", str(good), "--retrain", "--device", "cuda"])
         assert out.exit_code == 2 and "no CUDA device is visible" in out.output
         assert {p.name for p in (tmp_path / "runs").iterdir()} == before | {good.name}
+
+
+def test_prune_retrain_log_mirrors_the_retraining_and_log_alone_is_refused(tmp_path):
+    """prune --retrain --log tensorboard writes the pruned run's epochs as event files in its
+    folder, each equal to its history.csv; --log without --retrain is one line, exit 2."""
+    pytest.importorskip(
+        "tensorboard", reason="the tensorboard extra: pip install 'focalbench[tensorboard]'"
+    )
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    short = SOURCE.replace(overrides={**SOURCE.overrides, "epochs": 2})
+    run_dir = _run_folder(tmp_path, {"se1": 0.5, "se2": 0.1}, config=short)
+    alone = CliRunner().invoke(app, ["prune", str(run_dir), "--log", "tensorboard"])
+    assert alone.exit_code == 2
+    assert (
+        alone.output.strip() == "error: --log mirrors the retraining; add --retrain or drop --log"
+    )
+
+    out = CliRunner().invoke(
+        app,
+        ["prune", str(run_dir), "--retrain", "--log", "tensorboard", "--device", "cpu", "--json"],
+    )
+    assert out.exit_code == 0, out.output
+    pruned = tmp_path / "runs" / json.loads(out.output)["key"]
+    events = EventAccumulator(str(pruned / "tensorboard")).Reload()
+    with open(pruned / "history.csv") as f:
+        losses = [float(row.split(",")[1]) for row in f.read().splitlines()[1:]]
+    logged = [e.value for e in events.Scalars("train/loss")]
+    assert len(losses) == 2 and logged == pytest.approx(losses, rel=1e-6)

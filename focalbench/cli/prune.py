@@ -10,6 +10,8 @@ from focalbench.cli._common import (
     DataDirOption,
     DeviceOption,
     JsonOption,
+    LogOption,
+    MlflowUriOption,
     ResultsOption,
     command,
     print_json,
@@ -31,6 +33,8 @@ def prune(
     results: Path | None = ResultsOption,
     device: str = DeviceOption,
     data_dir: Path | None = DataDirOption,
+    log: list[str] = LogOption,
+    mlflow_uri: str | None = MlflowUriOption,
     json_out: bool = JsonOption,
 ) -> None:
     """Read a zero-initialised Focal run's final focal weights (history.csv), print which modules
@@ -49,6 +53,8 @@ def prune(
         device=device,
         progress=not json_out,
         data_dir=data_dir,
+        log=tuple(log),
+        mlflow_uri=mlflow_uri,
     )
     if json_out:
         print_json(out)
