@@ -357,6 +357,7 @@ class RunFolder:
             self.last_pt,
             self.best_pt,
             self.path / "last.previous.pt",
+            self.path / "best.previous.pt",
         ):
             path.unlink(missing_ok=True)
 

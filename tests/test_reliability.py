@@ -332,6 +332,27 @@ def test_two_bad_checkpoints_restart_from_epoch_0_saying_so(trained, tmp_path, c
     pd.testing.assert_frame_equal(_losses(run_dir), _losses(reference))
 
 
+def test_a_resume_puts_back_the_best_pt_of_the_epoch_it_resumes_from(tmp_path):
+    """best.pt is written before last.pt. A crash between the two (epoch 3 improved, its best.pt
+    written, its last.pt not) resumes from epoch 2, whose state names epoch 2 as the best: the
+    epoch-3 best.pt is the abandoned epoch's and its previous copy (epoch 2's) is put back; a
+    best.pt matching the state is left alone; with no best yet (0) an abandoned one is removed."""
+    best = tmp_path / "best.pt"
+    for epoch in (1, 2, 3):  # each epoch improved: best.pt is epoch 3's, its previous epoch 2's
+        checkpoint.save_keeping_previous(best, epoch=epoch, model={"w": float(epoch)})
+    checkpoint.restore_best(best, best_epoch=3)
+    assert checkpoint.load(best)["epoch"] == 3  # it matches: untouched
+    checkpoint.restore_best(best, best_epoch=2)
+    assert checkpoint.load(best) == {"epoch": 2, "model": {"w": 2.0}}
+    assert not checkpoint.previous_of(best).exists()  # moved back, not copied
+
+    only = tmp_path / "only" / "best.pt"
+    only.parent.mkdir()
+    checkpoint.save_keeping_previous(only, epoch=1, model={})
+    checkpoint.restore_best(only, best_epoch=0)  # epoch 1 abandoned before any best was kept
+    assert not only.exists()
+
+
 def test_a_checkpoint_stays_loadable_by_torch_and_a_flipped_byte_is_named(tmp_path):
     import torch
 

@@ -81,7 +81,7 @@ def save(path: Path, **state: Any) -> None:
     atomic_write_bytes(path, _encode(state))
 
 
-def save_last(path: Path, **state: Any) -> None:
+def save_keeping_previous(path: Path, **state: Any) -> None:
     """Write ``path``, keeping the file it replaces as :func:`previous_of` ``path``."""
     atomic_write_bytes(path, _encode(state), previous=previous_of(path))
 
@@ -89,6 +89,30 @@ def save_last(path: Path, **state: Any) -> None:
 def previous_of(path: Path) -> Path:
     """``last.pt`` → ``last.previous.pt``: the second-newest good checkpoint."""
     return path.with_name(f"{path.stem}.previous{path.suffix}")
+
+
+def restore_best(path: Path, best_epoch: int) -> None:
+    """Make ``path`` (``best.pt``) the checkpoint of ``best_epoch`` again, on resume.
+
+    ``best.pt`` is written before ``last.pt``: a crash between the two leaves it holding an
+    epoch that the resume abandons and trains again — not bit for bit on CUDA, so the redo may
+    not improve, and the abandoned weights would be tested as the run's best. Its previous copy
+    is then the best; with none of ``best_epoch`` (0: no best yet) the abandoned one is removed.
+    """
+    if not path.exists() or _epoch_of(path) == best_epoch:
+        return
+    previous = previous_of(path)
+    if previous.exists() and _epoch_of(previous) == best_epoch:
+        previous.replace(path)
+    else:
+        path.unlink()
+
+
+def _epoch_of(path: Path) -> int | None:
+    try:
+        return load(path).get("epoch")
+    except CorruptCheckpoint:
+        return None
 
 
 def load(path: Path) -> dict[str, Any]:

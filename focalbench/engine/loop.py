@@ -737,6 +737,7 @@ def fit_and_test(
     saved = checkpoint.load_latest(folder.last_pt) if resume else None
     if saved is not None:
         state = restore(run, saved)
+        checkpoint.restore_best(folder.best_pt, state["best_epoch"])
         # A crash between last.pt and history.csv leaves the file an epoch short; when that was
         # the final epoch no later epoch would rewrite it, so write it from the checkpoint now.
         folder.write_history(state["history"])
@@ -846,14 +847,13 @@ def checkpoint_state(run: Run, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def save_checkpoints(run: Run, state: dict[str, Any], improved: bool) -> None:
-    """``best.pt`` first, then ``last.pt``: a crash in between resumes from the previous epoch
-    and redoes this one, which (deterministic on the CPU) rewrites the same best.pt. Where the
-    redo differs (CUDA kernels are not bit-exact) and does not improve, best.pt keeps the
-    abandoned epoch's weights."""
+    """``best.pt`` first, then ``last.pt``, each keeping the file it replaces: a crash in
+    between resumes from the previous epoch, and :func:`checkpoint.restore_best` puts back the
+    best.pt of that epoch's state before the epoch is trained again."""
     payload = checkpoint_state(run, state)
     if improved:
-        checkpoint.save(run.folder.best_pt, **payload)
-    checkpoint.save_last(run.folder.last_pt, **payload)
+        checkpoint.save_keeping_previous(run.folder.best_pt, **payload)
+    checkpoint.save_keeping_previous(run.folder.last_pt, **payload)
 
 
 def restore(run: Run, saved: dict[str, Any]) -> dict[str, Any]:
