@@ -49,6 +49,7 @@ def test_run_folder_is_complete_and_named_by_the_config_key(smoke_run):
     assert run_dir.name == key == summary["key"]
     assert RUN_FILES <= {p.name for p in run_dir.iterdir()}
     assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+    assert not (run_dir / "best.previous.pt").exists()  # a resume's only; gone once done
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "done" and status["error"] is None and status["epoch"] == 5
     times = [status[k] for k in ("started", "updated", "finished")]

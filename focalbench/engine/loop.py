@@ -968,4 +968,6 @@ def test(run: Run, state: dict[str, Any]) -> dict[str, Any]:
         }
     )
     folder.write_status(Status.done, state["epoch"])
+    # only a resume needs it (checkpoint.restore_best); a finished run keeps best.pt alone
+    checkpoint.previous_of(folder.best_pt).unlink(missing_ok=True)
     return summarize_folder(folder)
