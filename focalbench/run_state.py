@@ -494,14 +494,15 @@ def run_cell(
 
 def settle_lost_cell(results: str, key: str, why: str) -> CellResult:
     """The result of a cell whose worker died (``why``): done if it had just finished, else
-    recorded as interrupted, which is not the cell's fault as far as anyone knows, so the next
+    interrupted (recorded so, if it had begun), which is not the cell's fault as far as anyone knows, so the next
     run of the grid resumes it from ``last.pt`` like a Ctrl-C'd cell."""
     folder = run_folder(results, key)
     status = folder._status_or_none()
     if status and status.state is Status.done:
         return CellResult(key, Outcome.trained, summary=stored_summary(folder))
     error = f"interrupted; {why}; rerun the same command to resume"
-    folder.record_failure(error)
+    if status is not None:  # a cell lost before it began (a queued Ray task) leaves no record
+        folder.record_failure(error)
     return CellResult(key, Outcome.failed, error=error)
 
 

@@ -180,3 +180,26 @@ def test_a_lock_wait_outlasts_a_holder_that_lets_go_and_not_one_that_keeps_it(tm
         finally:
             holder.kill()
             holder.wait()
+
+
+def test_a_lost_cell_is_recorded_interrupted_only_if_it_had_begun(tmp_path):
+    """settle_lost_cell: a cell that wrote a status is marked failed with an "interrupted; …"
+    error (the next run resumes it, its epoch kept); one lost before it began writes nothing; a
+    cell that had just finished is done."""
+    from focalbench.run_state import settle_lost_cell
+
+    begun = run_folder(tmp_path, "begun")
+    begun.write_status(Status.running, 3)
+    result = settle_lost_cell(str(tmp_path), "begun", "worker process died")
+    assert result.outcome is Outcome.failed
+    assert result.error == "interrupted; worker process died; rerun the same command to resume"
+    record = begun.status()
+    assert record.state is Status.failed and record.interrupted and record.epoch == 3
+
+    never = settle_lost_cell(str(tmp_path), "never", "its Ray task was cancelled")
+    assert never.error.startswith("interrupted; its Ray task was cancelled")
+    assert not run_folder(tmp_path, "never").path.exists()
+
+    finished = run_folder(tmp_path, "finished")
+    finished.write_status(Status.done, 5)
+    assert settle_lost_cell(str(tmp_path), "finished", "x").outcome is Outcome.trained
