@@ -1,7 +1,8 @@
 """The options ``train``, ``ablate`` and ``prune --retrain`` share, defined once.
 
 Where a run executes (device, folders, executor) and what overrides its recipe (protocol,
-epochs, ``--param``): the CLI fills a :class:`RunOptions` from its flags, and the Python API
+epochs, ``--param``): the CLI fills a :class:`RunOptions` from its flags of the same names
+(:meth:`RunOptions.from_params`), and the Python API
 takes the same names as keywords, e.g. ``focalbench.ablate("sample", models="unet",
 losses="dice", protocol="smoke", params=["batch_size=2"], jobs=2)``.
 """
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from focalbench.errors import FocalbenchError
@@ -60,6 +63,19 @@ class RunOptions:
             if name in fields:
                 fields[name] = tuple(fields[name] or ())
         return dataclasses.replace(base, **fields)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> RunOptions:
+        """The options among a command's parameters (Typer's ``ctx.params``): each parameter
+        named like a field fills it, a choice by its value; the others are the command's own."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls.of(
+            **{
+                name: value.value if isinstance(value, Enum) else value
+                for name, value in params.items()
+                if name in names
+            }
+        )
 
     @property
     def gpu_list(self) -> list[int]:

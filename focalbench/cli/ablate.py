@@ -34,6 +34,7 @@ _HELP = (
 
 @command(help=_HELP)
 def ablate(
+    ctx: typer.Context,
     dataset: str | None = typer.Option(
         None,
         "--dataset",
@@ -82,7 +83,7 @@ def ablate(
     epochs: int | None = typer.Option(
         None, "--epochs", help="Override the protocol's epoch count in every cell."
     ),
-    param: list[str] = ParamOption,
+    params: list[str] = ParamOption,
     device: str = DeviceOption,
     results: Path | None = ResultsOption,
     data_dir: Path | None = DataDirOption,
@@ -176,30 +177,7 @@ def ablate(
     from focalbench.grid.display import print_plan, print_summary
     from focalbench.options import RunOptions
 
-    options = RunOptions(
-        protocol=protocol,
-        epochs=epochs,
-        params=tuple(param),
-        device=device,
-        results=results,
-        data_dir=data_dir,
-        executor=executor.value,
-        gpus=gpus,
-        jobs_per_gpu=jobs_per_gpu,
-        jobs=jobs,
-        ray_address=ray_address,
-        log=tuple(log),
-        mlflow_uri=mlflow_uri,
-        slurm_partition=slurm_partition,
-        slurm_time=slurm_time,
-        slurm_gpus_per_job=slurm_gpus_per_job,
-        slurm_cpus_per_task=slurm_cpus_per_task,
-        slurm_mem=slurm_mem,
-        slurm_account=slurm_account,
-        slurm_qos=slurm_qos,
-        slurm_extra=tuple(slurm_extra),
-        detach=detach,
-    )
+    options = RunOptions.from_params(ctx.params)
     flags = dict(
         attention=attention,
         study=study,

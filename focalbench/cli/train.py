@@ -29,6 +29,7 @@ _PROTOCOL_HELP = (
 
 @command()
 def train(
+    ctx: typer.Context,
     dataset: str = typer.Option(
         ..., "--dataset", help="Prepared dataset, e.g. drive or sample (see `focalbench datasets`)."
     ),
@@ -56,7 +57,7 @@ def train(
         "--resume/--no-resume",
         help="Continue from last.pt (or return a finished cell's result); --no-resume starts over.",
     ),
-    param: list[str] = ParamOption,
+    params: list[str] = ParamOption,
     json_out: bool = JsonOption,
     compile: bool = typer.Option(
         False, "--compile", help="torch.compile the network (CUDA-graph capture on CUDA)."
@@ -71,18 +72,9 @@ def train(
     from focalbench.engine import train as run_train
     from focalbench.options import RunOptions
 
-    options = RunOptions(
-        protocol=protocol,
-        epochs=epochs,
-        params=tuple(param),
-        device=device,
-        results=results,
-        data_dir=data_dir,
-        log=tuple(log),
-        mlflow_uri=mlflow_uri,
-    )
+    options = RunOptions.from_params(ctx.params)
     options.check()
-    model_params, loss_params, overrides = split_params(param)
+    model_params, loss_params, overrides = split_params(params)
     config = RunConfig(
         dataset=dataset,
         model=model,
