@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,6 +130,13 @@ def fake_train(config: RunConfig, results, device="auto", resume=True, progress=
     return {"state": "done", "run_dir": run_dir, "test": {"dsc": 0.5}}
 
 
+def fake_grid(**fields: Any) -> Any:
+    """``ablate`` of U-Net × ``losses`` on the sample (smoke) with every cell trained by
+    :func:`fake_train`, whose loss names steer it; ``fields`` add to these or replace them."""
+    defaults = {"models": "unet", "protocol": "smoke", "progress": False, "train_fn": fake_train}
+    return ablate("sample", **{**defaults, **fields})
+
+
 def _config(loss: str = "dice", seed: int = 0) -> RunConfig:
     return RunConfig(dataset="sample", model="unet", loss=loss, protocol="smoke", seed=seed)
 
@@ -205,28 +213,20 @@ def test_failure_is_recorded_and_retried_only_when_asked(tmp_path):
 def test_a_diverged_cell_is_a_failure_skipped_until_retry_failed_retrains_it_from_scratch(tmp_path):
     """A NaN/inf loss ends a cell failed: listed among the failures with its reason, skipped by a
     plain rerun, and trained again from scratch (not resumed into the same NaN) with --retry-failed."""
-    grid = dict(
-        models="unet",
-        losses="nan,dice",
-        protocol="smoke",
-        results=tmp_path,
-        jobs=1,
-        progress=False,
-        train_fn=fake_train,
-    )
-    first = ablate("sample", **grid)
+    grid = dict(losses="nan,dice", results=tmp_path, jobs=1)
+    first = fake_grid(**grid)
     (failure,) = first.failures()
     assert (
         failure["error"].startswith("non-finite loss at epoch 2")
         and not failure["previously_failed"]
     )
     key = failure["key"]
-    again = ablate("sample", **grid)
+    again = fake_grid(**grid)
     assert again.failures() == [{**failure, "previously_failed": True}]
     assert [call[:2] for call in _calls(tmp_path) if call[0] == key] == [
         [key, "start"]
     ]  # not trained again
-    retried = ablate("sample", **grid, retry_failed=True)
+    retried = fake_grid(**grid, retry_failed=True)
     assert [call[:2] for call in _calls(tmp_path) if call[0] == key] == [
         [key, "start"],
         [key, "start"],
@@ -327,16 +327,11 @@ def test_running_cell_of_a_live_lockless_owner_is_left_alone(tmp_path):
 
 
 def test_a_raising_cell_does_not_stop_the_grid(tmp_path):
-    result = ablate(
-        "sample",
-        models="unet",
+    result = fake_grid(
         losses="dice,boom,ce",
         seeds="0,1",
-        protocol="smoke",
         results=tmp_path,
         jobs=2,
-        progress=False,
-        train_fn=fake_train,
     )
     counts = result.counts()
     assert (counts["trained"], counts["failed"]) == (4, 2)
@@ -352,15 +347,10 @@ def test_a_raising_cell_does_not_stop_the_grid(tmp_path):
 
 
 def test_killed_worker_fails_its_cell_and_the_pool_goes_on(tmp_path):
-    result = ablate(
-        "sample",
-        models="unet",
+    result = fake_grid(
         losses="die,dice,ce",
-        protocol="smoke",
         results=tmp_path,
         jobs=1,
-        progress=False,
-        train_fn=fake_train,
     )
     outcomes = {c.config.loss: c.result.outcome for c in result.cells}
     assert outcomes == {"die": Outcome.failed, "dice": Outcome.trained, "ce": Outcome.trained}
@@ -371,15 +361,10 @@ def test_killed_worker_fails_its_cell_and_the_pool_goes_on(tmp_path):
     assert all(UTC_TIME.fullmatch(status[k]) for k in ("started", "updated", "finished")), status
     # its owner is gone, so the next run takes it up again without --retry-failed (and it dies
     # again: it died before its first checkpoint), while the finished cells are skipped
-    again = ablate(
-        "sample",
-        models="unet",
+    again = fake_grid(
         losses="die,dice,ce",
-        protocol="smoke",
         results=tmp_path,
         jobs=1,
-        progress=False,
-        train_fn=fake_train,
     )
     assert [call[0] for call in _calls(tmp_path)].count(dead.config.key) == 2
     assert {c.config.loss: c.result.outcome for c in again.cells} == {
@@ -393,16 +378,11 @@ def test_two_grids_on_one_results_folder_never_train_a_cell_twice(tmp_path):
     outcomes = []
 
     def run() -> None:
-        res = ablate(
-            "sample",
-            models="unet",
+        res = fake_grid(
             losses="slow",
             seeds="0,1,2,3",
-            protocol="smoke",
             results=tmp_path,
             jobs=2,
-            progress=False,
-            train_fn=fake_train,
         )
         outcomes.append([c.result.outcome for c in res.cells])
 
@@ -455,16 +435,11 @@ def test_killed_driver_takes_its_workers_down_and_a_rerun_resumes(tmp_path):
     done_before = {k for k in before if read_status(run_dir_of(tmp_path, k))["state"] == "done"}
     partial = {k for k in before - done_before if (run_dir_of(tmp_path, k) / "last.pt").exists()}
     assert partial, "the driver was killed with no cell half-trained; the test proves nothing"
-    result = ablate(
-        "sample",
-        models="unet",
+    result = fake_grid(
         losses="slow",
         seeds="0,1,2,3,4,5",
-        protocol="smoke",
         results=tmp_path,
         jobs=2,
-        progress=False,
-        train_fn=fake_train,
     )
     by_key = {c.config.key: c.result.outcome for c in result.cells}
     assert all(by_key[k] is Outcome.skipped for k in done_before)
@@ -474,14 +449,11 @@ def test_killed_driver_takes_its_workers_down_and_a_rerun_resumes(tmp_path):
 
 def test_a_fully_pruned_cell_is_its_own_cell_beside_the_unet_row(tmp_path):
     """Every focal weight ≤ τ gives the plain U-Net network, retrained as the pruned row's own cell."""
-    result = ablate(
-        "sample",
+    result = fake_grid(
         attention="se",
-        protocol="smoke",
         results=tmp_path,
         jobs=2,
-        progress=False,
-        train_fn=fake_train,
+        models=None,
     )
     unet, zero, pruned = result.cells[0], result.cells[3], result.cells[4]
     assert pruned.config == unet.config.replace(pruned_from=zero.config.key)
