@@ -241,32 +241,15 @@ def test_ray_executor_runs_a_real_grid_on_a_local_instance(tmp_path):
         log_to_driver=False,
         runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}},
     )
+    grid = dict(models="unet", losses="dice", seeds="0,1", protocol="smoke", epochs=1)
     try:
         result = ablate(
-            "sample",
-            models="unet",
-            losses="dice",
-            seeds="0,1",
-            protocol="smoke",
-            epochs=1,
-            device="cpu",
-            results=tmp_path,
-            executor="ray",
-            progress=False,
+            "sample", **grid, device="cpu", results=tmp_path, executor="ray", progress=False
         )
         assert [c.result.outcome for c in result.cells] == [Outcome.trained, Outcome.trained]
         assert ray.is_initialized()  # the test's instance is not shut down by the executor
         again = ablate(
-            "sample",
-            models="unet",
-            losses="dice",
-            seeds="0,1",
-            protocol="smoke",
-            epochs=1,
-            device="cpu",
-            results=tmp_path,
-            executor="ray",
-            progress=False,
+            "sample", **grid, device="cpu", results=tmp_path, executor="ray", progress=False
         )
         assert [c.result.outcome for c in again.cells] == [Outcome.skipped, Outcome.skipped]
     finally:

@@ -280,6 +280,9 @@ def test_an_mlflow_uri_it_cannot_use_is_one_line_naming_the_option(tmp_path):
         tracking.open_trackers(["mlflow"], tmp_path, tmp_path, mlflow_uri="nosuchscheme://x")
 
 
+TINY_GRID = ["ablate", "--dataset", "sample", "--models", "unet", "--protocol", "smoke"]
+
+
 def test_ablate_log_gives_every_cell_its_own_mlflow_run_and_event_files(tmp_path):
     """Two cells trained at once by two worker processes share one MLflow store: each cell is
     one FINISHED run (named by its key) whose epoch metrics are its own history.csv, and each
@@ -292,15 +295,9 @@ def test_ablate_log_gives_every_cell_its_own_mlflow_run_and_event_files(tmp_path
     out = CliRunner().invoke(
         app,
         [
-            "ablate",
-            "--dataset",
-            "sample",
-            "--models",
-            "unet",
+            *TINY_GRID,
             "--losses",
             "dice,tversky",
-            "--protocol",
-            "smoke",
             "--epochs",
             "2",
             "--param",
@@ -316,7 +313,7 @@ def test_ablate_log_gives_every_cell_its_own_mlflow_run_and_event_files(tmp_path
             "--log",
             "tensorboard",
             "--json",
-        ],
+        ],  # fmt: skip
     )
     assert out.exit_code == 0, out.output
     keys = {cell["key"] for cell in json.loads(out.stdout)["cells"]}
@@ -342,22 +339,16 @@ def test_ablate_with_an_mlflow_store_it_cannot_use_fails_before_any_cell(tmp_pat
     out = CliRunner().invoke(
         app,
         [
-            "ablate",
-            "--dataset",
-            "sample",
-            "--models",
-            "unet",
+            *TINY_GRID,
             "--losses",
             "dice",
-            "--protocol",
-            "smoke",
             "--results",
             str(tmp_path),
             "--log",
             "mlflow",
             "--mlflow-uri",
             "nosuchscheme://x",
-        ],
+        ],  # fmt: skip
     )
     assert out.exit_code == 2
     assert out.output.strip().splitlines()[-1].startswith("error: MLflow store nosuchscheme://x")
