@@ -299,37 +299,6 @@ def setup(
         masks, fovs = load_native_masks(config.dataset, split["test"], data_dir)
         native_targets = (masks, fovs if recipe.fov_only else None)
 
-    folder.write_config(
-        {
-            "config": config.to_dict(),
-            "key": config.key,
-            "version": focalbench.__version__,
-            "resolved": {
-                **recipe.to_dict(),
-                "size": list(size),
-                "loss": config.loss,
-                "loss_params": config.loss_params,
-                "loss_resolved": loss.params(),
-                "model": config.model,
-                "model_params": model_params,
-                "in_channels": int(data.images.shape[1]),
-                "n_images": {k: len(v) for k, v in split.items()},
-                "train_batch_sizes": batch_sizes(
-                    len(split["train"]), recipe.batch_size, has_batch_norm(model)
-                ),
-                "dataset_settings": settings,
-                "data": datasets.fingerprint(data),
-                **(
-                    {}
-                    if input_stats is None
-                    else {
-                        "input_mean": input_stats[0].flatten().tolist(),
-                        "input_std": input_stats[1].flatten().tolist(),
-                    }
-                ),
-            },
-        }
-    )
     run = Run(
         config=config,
         recipe=recipe,
@@ -350,9 +319,53 @@ def setup(
         input_stats=input_stats,
         native_targets=native_targets,
     )
+    write_config(run, settings, data, split)
     if compile and on_cuda:
         run.graphs = StepGraphs(run, capture_blocker(run))
     return run
+
+
+def write_config(
+    run: Run,
+    settings: dict[str, Any],
+    data: datasets.PreparedData,
+    split: dict[str, np.ndarray],
+) -> None:
+    """``config.json``: the run's config, its key, this version, and everything resolved from
+    them (the protocol's fields after overrides, the loss's and network's parameters, the
+    split's sizes, the batch sizes, the dataset's settings and the arrays' fingerprint)."""
+    config, recipe, input_stats = run.config, run.recipe, run.input_stats
+    run.folder.write_config(
+        {
+            "config": config.to_dict(),
+            "key": config.key,
+            "version": focalbench.__version__,
+            "resolved": {
+                **recipe.to_dict(),
+                "size": list(run.size),
+                "loss": config.loss,
+                "loss_params": config.loss_params,
+                "loss_resolved": run.loss.params(),
+                "model": config.model,
+                "model_params": run.model_params,
+                "in_channels": int(data.images.shape[1]),
+                "n_images": {k: len(v) for k, v in split.items()},
+                "train_batch_sizes": batch_sizes(
+                    len(split["train"]), recipe.batch_size, has_batch_norm(run.model)
+                ),
+                "dataset_settings": settings,
+                "data": datasets.fingerprint(data),
+                **(
+                    {}
+                    if input_stats is None
+                    else {
+                        "input_mean": input_stats[0].flatten().tolist(),
+                        "input_std": input_stats[1].flatten().tolist(),
+                    }
+                ),
+            },
+        }
+    )
 
 
 def build_schedule(
