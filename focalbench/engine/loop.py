@@ -781,31 +781,8 @@ def fit_and_test(
                 return diverged(run, state, epoch, train_loss, val.loss)
             if run.plateau is not None:
                 run.plateau.step(val.loss)
-            scores = score_means(val.counts)
-            row = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "val_loss": val.loss,
-                "val_dsc": scores["dsc"],
-                "val_precision": scores["precision"],
-                "val_recall": scores["recall"],
-                "val_soft_dice": val.soft_dice,
-                "lr": lr,
-                "seconds": time.perf_counter() - tick,
-                **{f"focal_{k}": v for k, v in models.focal_weights(run.model).items()},
-            }
-            loss_improved = val.loss < state["best_loss"]
-            improved, monitored = checkpoint_improves(recipe, val, state)
-            state.update(
-                epoch=epoch,
-                history=[*state["history"], row],
-                best_loss=val.loss if loss_improved else state["best_loss"],
-                best_monitor=monitored if improved else state["best_monitor"],
-                best_epoch=epoch if improved else state["best_epoch"],
-                bad_epochs=0 if loss_improved else state["bad_epochs"] + 1,
-            )
-            if recipe.early_stopping is not None and state["bad_epochs"] >= recipe.early_stopping:
-                state["stopped"] = True
+            row = history_row(run, epoch, train_loss, val, lr, time.perf_counter() - tick)
+            improved = advance(state, recipe, val, row)
             state["wall_seconds"] += time.perf_counter() - tick
             save_checkpoints(run, state, improved)
             folder.write_history(state["history"])
@@ -815,6 +792,45 @@ def fit_and_test(
                 on_epoch_end(epoch, row)
             raise_if_stopping()
     return test(run, state)
+
+
+def history_row(
+    run: Run, epoch: int, train_loss: float, val: Evaluation, lr: float, seconds: float
+) -> dict[str, Any]:
+    """One epoch's line of history.csv: the losses, the validation scores at the 0.5
+    threshold, the lr the epoch started with, its seconds and every focal weight."""
+    scores = score_means(val.counts)
+    return {
+        "epoch": epoch,
+        "train_loss": train_loss,
+        "val_loss": val.loss,
+        "val_dsc": scores["dsc"],
+        "val_precision": scores["precision"],
+        "val_recall": scores["recall"],
+        "val_soft_dice": val.soft_dice,
+        "lr": lr,
+        "seconds": seconds,
+        **{f"focal_{k}": v for k, v in models.focal_weights(run.model).items()},
+    }
+
+
+def advance(state: dict[str, Any], recipe: Protocol, val: Evaluation, row: dict[str, Any]) -> bool:
+    """Book an epoch into ``state`` (:func:`fresh_state`'s keys): its history row, early
+    stopping's best loss and patience (``stopped`` once ``bad_epochs`` reaches it), and the
+    best checkpoint's monitor; returns whether this epoch is the new best checkpoint."""
+    loss_improved = val.loss < state["best_loss"]
+    improved, monitored = checkpoint_improves(recipe, val, state)
+    state.update(
+        epoch=row["epoch"],
+        history=[*state["history"], row],
+        best_loss=val.loss if loss_improved else state["best_loss"],
+        best_monitor=monitored if improved else state["best_monitor"],
+        best_epoch=row["epoch"] if improved else state["best_epoch"],
+        bad_epochs=0 if loss_improved else state["bad_epochs"] + 1,
+    )
+    if recipe.early_stopping is not None and state["bad_epochs"] >= recipe.early_stopping:
+        state["stopped"] = True
+    return improved
 
 
 def fresh_state() -> dict[str, Any]:
