@@ -441,7 +441,7 @@ def caption(table: Table) -> str:
         f"split: {_spread([r.resolved.get('split') for r in runs])}; runs per cell: {per_cell}; "
         f"protocol: {_spread([r.config.get('protocol') for r in runs])}; "
         f"focalbench {__version__} (runs made with {_spread([r.version for r in runs])}). "
-        f"Bold: best per metric; {DASH}: no finished run."
+        f"Bold: best per metric; {DASH}: no finished run, or a score its runs did not record."
     )
 
 
