@@ -934,3 +934,18 @@ def test_vs_paper_on_an_imported_dataset_says_no_paper_has_numbers_for_it(result
     assert "my-scans is your own dataset (focalbench import); no paper has numbers for it" in text
     assert "drive is your own dataset" not in text
     assert "your own dataset" not in build_report(results).text  # only asked with --vs-paper
+
+
+def test_report_takes_build_reports_parameters_and_returns_its_text(results):
+    """report() is build_report().text: the same parameters (as help() shows them) and text."""
+    import inspect
+
+    make_run(results, "drive", "unet", "dice", [0.80, 0.70, 0.90], seed=0)
+
+    assert list(inspect.signature(report).parameters) == list(
+        inspect.signature(build_report).parameters
+    )
+    assert (
+        report(results, table="losses", fmt="csv")
+        == build_report(results, "losses", fmt="csv").text
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 import tempfile
@@ -58,13 +59,6 @@ class Report:
     path: Path | None
     plots: list[Path] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
-
-
-def report(*args: Any, **kwargs: Any) -> str:
-    """The table as text (Markdown, CSV or LaTeX): :func:`build_report`'s ``.text``, with its
-    parameters; the table is also written to ``out`` or ``results/reports/``. See
-    :func:`build_report` for the records (``--json``) and the written paths."""
-    return build_report(*args, **kwargs).text
 
 
 def build_report(
@@ -167,6 +161,17 @@ def build_report(
     )
     atomic_write_text(path, text)
     return Report(text, records, path, made, skipped)
+
+
+def report(*args: Any, **kwargs: Any) -> str:
+    """The table as text (Markdown, CSV or LaTeX): :func:`build_report`'s ``.text``, with its
+    parameters; the table is also written to ``out`` or ``results/reports/``. See
+    :func:`build_report` for the records (``--json``) and the written paths."""
+    return build_report(*args, **kwargs).text
+
+
+# help(report) and a notebook's completion show build_report's parameters, not *args
+report.__signature__ = inspect.signature(build_report).replace(return_annotation=str)
 
 
 def _claims_report(
