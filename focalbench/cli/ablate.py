@@ -111,7 +111,9 @@ def ablate(
         None, "--slurm-gpus-per-job", help="Slurm: GPUs of one job (sbatch --gpus-per-node)."
     ),
     slurm_cpus_per_task: int | None = typer.Option(
-        None, "--slurm-cpus-per-task", help="Slurm: CPUs of one job (sbatch --cpus-per-task)."
+        None,
+        "--slurm-cpus-per-task",
+        help="Slurm: CPUs of each cell's task (sbatch --cpus-per-task).",
     ),
     slurm_mem: str | None = typer.Option(
         None, "--slurm-mem", help="Slurm: memory of one job (sbatch --mem), e.g. 16G."
