@@ -240,6 +240,9 @@ RAY_ATTEMPTS = 4  # the first submission and up to 3 resubmissions after a lost 
 # How long a resubmitted cell waits for its lost attempt's lock: the dead node's worker lets
 # go within seconds of its raylet's death; an NFS lock lease runs about 90 s.
 LOST_LOCK_WAIT = 120.0
+# How long a stopping driver waits for a cancelled task to let go of its cell: it stops at its
+# next training step, well within this.
+CANCEL_WAIT = 10.0
 
 
 def probe_ray_address(address: str) -> None:
@@ -367,7 +370,13 @@ class RayExecutor:
         key = RunConfig.from_dict(task.config).key
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
         if isinstance(exc, self._ray.exceptions.TaskCancelledError) or self._cancelled:
-            return settle_lost_cell(task.results, key, "its Ray task was cancelled")
+            folder = run_folder(task.results, key)
+            if not folder.path.exists():  # cancelled in the queue: it never began
+                return settle_lost_cell(task.results, key, "its Ray task was cancelled")
+            # Ray may report the cancel before the task has unwound: its last record must not
+            # land after ours, so wait (a while) for it to let go of the cell
+            with folder.lock(CANCEL_WAIT):
+                return settle_lost_cell(task.results, key, "its Ray task was cancelled")
         if not isinstance(exc, tuple(getattr(self._ray.exceptions, n) for n in _LOST_TO_CLUSTER)):
             error = f"Ray task died: {reason}"
             run_folder(task.results, key).record_failure(error)

@@ -112,11 +112,15 @@ class RunStatus:
         the owner died and its pid was reused (after a reboot, or a wrap of the pid counter).
         A run trained in a Slurm job is owned while Slurm queues or runs that job: a pid says
         nothing on another node, and a requeued job is the owner while it waits to resume.
+        Otherwise an interrupted record's writer owns nothing: it stopped training when it
+        wrote it, though its process may live on (a Ray worker outlives its cancelled task).
         """
         if self.slurm_job:
             from focalbench.slurm import job_alive
 
             return job_alive(self.slurm_job)
+        if self.interrupted:
+            return False
         pid, host = self.pid, self.host
         if not isinstance(pid, int) or host != socket.gethostname() or pid == os.getpid():
             return False

@@ -326,6 +326,34 @@ def test_running_cell_of_a_live_lockless_owner_is_left_alone(tmp_path):
         owner.wait()
 
 
+def test_a_live_process_whose_record_says_interrupted_owns_nothing(tmp_path):
+    """A Ray worker outlives the task it stopped on Ctrl-C: its pid is alive, but its record
+    says interrupted, so the cell is not busy: the next run resumes it."""
+    config = _config()
+    run_dir = run_dir_of(tmp_path, config.key)
+    lingering = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run_dir.mkdir(parents=True)
+        (run_dir / "last.pt").write_text("1")
+        status = {
+            "state": "running",
+            "epoch": 1,
+            "pid": lingering.pid,
+            "host": socket.gethostname(),
+            "updated": utc_now(),
+        }
+        assert owner_alive(status)
+        interrupted = {**status, "error": "interrupted; rerun the same command to resume"}
+        assert not owner_alive(interrupted)
+        atomic_write_json(run_dir / "status.json", interrupted)
+        result = run_cell(config.to_dict(), str(tmp_path), train_fn=fake_train)
+        assert result.outcome is Outcome.resumed, result.error
+    finally:
+        lingering.kill()
+        lingering.wait()
+    assert _calls(tmp_path)[0][1] == "resume"
+
+
 def test_a_raising_cell_does_not_stop_the_grid(tmp_path):
     result = fake_grid(
         losses="dice,boom,ce",

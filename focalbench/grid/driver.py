@@ -302,10 +302,12 @@ def _recorded(cell: GridCell, results: str, earlier: dict[str, Any] | None) -> C
     """What grid.json says of a cell not in flight here: its run folder's state now.
 
     done → this driver's outcome if it settled the cell as done, else the earlier record's
-    (another driver trained it), else ``skipped``; failed → failed with its error; running by a
-    live owner (or one on another host) → ``busy``; running with its owner gone → failed as
-    interrupted (resumed by the next run); no status → not started (``None``). A pruned row not derived yet, and a cell
-    whose record is being rewritten this instant, keep this driver's outcome.
+    (another driver trained it), else ``skipped``; not done and stopped by this driver's stop
+    signal → interrupted, whatever its record says while its process unwinds; failed → failed
+    with its error; running by a live owner (or one on another host that has not recorded a
+    stop) → ``busy``; running with its owner gone → failed as interrupted (resumed by the next
+    run); no status → not started (``None``). A pruned row not derived yet, and a cell whose
+    record is being rewritten this instant, keep this driver's outcome.
     """
     own = cell.result
     if cell.config is None:
@@ -318,16 +320,18 @@ def _recorded(cell: GridCell, results: str, earlier: dict[str, Any] | None) -> C
     key = cell.config.key
     if status is None:
         return own if own and own.outcome is Outcome.failed else None
+    if own and own.outcome is Outcome.interrupted and status.state is not Status.done:
+        # stopped by a signal in this driver: its process may still be unwinding (a Ray
+        # worker even outlives its cancelled task), but it trains no more
+        return own
     if status.state is Status.running:
-        # an owner on another host (a Ray node) cannot be checked from here: taken as alive;
-        # a Slurm job can, wherever it runs (squeue)
+        # an owner on another host (a Ray node) cannot be checked from here: taken as alive
+        # unless its record says it stopped; a Slurm job can, wherever it runs (squeue)
         remote = status.host != socket.gethostname() and not status.slurm_job
-        if remote or status.owner_alive():
+        if (remote and not status.interrupted) or status.owner_alive():
             holder = f"Slurm job {status.slurm_job}" if status.slurm_job else None
             holder = holder or f"pid {status.pid} on {status.host}"
             return CellResult(key, Outcome.busy, error=f"being trained by {holder}")
-        if own and own.outcome is Outcome.interrupted:  # stopped by a signal in this driver
-            return own
         gone = f"interrupted; its owner (pid {status.pid}) is gone"
         return CellResult(key, Outcome.failed, error=f"{gone}; rerun the same command to resume")
     if status.state is Status.failed:
