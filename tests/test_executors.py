@@ -326,26 +326,33 @@ def test_running_cell_of_a_live_lockless_owner_is_left_alone(tmp_path):
         owner.wait()
 
 
+def _begun(results, config: RunConfig, pid: int, updated) -> dict:
+    """A cell left mid-run at epoch 1 by ``pid`` on this host (last.pt and its status record)."""
+    run_dir = run_dir_of(results, config.key)
+    run_dir.mkdir(parents=True)
+    (run_dir / "last.pt").write_text("1")
+    status = {
+        "state": "running",
+        "epoch": 1,
+        "pid": pid,
+        "host": socket.gethostname(),
+        "updated": updated,
+    }
+    atomic_write_json(run_dir / "status.json", status)
+    return status
+
+
 def test_a_live_process_whose_record_says_interrupted_owns_nothing(tmp_path):
     """A Ray worker outlives the task it stopped on Ctrl-C: its pid is alive, but its record
     says interrupted, so the cell is not busy: the next run resumes it."""
     config = _config()
-    run_dir = run_dir_of(tmp_path, config.key)
     lingering = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        run_dir.mkdir(parents=True)
-        (run_dir / "last.pt").write_text("1")
-        status = {
-            "state": "running",
-            "epoch": 1,
-            "pid": lingering.pid,
-            "host": socket.gethostname(),
-            "updated": utc_now(),
-        }
+        status = _begun(tmp_path, config, lingering.pid, utc_now())
         assert owner_alive(status)
         interrupted = {**status, "error": "interrupted; rerun the same command to resume"}
         assert not owner_alive(interrupted)
-        atomic_write_json(run_dir / "status.json", interrupted)
+        atomic_write_json(run_dir_of(tmp_path, config.key) / "status.json", interrupted)
         result = run_cell(config.to_dict(), str(tmp_path), train_fn=fake_train)
         assert result.outcome is Outcome.resumed, result.error
     finally:
@@ -556,19 +563,9 @@ def test_a_live_process_younger_than_the_status_is_a_reused_pid_not_the_owner(tm
     """After a reboot (or a pid wrap) the dead owner's pid can belong to an unrelated process;
     it started after status.json was last written, so it cannot be the writer: resume the cell."""
     config = _config()
-    run_dir = run_dir_of(tmp_path, config.key)
     stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        run_dir.mkdir(parents=True)
-        (run_dir / "last.pt").write_text("1")
-        status = {
-            "state": "running",
-            "epoch": 1,
-            "pid": stranger.pid,
-            "host": socket.gethostname(),
-            "updated": updated,
-        }
-        atomic_write_json(run_dir / "status.json", status)
+        status = _begun(tmp_path, config, stranger.pid, updated)
         assert owner_alive({**status, "updated": utc_now()})  # written after it started: the owner
         assert owner_alive({**status, "updated": time.time() + 1})
         assert not owner_alive(status)

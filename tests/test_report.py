@@ -808,6 +808,26 @@ def test_a_study_file_feeds_its_table_from_ablate_to_report(results, tmp_path):
     )
     assert table_rows(only_dsc.stdout)[0][-2:] == ["Variant", "DSC"]
 
+    # a run of another study in the same folder is in the plain report, not in the study's
+    make_run(results, "sample", "unet", "ce", [0.5, 0.6], protocol="smoke")
+    everything = runner.invoke(app, ["report", *flags, *where])
+    assert [r[1:3] for r in table_rows(everything.stdout)[1:]] == [
+        ["unet", "ce"],
+        ["unet", "dice"],
+        ["unet", "ufl"],
+    ]
+    again = runner.invoke(app, ["report", "--study-file", str(study), *where])
+    assert again.stdout == from_file.stdout
+    # a study file whose study was never run here: one line naming both ways out
+    unrun = tmp_path / "unrun.toml"
+    unrun.write_text(study.read_text().replace('name = "two-losses"', 'name = "unrun"'))
+    missing = runner.invoke(app, ["report", "--study-file", str(unrun), *where])
+    assert missing.exit_code == 2
+    assert missing.output.strip().splitlines() == [
+        f"error: no grid of study 'unrun' in {results / 'grids'}: train it with focalbench"
+        f" ablate --study-file {unrun}, or drop --study-file to report every run"
+    ]
+
 
 # ---------------------------------------------------------------------------------------------- plots
 

@@ -193,7 +193,7 @@ def ablate(
             if _on_cpu(opts.device)
             else 1
         )
-    grid_dir = results_dir / "grids" / grid.name
+    grid_dir = grids_dir(results_dir) / grid.name
     runner: Executor
     if ExecutorKind(opts.executor) is ExecutorKind.local:
         runner = LocalExecutor(local_slots(opts.device, gpu_list, opts.jobs_per_gpu, jobs))
@@ -230,6 +230,29 @@ def ablate(
     recorded = _write_grid(grid_dir, grid, threshold, str(results_dir))
     seconds = time.perf_counter() - started
     return GridResult(grid.name, grid_dir, grid.cells, seconds, recorded, stopped_by)
+
+
+def grids_dir(results: str | os.PathLike) -> Path:
+    """``<results>/grids``, the folder holding a folder per grid (its grid.json)."""
+    return Path(results) / "grids"
+
+
+def study_run_keys(results: str | os.PathLike, study: str) -> set[str]:
+    """The run keys of the cells that the grids of ``study`` under ``results`` planned or
+    derived (their grid.json), with whatever seeds, datasets and parameters they were run;
+    empty when no grid of that study was run there. A grid.json that cannot be read counts as
+    none: the driver writes it atomically, so only a hand-edited one is ever unreadable."""
+    keys: set[str] = set()
+    for path in sorted(grids_dir(results).glob("*/grid.json")):
+        try:
+            grid = read_json(path)
+        except (OSError, ValueError):
+            continue
+        if isinstance(grid, dict) and grid.get("study") == study:
+            keys |= {
+                c["key"] for c in grid.get("cells", []) if isinstance(c, dict) and c.get("key")
+            }
+    return keys
 
 
 def _on_cpu(device: str) -> bool:

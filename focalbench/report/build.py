@@ -16,7 +16,7 @@ import numpy as np
 
 from focalbench.errors import FocalbenchError
 from focalbench.grammar import split_names
-from focalbench.grid.studies import TableSpec
+from focalbench.grid.studies import Study, TableSpec
 from focalbench.report import formats, stats
 from focalbench.report.claim_report import document, evaluate
 from focalbench.report.formats import DAGGER, DASH, Document, Format, Text
@@ -33,7 +33,15 @@ from focalbench.report.layouts import (
     metrics_problem,
 )
 from focalbench.report.published import Comparison, compare, footnotes
-from focalbench.report.runs import IMAGE_METRICS, Entry, Skipped, Status, group_entries, load_runs
+from focalbench.report.runs import (
+    IMAGE_METRICS,
+    Entry,
+    Skipped,
+    Status,
+    StoredRun,
+    group_entries,
+    load_runs,
+)
 from focalbench.store import atomic_write_text
 
 
@@ -81,10 +89,12 @@ def build_report(
     ``dataset`` then names the dataset whose runs every claim is judged on.
 
     ``metrics`` (``"dsc,recall"`` or a list) are the metrics shown, in that order, in place of
-    the layout's own. ``study_file`` (docs/ablate.md § Study files) gives its ``[table]``: the
-    title, and the layout, baseline and metrics wherever ``table``, ``baseline`` and ``metrics``
-    are ``None``; ``table`` is otherwise ``auto``."""
-    spec = _study_table(study_file)
+    the layout's own. ``study_file`` (docs/ablate.md § Study files) keeps only the runs its
+    grids planned (``ablate --study-file``) and gives its ``[table]``: the title, and the layout,
+    baseline and metrics wherever ``table``, ``baseline`` and ``metrics`` are ``None``; ``table``
+    is otherwise ``auto``."""
+    study = _study(study_file)
+    spec = study.table if study is not None else TableSpec("")
     table_name = _enum(TableName, table if table is not None else spec.layout, "--table")
     baseline = baseline if baseline is not None else spec.baseline
     shown = _metrics(metrics) if metrics is not None else spec.metrics
@@ -111,6 +121,8 @@ def build_report(
             f"results folder {str(results)!r} not found; pass --results DIR (the folder holding runs/)"
         )
     runs, skipped = load_runs(results)
+    if study is not None:
+        runs = _of_study(runs, results, study, study_file)
     if not any(r.state is Status.done for r in runs):
         raise FocalbenchError(
             f"nothing to report: no finished run in {results / 'runs'} ({_tally(runs, skipped)}); "
@@ -239,13 +251,27 @@ def _html(doc: Document, table: Table, tests: list[TestResult], made: list[Path]
         return html_document(doc, _plots(table, Path(folder), tests), table.entries)
 
 
-def _study_table(study_file: str | os.PathLike | None) -> TableSpec:
-    """The ``[table]`` of the study file; without one, no title and the ``auto`` layout."""
+def _study(study_file: str | os.PathLike | None) -> Study | None:
     if study_file is None:
-        return TableSpec("")
+        return None
     from focalbench.grid.study_file import load_study
 
-    return load_study(study_file).table
+    return load_study(study_file)
+
+
+def _of_study(
+    runs: list[StoredRun], results: Path, study: Study, study_file: str | os.PathLike
+) -> list[StoredRun]:
+    """The runs that the grids of ``study`` planned (``ablate --study-file``) in ``results``."""
+    from focalbench.grid.driver import study_run_keys
+
+    keys = study_run_keys(results, study.name)
+    if not keys:
+        raise FocalbenchError(
+            f"no grid of study {study.name!r} in {results / 'grids'}: train it with focalbench"
+            f" ablate --study-file {study_file}, or drop --study-file to report every run"
+        )
+    return [r for r in runs if r.key in keys]
 
 
 def _metrics(metrics: str | Sequence[str]) -> tuple[str, ...]:
