@@ -40,6 +40,14 @@ def _record(signum: int, frame: FrameType | None) -> None:
     _received.append(signum)
 
 
+def ask_to_stop(signum: int) -> None:
+    """Ask the work to stop at its next safe point, as a first stop signal does, from a handler
+    of another signal (a Slurm job's time-limit USR2). Asked before :func:`stop_on_signals`
+    begins, the work stops at its first safe point."""
+    if not _received:
+        _received.append(signum)
+
+
 def stopping() -> int | None:
     """The signal that asked this process to stop, or ``None``."""
     return _received[0] if _received else None

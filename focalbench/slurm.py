@@ -214,11 +214,12 @@ def _settled(task: Any, key: str) -> CellResult | None:
 class SlurmCell:
     """The function a job's Slurm task runs: the pack's cell of this task's rank, resumable.
 
-    submitit asks Slurm for a USR2 90 s before ``--slurm-time`` ends; the cell then requeues its
-    own job (``scontrol requeue``), whose SIGTERM stops training at the next step with its
-    ``last.pt``, exactly as a preemption does, and the requeued job resumes the cell. (submitit's
-    own USR2 handler would exit mid-step, which train records as a failure.) Every task of a
-    pack gets the signals and stops its own cell.
+    submitit asks Slurm for a USR2 90 s before ``--slurm-time`` ends; training then stops at
+    the next step with its ``last.pt``, exactly as on a preemption's SIGTERM, and only then does
+    the cell requeue its own job (``scontrol requeue``), which resumes the cell: no step is
+    trained between the signal and the stop, so a cell never finishes behind a requeue that is
+    under way. (submitit's own USR2 handler would exit mid-step, which train records as a
+    failure.) Every task of a pack gets the signals and stops its own cell.
     """
 
     def __call__(self, pack: list[Any], device: str) -> tuple[int, CellResult]:
@@ -226,22 +227,42 @@ class SlurmCell:
 
         from focalbench import threads
 
-        signal.signal(signal.SIGUSR2, _requeue_this_job)
+        signal.signal(signal.SIGUSR2, _stop_for_the_time_limit)
         cpus = os.environ.get("SLURM_CPUS_PER_TASK")  # the task's budget, as a local slot's
         if cpus:
             threads.limit_threads(int(cpus))
         else:
             threads.limit_worker_threads(device, len(pack))
         task = pack[submitit.JobEnvironment().global_rank]
-        return task.task_id, task.run(device)
+        result = task.run(device)
+        if _TIME_LIMIT_NEAR and result.outcome is Outcome.interrupted:
+            _requeue_this_job()
+        return task.task_id, result
 
 
-def _requeue_this_job(signum: int, frame: Any) -> None:
+_TIME_LIMIT_NEAR: list[int] = []  # the time limit's USR2, once this job's task has had it
+
+
+def _stop_for_the_time_limit(signum: int, frame: Any) -> None:
+    from focalbench.signals import ask_to_stop
+
+    _TIME_LIMIT_NEAR.append(signum)
+    ask_to_stop(signum)
+
+
+def _requeue_this_job() -> None:
+    """Requeue this task's job; its SIGTERM finds training already stopped (submitit's handler
+    lets the task return its result). Each task of a pack asks; all but the first are refused."""
     job = current_job()
-    if job:  # not waited for: its SIGTERM reaches this very process (each task of a pack asks)
-        subprocess.Popen(
-            ["scontrol", "requeue", job], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+    if job:
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            subprocess.run(
+                ["scontrol", "requeue", job],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=60,
+                check=False,
+            )
 
 
 class SlurmExecutor:

@@ -148,3 +148,16 @@ def test_a_second_signal_exits_at_once_without_a_torn_file(tmp_path: Path) -> No
     (run,) = tmp_path.glob("runs/*")
     assert _status(run)["state"] == "running"
     assert checkpoint.load(run / "last.pt")["epoch"] >= 1
+
+
+def test_a_stop_asked_from_another_handler_is_taken_at_the_first_safe_point() -> None:
+    """ask_to_stop (the Slurm time limit's USR2 handler calls it) stops the work as a first stop
+    signal does, also when asked before the work began; the block's end forgets it."""
+    from focalbench.signals import Interrupted, ask_to_stop, raise_if_stopping, stop_on_signals
+
+    ask_to_stop(signal.SIGUSR2)
+    ask_to_stop(signal.SIGTERM)  # a later ask keeps the first signal
+    with pytest.raises(Interrupted) as stopped, stop_on_signals():
+        raise_if_stopping()
+    assert (stopped.value.signum, stopped.value.exit_code) == (signal.SIGUSR2, 128 + 12)
+    raise_if_stopping()  # forgotten: nothing raised

@@ -21,9 +21,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol")
+# Enough epochs that a signal sent after epoch 1 reaches a job well before its cell is done.
+EPOCHS = 8
 GRID = [
     "--dataset", "sample", "--models", "unet", "--losses", "dice",
-    "--protocol", "smoke", "--epochs", "4", "--param", "model.width=4", "--name", "g",
+    "--protocol", "smoke", "--epochs", str(EPOCHS), "--param", "model.width=4", "--name", "g",
 ]  # fmt: skip
 
 
@@ -239,7 +241,9 @@ def test_a_grid_detached_requeued_and_reattached_on_slurm_equals_the_local_run(
     assert set(outcomes.values()) == {"resumed"}, outcomes  # both from last.pt
     for job, run in runs.items():
         history = (run / "history.csv").read_text().splitlines()
-        assert [line.split(",")[0] for line in history[1:]] == ["1", "2", "3", "4"]
+        assert [line.split(",")[0] for line in history[1:]] == [
+            str(e) for e in range(1, EPOCHS + 1)
+        ]
         assert list((results / "grids" / "g" / "slurm" / job).glob("*_log.err"))  # logs kept
 
     for key in jobs:
@@ -290,7 +294,9 @@ def test_jobs_per_gpu_packs_cells_into_one_job_of_several_slurm_tasks(
     assert outcomes == {key: "resumed" if jobs[key] == pair_job else "trained" for key in jobs}
     for key in jobs:
         history = (results / "runs" / key / "history.csv").read_text().splitlines()
-        assert [line.split(",")[0] for line in history[1:]] == ["1", "2", "3", "4"]
+        assert [line.split(",")[0] for line in history[1:]] == [
+            str(e) for e in range(1, EPOCHS + 1)
+        ]
         ours = json.loads((results / "runs" / key / "metrics.json").read_text())["test"]
         assert ours == local_metrics[key], key
 
