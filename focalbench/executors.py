@@ -371,11 +371,11 @@ class RayExecutor:
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
         if isinstance(exc, self._ray.exceptions.TaskCancelledError) or self._cancelled:
             folder = run_folder(task.results, key)
-            if not folder.path.exists():  # cancelled in the queue: it never began
-                return settle_lost_cell(task.results, key, "its Ray task was cancelled")
             # Ray may report the cancel before the task has unwound: its last record must not
-            # land after ours, so wait (a while) for it to let go of the cell
-            with folder.lock(CANCEL_WAIT):
+            # land after ours, so wait (a while) for it to let go of the cell; a task cancelled
+            # in the queue never began (no folder)
+            begun = folder.path.exists()
+            with folder.lock(CANCEL_WAIT) if begun else contextlib.nullcontext():
                 return settle_lost_cell(task.results, key, "its Ray task was cancelled")
         if not isinstance(exc, tuple(getattr(self._ray.exceptions, n) for n in _LOST_TO_CLUSTER)):
             error = f"Ray task died: {reason}"
